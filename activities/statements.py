@@ -1,0 +1,211 @@
+"""Activities: thin adapters between Temporal and the domain code in bankrecon/."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive
+from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
+from bankrecon.config import Settings
+from bankrecon.db import create_schema, make_engine
+from bankrecon.decoding import decode_archive
+from bankrecon.models import (
+    ArchiveRef,
+    DecodedStatement,
+    DecodeRequest,
+    FetchResult,
+    PersistRequest,
+    PersistResult,
+    StatementKey,
+)
+from bankrecon.persistence import save_statement
+from bankrecon.statement import ArchiveLimits, StatementDamaged
+from bankrecon.window import MerchantWindow, RequestOrigin
+
+log = logging.getLogger(__name__)
+
+# Error types the workflow and operators see in failures and pending-activity details.
+BANK_REJECTED = "BankRejected"
+STATEMENT_DAMAGED = "StatementDamaged"
+
+HEARTBEAT_EVERY = timedelta(seconds=5)
+# The bank counts arrivals, and timers fire a little early or late: wait slightly past the opening.
+WINDOW_MARGIN = timedelta(milliseconds=50)
+
+
+@asynccontextmanager
+async def heartbeating(every: timedelta) -> AsyncIterator[None]:
+    """Heartbeat in the background, so a dead worker's attempt is retried within the heartbeat timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every.total_seconds())
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+def _workflow_run() -> tuple[str, str]:
+    info = activity.info()
+    if info.workflow_id is None or info.workflow_run_id is None:
+        raise ApplicationError("statement activities run only inside a workflow", non_retryable=True)
+    return info.workflow_id, info.workflow_run_id
+
+
+class StatementActivities:
+    def __init__(self, settings: Settings, engine: Engine, bank: BankClient):
+        self._data_dir = settings.data_dir.resolve()
+        self._engine = engine
+        self._bank = bank
+        self._window = MerchantWindow(
+            engine,
+            min_interval=timedelta(seconds=settings.bank_min_interval_seconds),
+            request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
+        )
+        self._window_margin = max(
+            WINDOW_MARGIN, timedelta(seconds=settings.bank_min_interval_seconds / 100)
+        )
+        self._limits = ArchiveLimits()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StatementActivities:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.resolved_database_url())
+        create_schema(engine)
+        bank = BankClient(
+            settings.bank_base_url,
+            settings.bank_merchant_id,
+            settings.bank_merchant_secret,
+            connect_timeout=settings.bank_connect_timeout_seconds,
+            request_timeout=settings.bank_request_timeout_seconds,
+        )
+        return cls(settings, engine, bank)
+
+    async def close(self) -> None:
+        await self._bank.aclose()
+        self._engine.dispose()
+
+    @activity.defn(name="fetch_statement")
+    async def fetch_statement(self, key: StatementKey) -> FetchResult:
+        workflow_id, run_id = _workflow_run()
+        merchant_id = self._bank.merchant_id
+        origin = RequestOrigin(
+            merchant_id=merchant_id,
+            account_no=key.account_no,
+            bill_date=key.bill_date,
+            workflow_id=workflow_id,
+            run_id=run_id,
+            activity_attempt=activity.info().attempt,
+        )
+        claim = await asyncio.to_thread(self._window.try_claim, origin, datetime.now(UTC))
+        if isinstance(claim, timedelta):
+            wait = claim + self._window_margin
+            raise ApplicationError(
+                f"merchant {merchant_id}'s request window is in use by another statement; "
+                f"next request in {wait.total_seconds():.1f}s",
+                type="MerchantWindowBusy",
+                next_retry_delay=wait,
+                category=ApplicationErrorCategory.BENIGN,
+            )
+        outcome = "no answer"
+        try:
+            async with heartbeating(HEARTBEAT_EVERY):
+                answer = await self._bank.download_statement(
+                    key.account_no, key.bill_date, claim.request_id
+                )
+            outcome = answer.code
+        except BankUnavailable as exc:
+            outcome = str(exc)
+            raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
+        finally:
+            await asyncio.to_thread(
+                self._window.release, merchant_id, claim, datetime.now(UTC), outcome
+            )
+        return await self._accept(key, answer, claim.sent_at)
+
+    async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:
+        said = f"bank answered {answer.code} {answer.message}".rstrip()
+        if answer.outcome is Outcome.REJECTED:
+            raise ApplicationError(
+                f"{said}: {REJECTION_ADVICE[answer.code]}", type=BANK_REJECTED, non_retryable=True
+            )
+        if answer.outcome is Outcome.NOT_YET:
+            if answer.code == "9999":
+                raise ApplicationError(
+                    f"statement not ready ({said})",
+                    type="BankNotReady",
+                    category=ApplicationErrorCategory.BENIGN,
+                )
+            kind = "BankRateLimited" if answer.known else "BankUnknownCode"
+            raise ApplicationError(f"{said}; trying again after the window", type=kind)
+        archive = None
+        if answer.outcome is Outcome.READY:
+            archive = await asyncio.to_thread(self._store_archive, answer)
+        requests = await asyncio.to_thread(self._window.requests_sent, *_workflow_run())
+        log.info("statement %s %s fetched: %s", key.account_no, key.bill_date, said)
+        return FetchResult(
+            code="0000" if archive else "2001",
+            archive=archive,
+            fetched_at=sent_at,
+            bank_requests=requests,
+        )
+
+    def _store_archive(self, answer: BankAnswer) -> ArchiveRef:
+        data = answer.data or {}
+        try:
+            return store_base64_archive(
+                self._data_dir,
+                file_name=str(data["file_name"]),
+                file_content=str(data["file_content"]),
+                file_sha256=str(data["file_sha256"]),
+            )
+        except KeyError as exc:
+            raise ApplicationError(
+                f"bank answered 0000 without {exc} in data; fetching again", type="ArchiveDamaged"
+            ) from None
+        except ArchiveDamaged as exc:
+            raise ApplicationError(
+                f"download damaged: {exc}; fetching again", type="ArchiveDamaged"
+            ) from None
+
+    @activity.defn(name="decode_statement")
+    def decode_statement(self, request: DecodeRequest) -> DecodedStatement:
+        activity.heartbeat()
+        key = request.statement
+        try:
+            return decode_archive(
+                self._data_dir,
+                key,
+                request.archive,
+                self._limits,
+                on_progress=activity.heartbeat,
+            )
+        except StatementDamaged as exc:
+            raise ApplicationError(
+                f"statement {key.account_no} {key.bill_date} is damaged, nothing was kept: {exc}",
+                type=STATEMENT_DAMAGED,
+                non_retryable=True,
+            ) from None
+        except FileNotFoundError:
+            raise ApplicationError(
+                f"archive {archive_path(self._data_dir, request.archive.sha256)} is missing: "
+                "every worker of this task queue must share DATA_DIR",
+                type="ArchiveMissing",
+            ) from None
+
+    @activity.defn(name="persist_statement")
+    def persist_statement(self, request: PersistRequest) -> PersistResult:
+        activity.heartbeat()
+        return save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)

@@ -1,0 +1,40 @@
+"""Settings from the environment (and a .env file), with defaults for the local setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The simulator's demo merchant; a real deployment overrides both.
+DEMO_MERCHANT_ID = "M100001"
+DEMO_MERCHANT_SECRET = "demo-secret-change-me"
+SIMULATOR_URL = "http://127.0.0.1:8600"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "bank-statements"
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.db in DATA_DIR"
+    )
+
+    bank_base_url: str = SIMULATOR_URL
+    bank_merchant_id: str = DEMO_MERCHANT_ID
+    bank_merchant_secret: SecretStr = SecretStr(DEMO_MERCHANT_SECRET)
+    bank_min_interval_seconds: float = Field(default=1800.0, ge=0)
+    bank_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Bounds one whole request, download included; the merchant's window stays reserved
+    # for this long when a worker dies mid-request, since the bank may still count it.
+    bank_request_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'bankrecon.db').resolve()}"

@@ -1,0 +1,180 @@
+"""The database: schema, exact money and time types, engine set-up. Same schema on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+CENT = Decimal("0.01")
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
+
+
+class Money(TypeDecorator[Decimal]):
+    """NUMERIC(20, 2) in PostgreSQL; integer cents in SQLite, whose NUMERIC would turn into REAL.
+
+    Integer cents keep every cent of 15-digit amounts and keep SQLite's SUM exact.
+    """
+
+    impl = Numeric(20, 2)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(Numeric(20, 2, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value != value.quantize(CENT):
+            raise ValueError(f"money must have at most two fraction digits, got {value}")
+        return int(value.scaleb(2)) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return Decimal(int(value)).scaleb(-2)
+        return Decimal(value).quantize(CENT)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """TIMESTAMP WITH TIME ZONE in PostgreSQL; in SQLite fixed-width UTC text, whose order is time order."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(32))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: times are stored with their zone")
+        utc = value.astimezone(UTC)
+        return utc.strftime(_SQLITE_TIME_FORMAT) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f+00:00").replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+statements = Table(
+    "statements",
+    metadata,
+    Column("account_no", String(32), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("bank_code", String(4), nullable=False),  # 0000 with a file, 2001 no transactions
+    Column("currency", String(3)),  # NULL only for 2001, which carries no header
+    Column("opening_balance", Money),
+    Column("closing_balance", Money),
+    Column("credit_count", Integer, nullable=False),
+    Column("debit_count", Integer, nullable=False),
+    Column("credit_total", Money, nullable=False),
+    Column("debit_total", Money, nullable=False),
+    Column("transaction_count", Integer, nullable=False),
+    Column("source_sha256", String(64)),
+    Column("fetched_at", UtcDateTime, nullable=False),
+    Column("persisted_at", UtcDateTime, nullable=False),
+    PrimaryKeyConstraint("account_no", "bill_date", name="statements_pkey"),
+)
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("account_no", String(32), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("serial_no", String(32), nullable=False),
+    Column("seq", Integer, nullable=False),  # position in the statement, parts in order
+    Column("traded_at", UtcDateTime, nullable=False),
+    Column("direction", String(1), nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("balance_after", Money, nullable=False),
+    Column("counterparty_account", String(64)),
+    Column("counterparty_name", String(256)),
+    Column("memo", String(512)),
+    PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
+    ForeignKeyConstraint(
+        ["account_no", "bill_date"],
+        ["statements.account_no", "statements.bill_date"],
+        name="transactions_statement_fkey",
+        ondelete="CASCADE",
+    ),
+)
+
+# One row per merchant: when its next request may be sent (see window.py).
+bank_windows = Table(
+    "bank_windows",
+    metadata,
+    Column("merchant_id", String(64), primary_key=True),
+    Column("next_request_at", UtcDateTime, nullable=False),
+    Column("holder", String(64)),  # the request holding the window, until it is answered
+)
+
+# Every request sent to the bank, for operators and for counting a workflow's attempts.
+bank_requests = Table(
+    "bank_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("merchant_id", String(64), nullable=False),
+    Column("account_no", String(32), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("activity_attempt", Integer, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=False),
+    Column("answered_at", UtcDateTime),
+    Column("outcome", String(64)),  # bank code, or the transport failure
+)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer; several worker processes share the file.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _configure_sqlite)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    metadata.create_all(engine)

@@ -1,0 +1,90 @@
+"""Writing one statement to the database, in one transaction, exactly once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, insert, select
+
+from bankrecon.db import statements, transactions
+from bankrecon.models import PersistRequest, PersistResult
+from bankrecon.records import read_record_batches
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 5_000
+
+
+def save_statement(
+    engine: Engine,
+    data_dir: Path,
+    request: PersistRequest,
+    on_progress: Callable[[int], None] = lambda _count: None,
+) -> PersistResult:
+    """Store the statement and its transactions, or nothing at all.
+
+    A rerun of the same download (a retried activity) finds it stored and writes
+    nothing; a different download of the same date (an operator's re-fetch) replaces
+    the old one whole.
+    """
+    key = request.statement
+    this_statement = (statements.c.account_no == key.account_no) & (
+        statements.c.bill_date == key.bill_date
+    )
+    with engine.begin() as conn:
+        stored = conn.execute(
+            select(statements.c.source_sha256, statements.c.bank_code).where(this_statement)
+        ).first()
+        if stored is not None and tuple(stored) == (request.source_sha256, request.bank_code):
+            return PersistResult(written=False, transaction_count=request.totals.transaction_count)
+        if stored is not None:
+            log.warning(
+                "replacing statement %s %s: stored source %s, new source %s",
+                key.account_no,
+                key.bill_date,
+                stored.source_sha256,
+                request.source_sha256,
+            )
+            conn.execute(
+                delete(transactions).where(
+                    (transactions.c.account_no == key.account_no)
+                    & (transactions.c.bill_date == key.bill_date)
+                )
+            )
+            conn.execute(delete(statements).where(this_statement))
+        totals = request.totals
+        conn.execute(
+            insert(statements).values(
+                account_no=key.account_no,
+                bill_date=key.bill_date,
+                bank_code=request.bank_code,
+                currency=totals.currency,
+                opening_balance=totals.opening_balance,
+                closing_balance=totals.closing_balance,
+                credit_count=totals.credit_count,
+                debit_count=totals.debit_count,
+                credit_total=totals.credit_total,
+                debit_total=totals.debit_total,
+                transaction_count=totals.transaction_count,
+                source_sha256=request.source_sha256,
+                fetched_at=request.fetched_at,
+                persisted_at=datetime.now(UTC),
+            )
+        )
+        written = 0
+        if request.records_file is not None:
+            for batch in read_record_batches(
+                data_dir / request.records_file, key.account_no, key.bill_date, BATCH_SIZE
+            ):
+                conn.execute(insert(transactions), batch)
+                written += len(batch)
+                on_progress(written)
+        if written != totals.transaction_count:
+            raise RuntimeError(
+                f"records file holds {written} transactions, the statement says "
+                f"{totals.transaction_count}: nothing was written"
+            )
+    return PersistResult(written=True, transaction_count=written)

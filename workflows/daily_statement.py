@@ -1,0 +1,134 @@
+"""DailyStatementWorkflow: one account's statement for one date, fetched, decoded and stored once."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.statements import BANK_REJECTED, STATEMENT_DAMAGED, StatementActivities
+    from bankrecon.models import (
+        DailyStatementInput,
+        DailyStatementResult,
+        DailyStatementStatus,
+        DecodeRequest,
+        PersistRequest,
+        Phase,
+        StatementKey,
+        StatementTotals,
+    )
+    from bankrecon.statement import CHINA_STANDARD_TIME
+
+# The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
+FETCH_TIMEOUT = timedelta(minutes=15)
+LOAD_TIMEOUT = timedelta(hours=2)
+# Activities heartbeat every few seconds: a dead worker's attempt is retried within this.
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+LOAD_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[STATEMENT_DAMAGED],
+)
+
+
+def polling_retry_policy(interval: timedelta) -> RetryPolicy:
+    """Ask the bank again every ``interval``, for as long as it takes (no attempt cap)."""
+    return RetryPolicy(
+        initial_interval=interval,
+        backoff_coefficient=1.0,
+        maximum_interval=interval,
+        maximum_attempts=0,
+        non_retryable_error_types=[BANK_REJECTED],
+    )
+
+
+def yesterday_in_china(moment: datetime) -> date:
+    return moment.astimezone(CHINA_STANDARD_TIME).date() - timedelta(days=1)
+
+
+def statement_workflow_id(account_no: str, bill_date: date) -> str:
+    return f"statement-{account_no}-{bill_date.isoformat()}"
+
+
+@workflow.defn(name="DailyStatementWorkflow")
+class DailyStatementWorkflow:
+    def __init__(self) -> None:
+        self._phase: Phase = "waiting_for_bank"
+        self._key: StatementKey | None = None
+
+    @workflow.run
+    async def run(self, request: DailyStatementInput) -> DailyStatementResult:
+        key = StatementKey(
+            account_no=request.account_no,
+            bill_date=request.bill_date or yesterday_in_china(workflow.info().start_time),
+        )
+        self._key = key
+        try:
+            return await self._collect(key, timedelta(seconds=request.retry_interval_seconds))
+        except ActivityError as err:
+            self._phase = "failed"
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable:
+                # Fail with the activity's own words: they say what went wrong and what to fix.
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
+            raise
+
+    async def _collect(self, key: StatementKey, retry_interval: timedelta) -> DailyStatementResult:
+        fetched = await workflow.execute_activity_method(
+            StatementActivities.fetch_statement,
+            key,
+            start_to_close_timeout=FETCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=polling_retry_policy(retry_interval),
+        )
+        totals = StatementTotals.empty()
+        records_file = None
+        if fetched.archive is not None:
+            self._phase = "decoding"
+            decoded = await workflow.execute_activity_method(
+                StatementActivities.decode_statement,
+                DecodeRequest(statement=key, archive=fetched.archive),
+                start_to_close_timeout=LOAD_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=LOAD_RETRY,
+            )
+            totals, records_file = decoded.totals, decoded.records_file
+        self._phase = "persisting"
+        source_sha256 = fetched.archive.sha256 if fetched.archive else None
+        persisted = await workflow.execute_activity_method(
+            StatementActivities.persist_statement,
+            PersistRequest(
+                statement=key,
+                bank_code=fetched.code,
+                totals=totals,
+                records_file=records_file,
+                source_sha256=source_sha256,
+                fetched_at=fetched.fetched_at,
+            ),
+            start_to_close_timeout=LOAD_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=LOAD_RETRY,
+        )
+        self._phase = "done"
+        return DailyStatementResult(
+            account_no=key.account_no,
+            bill_date=key.bill_date,
+            status="persisted" if persisted.written else "already_persisted",
+            transaction_count=persisted.transaction_count,
+            fetch_attempts=fetched.bank_requests,
+            bank_code=fetched.code,
+            currency=totals.currency,
+            opening_balance=totals.opening_balance,
+            closing_balance=totals.closing_balance,
+            source_sha256=source_sha256,
+        )
+
+    @workflow.query
+    def status(self) -> DailyStatementStatus | None:
+        if self._key is None:
+            return None
+        return DailyStatementStatus(statement=self._key, phase=self._phase)
