@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -54,7 +55,9 @@ def statement_workflow_id(account_no: str, bill_date: date) -> str:
     return f"statement-{account_no}-{bill_date.isoformat()}"
 
 
-@workflow.defn(name="DailyStatementWorkflow")
+# Invalid input (say a malformed account number from the CLI) fails the workflow with
+# pydantic's explanation, instead of failing its task over and over.
+@workflow.defn(name="DailyStatementWorkflow", failure_exception_types=[ValidationError])
 class DailyStatementWorkflow:
     def __init__(self) -> None:
         self._phase: Phase = "waiting_for_bank"
