@@ -74,9 +74,7 @@ class StatementActivities:
             min_interval=timedelta(seconds=settings.bank_min_interval_seconds),
             request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
         )
-        self._window_margin = max(
-            WINDOW_MARGIN, timedelta(seconds=settings.bank_min_interval_seconds / 100)
-        )
+        self._window_margin = max(WINDOW_MARGIN, timedelta(seconds=settings.bank_min_interval_seconds / 100))
         self._limits = ArchiveLimits()
 
     @classmethod
@@ -122,17 +120,13 @@ class StatementActivities:
         outcome = "no answer"
         try:
             async with heartbeating(HEARTBEAT_EVERY):
-                answer = await self._bank.download_statement(
-                    key.account_no, key.bill_date, claim.request_id
-                )
+                answer = await self._bank.download_statement(key.account_no, key.bill_date, claim.request_id)
             outcome = answer.code
         except BankUnavailable as exc:
             outcome = str(exc)
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
-            await asyncio.to_thread(
-                self._window.release, merchant_id, claim, datetime.now(UTC), outcome
-            )
+            await asyncio.to_thread(self._window.release, merchant_id, claim, datetime.now(UTC), outcome)
         return await self._accept(key, answer, claim.sent_at)
 
     async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:

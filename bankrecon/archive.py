@@ -49,9 +49,7 @@ def staged_file(directory: Path) -> Iterator[tuple[IO[bytes], Path]]:
         raise
 
 
-def store_base64_archive(
-    data_dir: Path, file_name: str, file_content: str, file_sha256: str
-) -> ArchiveRef:
+def store_base64_archive(data_dir: Path, file_name: str, file_content: str, file_sha256: str) -> ArchiveRef:
     """Decode the bank's base64 (MIME line breaks allowed), check its SHA-256 and keep the zip."""
     text = _LINE_BREAKS.sub("", file_content)
     if len(text) % 4:
@@ -63,9 +61,7 @@ def store_base64_archive(
             try:
                 chunk = binascii.a2b_base64(text[start : start + _BASE64_CHUNK], strict_mode=True)
             except binascii.Error as exc:
-                raise ArchiveDamaged(
-                    f"invalid base64 near character {start}: {exc}"
-                ) from None
+                raise ArchiveDamaged(f"invalid base64 near character {start}: {exc}") from None
             digest.update(chunk)
             size += len(chunk)
             out.write(chunk)

@@ -80,9 +80,7 @@ class BankClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def download_statement(
-        self, account_no: str, bill_date: date, request_id: str
-    ) -> BankAnswer:
+    async def download_statement(self, account_no: str, bill_date: date, request_id: str) -> BankAnswer:
         body = json.dumps(
             {
                 "merchant_id": self.merchant_id,
@@ -100,9 +98,7 @@ class BankClient:
         try:
             # httpx bounds each read; this bounds the whole exchange, body included.
             async with asyncio.timeout(self._request_timeout):
-                response = await self._http.post(
-                    "/statement/download", content=body, headers=headers
-                )
+                response = await self._http.post("/statement/download", content=body, headers=headers)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise BankUnavailable(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

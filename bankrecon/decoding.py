@@ -40,9 +40,7 @@ def decode_archive(
             if count % PROGRESS_EVERY == 0:
                 on_progress(count)
 
-        summary = read_statement_archive(
-            archive_path(data_dir, archive.sha256), expected, limits, keep
-        )
+        summary = read_statement_archive(archive_path(data_dir, archive.sha256), expected, limits, keep)
     os.replace(staged, target)
     return DecodedStatement(
         totals=StatementTotals(

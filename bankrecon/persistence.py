@@ -31,9 +31,7 @@ def save_statement(
     the old one whole.
     """
     key = request.statement
-    this_statement = (statements.c.account_no == key.account_no) & (
-        statements.c.bill_date == key.bill_date
-    )
+    this_statement = (statements.c.account_no == key.account_no) & (statements.c.bill_date == key.bill_date)
     with engine.begin() as conn:
         stored = conn.execute(
             select(statements.c.source_sha256, statements.c.bank_code).where(this_statement)

@@ -45,9 +45,9 @@ def read_record_batches(
     batch: list[dict[str, Any]] = []
     with path.open("r", encoding="utf-8", newline="\n") as lines:
         for seq, line in enumerate(lines, start=1):
-            serial_no, traded_at, direction, amount, balance, cp_account, cp_name, memo = (
-                line.rstrip("\n").split("|")
-            )
+            serial_no, traded_at, direction, amount, balance, cp_account, cp_name, memo = line.rstrip(
+                "\n"
+            ).split("|")
             batch.append(
                 {
                     "account_no": account_no,

@@ -82,9 +82,7 @@ class MerchantWindow:
                 )
                 return Claim(request_id=request_id, sent_at=now)
             opens_at: datetime = conn.execute(
-                select(bank_windows.c.next_request_at).where(
-                    bank_windows.c.merchant_id == origin.merchant_id
-                )
+                select(bank_windows.c.next_request_at).where(bank_windows.c.merchant_id == origin.merchant_id)
             ).scalar_one()
         return max(opens_at - now, timedelta(0))
 
@@ -115,16 +113,12 @@ class MerchantWindow:
     def _ensure_row(self, merchant_id: str) -> None:
         with self._engine.connect() as conn:
             exists = conn.execute(
-                select(bank_windows.c.merchant_id).where(
-                    bank_windows.c.merchant_id == merchant_id
-                )
+                select(bank_windows.c.merchant_id).where(bank_windows.c.merchant_id == merchant_id)
             ).first()
         if exists:
             return
         try:
             with self._engine.begin() as conn:
-                conn.execute(
-                    insert(bank_windows).values(merchant_id=merchant_id, next_request_at=_EPOCH)
-                )
+                conn.execute(insert(bank_windows).values(merchant_id=merchant_id, next_request_at=_EPOCH))
         except IntegrityError:
             pass  # another worker created it first: that is all we wanted

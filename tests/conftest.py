@@ -14,9 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.binaries import find_binary
 
-POSTGRES_URL = os.environ.get(
-    "BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")

@@ -135,9 +135,7 @@ def test_money_and_text_round_trip_exactly(engine: Engine, tmp_path: Path) -> No
 
 
 def test_money_is_never_stored_as_floating_point(engine: Engine, tmp_path: Path) -> None:
-    save_statement(
-        engine, tmp_path, _request(_records(tmp_path, TRANSACTIONS[:3]), transaction_count=3)
-    )
+    save_statement(engine, tmp_path, _request(_records(tmp_path, TRANSACTIONS[:3]), transaction_count=3))
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             kinds = conn.execute(

@@ -43,14 +43,10 @@ def test_window_reopens_one_interval_after_the_answer(window: MerchantWindow) ->
     claim = window.try_claim(_origin(), T0)
     assert isinstance(claim, Claim)
     # While the request is in flight the window stays closed, for up to timeout + interval.
-    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == TIMEOUT + INTERVAL - timedelta(
-        seconds=1
-    )
+    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == TIMEOUT + INTERVAL - timedelta(seconds=1)
     answered = T0 + timedelta(seconds=2)
     window.release("M1", claim, answered, "9999")
-    assert window.try_claim(_origin(), answered + INTERVAL - timedelta(seconds=5)) == timedelta(
-        seconds=5
-    )
+    assert window.try_claim(_origin(), answered + INTERVAL - timedelta(seconds=5)) == timedelta(seconds=5)
     assert isinstance(window.try_claim(_origin(), answered + INTERVAL), Claim)
 
 
@@ -94,9 +90,7 @@ def test_concurrent_claims_admit_exactly_one(engine: Engine, window: MerchantWin
         t.join()
     assert sum(isinstance(r, Claim) for r in results) == 1
     with engine.connect() as conn:
-        logged = conn.execute(
-            select(bank_requests.c.run_id).where(bank_requests.c.merchant_id == "M9")
-        ).all()
+        logged = conn.execute(select(bank_requests.c.run_id).where(bank_requests.c.merchant_id == "M9")).all()
     assert len(logged) == 1
 
 
@@ -113,7 +107,5 @@ def test_requests_are_logged_and_counted_per_run(window: MerchantWindow, engine:
     assert window.requests_sent("statement-6222020000000001-2026-11-24", "run-1") == 3
     assert window.requests_sent("statement-6222020000000001-2026-11-24", "run-2") == 1
     with engine.connect() as conn:
-        outcomes = conn.execute(
-            select(bank_requests.c.outcome).order_by(bank_requests.c.id)
-        ).scalars().all()
+        outcomes = conn.execute(select(bank_requests.c.outcome).order_by(bank_requests.c.id)).scalars().all()
     assert outcomes == ["9999", "9999", "0000", None]

@@ -1,0 +1,237 @@
+"""The whole system on one machine, for a first look: ``./scripts/demo``.
+
+Starts the Temporal dev server (SQLite-backed, with its Web UI), the bank simulator
+and the worker, then starts one DailyStatementWorkflow for yesterday with the
+``temporal`` CLI. The simulator refuses a few times before the statement is ready and
+the interval is a few seconds, so the whole story plays out in under a minute: the
+refusals, the success, then the rows in the SQLite database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from bankrecon.binaries import find_binary
+from bankrecon.db import make_engine, statements, transactions
+from bankrecon.models import DailyStatementResult
+from workflows.daily_statement import (
+    DailyStatementWorkflow,
+    statement_workflow_id,
+    yesterday_in_china,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_ACCOUNT = "6222020000000001"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def _wait_for_port(host: str, port: int, what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while _port_free(host, port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not start listening on {host}:{port}; see {log}")
+        time.sleep(0.2)
+
+
+class Services:
+    """Child processes with their output in DATA_DIR/logs, stopped together on exit."""
+
+    def __init__(self, stack: ExitStack, logs: Path, env: dict[str, str]):
+        self._stack = stack
+        self._logs = logs
+        self._env = env
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str]) -> Path:
+        log = self._logs / f"{name}.log"
+        out = self._stack.enter_context(log.open("ab"))
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self._env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._stack.callback(_stop, proc)
+        return log
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]) -> None:
+    """Print each attempt's outcome as the server reports it, until the workflow closes."""
+    seen: set[tuple[str, int]] = set()
+    while True:
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            failure = pending.last_failure.message
+            mark = (pending.activity_type.name, pending.attempt)
+            if failure and mark not in seen:
+                seen.add(mark)
+                next_at = pending.next_attempt_schedule_time.ToDatetime(UTC).astimezone()
+                _say(
+                    f"  attempt {pending.attempt - 1} of {pending.activity_type.name}: {failure}; "
+                    f"next attempt at {next_at:%H:%M:%S}"
+                )
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            return
+        await asyncio.sleep(0.5)
+
+
+def _show_rows(database_url: str, account_no: str, bill_date: object) -> None:
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        stmt = conn.execute(
+            select(statements).where(
+                statements.c.account_no == account_no, statements.c.bill_date == bill_date
+            )
+        ).one()
+        rows = conn.execute(
+            select(transactions)
+            .where(transactions.c.account_no == account_no, transactions.c.bill_date == bill_date)
+            .order_by(transactions.c.seq)
+        ).all()
+    engine.dispose()
+    _say(
+        f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.currency} "
+        f"opening {stmt.opening_balance} closing {stmt.closing_balance}, "
+        f"{stmt.credit_count} credits ({stmt.credit_total}), {stmt.debit_count} debits ({stmt.debit_total})"
+    )
+    _say(f"transactions ({len(rows)} rows, first 5):")
+    for row in rows[:5]:
+        _say(
+            f"  {row.serial_no}  {row.traded_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.direction} "
+            f"{row.amount:>14}  balance {row.balance_after:>14}  {row.counterparty_name or ''} "
+            f"{row.memo or ''}"
+        )
+
+
+async def run(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    temporal_address = f"127.0.0.1:{args.temporal_port}"
+    bank_url = f"http://127.0.0.1:{args.bank_port}"
+    database_url = f"sqlite:///{data_dir / 'bankrecon.db'}"
+    for port, what in (
+        (args.temporal_port, "Temporal"),
+        (args.ui_port, "Temporal Web UI"),
+        (args.bank_port, "the simulator"),
+    ):
+        if not _port_free("127.0.0.1", port):
+            raise SystemExit(f"port {port} for {what} is in use: stop what runs there or pick another port")
+    env = os.environ | {
+        "TEMPORAL_ADDRESS": temporal_address,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "BANK_BASE_URL": bank_url,
+        "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
+        "PYTHONUNBUFFERED": "1",
+    }
+    temporal = find_binary("temporal")
+    bill_date = yesterday_in_china(datetime.now(UTC))
+    workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)
+    ui = f"http://127.0.0.1:{args.ui_port}"
+    with ExitStack() as stack:
+        services = Services(stack, data_dir / "logs", env)
+        log = services.start(
+            "temporal",
+            [
+                temporal, "server", "start-dev", "--db-filename", str(data_dir / "temporal.db"),
+                "--ip", "127.0.0.1", "--port", str(args.temporal_port), "--ui-port", str(args.ui_port),
+                "--log-level", "warn",
+            ],
+        )  # fmt: skip
+        _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
+        _say(f"Temporal dev server on {temporal_address}, data in {data_dir / 'temporal.db'}")
+        _say(f"Web UI: {ui}")
+        log = services.start(
+            "simulator",
+            [
+                sys.executable, "-m", "simulator", "--port", str(args.bank_port),
+                "--min-interval", str(args.interval), "--ready-after", str(args.ready_after),
+            ],
+        )  # fmt: skip
+        _wait_for_port("127.0.0.1", args.bank_port, "the bank simulator", log)
+        _say(f"bank simulator on {bank_url}: not ready for the first {args.ready_after} requests")
+        services.start("worker", [sys.executable, "worker.py"])
+        _say(f"worker started (log: {data_dir / 'logs' / 'worker.log'})\n")
+        client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+        workflow_input = json.dumps(
+            {
+                "account_no": DEMO_ACCOUNT,
+                "bill_date": bill_date.isoformat(),
+                "retry_interval_seconds": args.interval,
+            }
+        )
+        start = [
+            "temporal", "workflow", "start", "--type", "DailyStatementWorkflow",
+            "--task-queue", "bank-statements", "--workflow-id", workflow_id,
+            "--input", workflow_input, "--address", temporal_address,
+        ]  # fmt: skip
+        _say("$ " + " ".join(start[:-3]).replace(workflow_input, f"'{workflow_input}'"))
+        subprocess.run([temporal, *start[1:]], check=True, env=env, stdout=subprocess.DEVNULL)
+        _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
+        handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+        await _watch(handle)
+        result = await handle.result()
+        _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
+        _show_rows(database_url, DEMO_ACCOUNT, bill_date)
+        _say(
+            f"\nSQLite database: {data_dir / 'bankrecon.db'} (money in integer cents)\n"
+            f"Try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"
+        )
+        if args.exit_when_done:
+            return 0
+        _say(f"\nEverything keeps running for the Web UI ({ui}); Ctrl-C stops it all.")
+        try:
+            while True:
+                await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--bank-port", type=int, default=8600)
+    parser.add_argument("--interval", type=float, default=3.0, help="bank window and retry interval, seconds")
+    parser.add_argument("--ready-after", type=int, default=3, help="refusals before the statement is ready")
+    parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
+    try:
+        raise SystemExit(asyncio.run(run(parser.parse_args())))
+    except KeyboardInterrupt:
+        _say("\nstopped")
+
+
+if __name__ == "__main__":
+    main()

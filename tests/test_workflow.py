@@ -1,0 +1,288 @@
+"""DailyStatementWorkflow with real activities, on the time-skipping test server, against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from bankrecon.models import DailyStatementInput, DailyStatementResult
+from simulator.generator import generate_statement
+from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
+from tests.harness import count_rows, running_worker, settings_for, stored_rows
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+
+ACCOUNT = "6222020000000001"
+BILL_DATE = date(2026, 11, 24)
+HALF_HOUR = timedelta(minutes=30)
+
+
+@pytest.fixture
+def bank() -> Iterator[BankSimulator]:
+    # The bank's window is real time; the time-skipping server's retries are not.
+    # Here the window is off on both sides and spacing is the retry policy's alone.
+    with BankSimulator(
+        min_interval=0, today=lambda: date(2026, 11, 25), accounts={DEMO_MERCHANT_ID: {ACCOUNT}}
+    ) as sim:
+        yield sim
+
+
+async def _run(
+    env: WorkflowEnvironment,
+    task_queue: str,
+    bill_date: date = BILL_DATE,
+    retry_interval: timedelta = HALF_HOUR,
+) -> DailyStatementResult:
+    return await env.client.execute_workflow(
+        DailyStatementWorkflow.run,
+        DailyStatementInput(
+            account_no=ACCOUNT,
+            bill_date=bill_date,
+            retry_interval_seconds=retry_interval.total_seconds(),
+        ),
+        id=statement_workflow_id(ACCOUNT, bill_date),
+        task_queue=task_queue,
+    )
+
+
+async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=5, lines=40, parts=2))
+    loop = asyncio.get_running_loop()
+    workflow_times: list[datetime] = []
+    lock = threading.Lock()
+
+    def note_workflow_time(_record: object) -> None:
+        # Runs on the simulator's thread while the test's loop awaits the workflow.
+        now = asyncio.run_coroutine_threadsafe(time_skipping_env.get_current_time(), loop).result(10)
+        with lock:
+            workflow_times.append(now)
+
+    bank.on_request = note_workflow_time
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        result = await _run(time_skipping_env, task_queue)
+
+    assert result.fetch_attempts == 6
+    assert [r.code for r in bank.requests_for(ACCOUNT, BILL_DATE)] == ["9999"] * 5 + ["0000"]
+    gaps = [later - earlier for earlier, later in pairwise(workflow_times)]
+    assert len(gaps) == 5
+    for gap in gaps:
+        assert HALF_HOUR <= gap < HALF_HOUR + timedelta(seconds=5), gaps
+
+    expected = generate_statement(ACCOUNT, BILL_DATE, seed=bank.seed, lines=40, parts=2)
+    statement, rows = stored_rows(sqlite_url, ACCOUNT, BILL_DATE)
+    assert result.transaction_count == 40 and len(rows) == 40
+    assert statement.closing_balance == expected.closing_balance == result.closing_balance
+    assert [(r.serial_no, r.direction, r.amount, r.balance_after) for r in rows] == [
+        (t.serial_no, t.direction, t.amount, t.balance_after) for t in expected.transactions()
+    ]
+
+
+async def test_no_attempt_cap(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=100, lines=3))
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        result = await _run(time_skipping_env, task_queue)
+    assert result.fetch_attempts == 101
+    assert result.transaction_count == 3
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        ("1001", "BANK_MERCHANT_SECRET"),
+        ("1002", "account unknown"),
+        ("1003", "90-day retention"),
+    ],
+)
+async def test_permanent_answers_fail_after_one_request(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+    code: str,
+    advice: str,
+) -> None:
+    overrides: dict[str, object] = {}
+    account, bill_date = ACCOUNT, BILL_DATE
+    if code == "1001":
+        overrides["bank_merchant_secret"] = "not-" + DEMO_MERCHANT_SECRET
+    elif code == "1002":
+        account = "6222029999999999"
+    else:
+        bill_date = date(2026, 12, 24)  # in the future of the simulated bank's today
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, **overrides)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await time_skipping_env.client.execute_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(account_no=account, bill_date=bill_date),
+                id=statement_workflow_id(account, bill_date),
+                task_queue=task_queue,
+            )
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "BankRejected"
+    assert code in cause.message and advice in cause.message
+    assert len(bank.requests) == 1
+    assert count_rows(sqlite_url) == 0
+
+
+@pytest.mark.parametrize("plan", [StatementPlan(outcome="empty"), StatementPlan(lines=0, parts=2)])
+async def test_no_transactions_persist_an_empty_statement(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    database_url: str,
+    plan: StatementPlan,
+) -> None:
+    bank.plan(ACCOUNT, BILL_DATE, plan)
+    settings = settings_for(tmp_path / "data", database_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        result = await _run(time_skipping_env, task_queue)
+    statement, rows = stored_rows(database_url, ACCOUNT, BILL_DATE)
+    assert result.transaction_count == 0 and rows == []
+    assert statement.transaction_count == 0
+    assert statement.bank_code == result.bank_code == ("2001" if plan.outcome == "empty" else "0000")
+    if plan.outcome == "empty":
+        assert statement.opening_balance is None and statement.currency is None
+    else:
+        assert statement.opening_balance == statement.closing_balance is not None
+
+
+async def test_transport_faults_and_odd_answers_are_retried(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    bank.plan(
+        ACCOUNT,
+        BILL_DATE,
+        StatementPlan(
+            ready_after=0,
+            lines=5,
+            mime_wrap=True,
+            faults=["500", "500html", "502", "reset", "stall:3"],
+        ),
+    )
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, bank_request_timeout_seconds=1)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        result = await _run(time_skipping_env, task_queue)
+    assert result.fetch_attempts == 6
+    assert result.transaction_count == 5
+
+
+async def test_unknown_code_and_checksum_mismatch_are_retried(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(outcome="7777"))
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        handle = await time_skipping_env.client.start_workflow(
+            DailyStatementWorkflow.run,
+            DailyStatementInput(account_no=ACCOUNT, bill_date=BILL_DATE),
+            id=statement_workflow_id(ACCOUNT, BILL_DATE),
+            task_queue=task_queue,
+        )
+        failures = await _pending_failures(handle, until=lambda: len(bank.requests) >= 2)
+        assert any("7777" in f for f in failures), failures
+        bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=4, sha256_override="0" * 64))
+        seen = len(bank.requests)
+        failures = await _pending_failures(handle, until=lambda: len(bank.requests) >= seen + 2)
+        assert any("file_sha256 mismatch" in f for f in failures), failures
+        assert count_rows(sqlite_url) == 0
+        bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=4))
+        result = await handle.result()
+    assert result.transaction_count == 4
+    assert result.fetch_attempts == len(bank.requests)
+
+
+async def _pending_failures(handle: WorkflowHandle[Any, Any], until: Callable[[], bool]) -> list[str]:
+    """The fetch's last-failure messages seen while waiting for ``until()``."""
+    seen: list[str] = []
+    for _ in range(200):
+        description = await handle.describe()
+        seen += [p.last_failure.message for p in description.raw_description.pending_activities]
+        if until():
+            return seen
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not reached; failures seen: {seen}")
+
+
+async def test_damaged_statement_fails_and_keeps_nothing(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    database_url: str,
+) -> None:
+    good = generate_statement(ACCOUNT, BILL_DATE, seed=7, lines=10, parts=2)
+    texts = good.part_texts()
+    texts[1] = texts[1].replace("\nT|", "\nD|garbage\nT|", 1)
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(archive=_zip(good.member_names, texts)))
+    settings = settings_for(tmp_path / "data", database_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await _run(time_skipping_env, task_queue)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "StatementDamaged"
+    assert "part 2" in cause.message and "line" in cause.message
+    assert count_rows(database_url) == 0
+
+
+def _zip(names: list[str], texts: list[str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in zip(names, texts, strict=True):
+            archive.writestr(name, text.encode("gb18030"))
+    return buffer.getvalue()
+
+
+async def test_invalid_input_fails_the_workflow_with_the_reason(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    task_queue: str,
+    tmp_path: Path,
+    sqlite_url: str,
+) -> None:
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
+    async with running_worker(time_skipping_env.client, settings, task_queue):
+        with pytest.raises(WorkflowFailureError) as failure:
+            await time_skipping_env.client.execute_workflow(
+                "DailyStatementWorkflow",
+                {"account_no": "62220200", "bill_date": "2026-11-24"},
+                id="statement-bad-input",
+                task_queue=task_queue,
+            )
+    assert "account_no" in str(failure.value.cause)
+    assert bank.requests == []
