@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -35,6 +36,12 @@ from workflows.daily_statement import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+BANK_SAYS = {
+    "9999": "9999 系统错误 (not ready yet); Temporal retries after the interval",
+    "0000": "0000 成功 (the statement is ready)",
+    "2001": "2001 当日无交易 (no transactions that day)",
+    "1005": "1005 请求过于频繁 (too early: this must not happen)",
+}
 DEMO_ACCOUNT = "6222020000000001"
 
 
@@ -83,24 +90,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
-async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]) -> None:
-    """Print each attempt's outcome as the server reports it, until the workflow closes."""
-    seen: set[tuple[str, int]] = set()
-    while True:
-        description = await handle.describe()
-        for pending in description.raw_description.pending_activities:
-            failure = pending.last_failure.message
-            mark = (pending.activity_type.name, pending.attempt)
-            if failure and mark not in seen:
-                seen.add(mark)
-                next_at = pending.next_attempt_schedule_time.ToDatetime(UTC).astimezone()
-                _say(
-                    f"  attempt {pending.attempt - 1} of {pending.activity_type.name}: {failure}; "
-                    f"next attempt at {next_at:%H:%M:%S}"
-                )
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            return
-        await asyncio.sleep(0.5)
+async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], bank_url: str) -> None:
+    """Print each request the bank received and what Temporal plans next, until the workflow closes."""
+    shown = 0
+    async with httpx.AsyncClient(base_url=bank_url) as bank:
+        while True:
+            description = await handle.describe()
+            log = (await bank.get("/_sim/requests")).json()
+            for record in log[shown:]:
+                shown += 1
+                arrived = datetime.fromtimestamp(record["arrived_at"]).strftime("%H:%M:%S")
+                said = BANK_SAYS.get(record["code"], f"answered {record['code']}")
+                _say(f"  {arrived} bank request {shown}: {said}")
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                return
+            await asyncio.sleep(0.2)
 
 
 def _show_rows(database_url: str, account_no: str, bill_date: object) -> None:
@@ -136,7 +140,7 @@ async def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     temporal_address = f"127.0.0.1:{args.temporal_port}"
     bank_url = f"http://127.0.0.1:{args.bank_port}"
-    database_url = f"sqlite:///{data_dir / 'bankrecon.db'}"
+    database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
     for port, what in (
         (args.temporal_port, "Temporal"),
         (args.ui_port, "Temporal Web UI"),
@@ -197,14 +201,12 @@ async def run(args: argparse.Namespace) -> int:
         subprocess.run([temporal, *start[1:]], check=True, env=env, stdout=subprocess.DEVNULL)
         _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
         handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
-        await _watch(handle)
+        await _watch(handle, bank_url)
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, DEMO_ACCOUNT, bill_date)
-        _say(
-            f"\nSQLite database: {data_dir / 'bankrecon.db'} (money in integer cents)\n"
-            f"Try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"
-        )
+        _say(f"\ndatabase: {database_url.split('@')[-1]} (in SQLite, money is in integer cents)")
+        _say(f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}")
         if args.exit_when_done:
             return 0
         _say(f"\nEverything keeps running for the Web UI ({ui}); Ctrl-C stops it all.")
@@ -221,6 +223,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
+    parser.add_argument("--database-url", help="default: SQLite file bankrecon.db in the data dir")
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--bank-port", type=int, default=8600)

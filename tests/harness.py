@@ -28,7 +28,7 @@ def settings_for(data_dir: Path, database_url: str, bank_url: str, **overrides: 
         "bank_request_timeout_seconds": 5,
         "bank_connect_timeout_seconds": 2,
     }
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(values | overrides))
 
 
 @asynccontextmanager

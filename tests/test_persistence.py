@@ -147,7 +147,7 @@ def test_money_is_never_stored_as_floating_point(engine: Engine, tmp_path: Path)
                 int(BIG * 100) + 2
             )
         else:
-            types = dict(
+            types: dict[str, str] = dict(
                 conn.execute(
                     text(
                         "SELECT column_name, data_type FROM information_schema.columns "
