@@ -1,0 +1,678 @@
+"""Statement parts (statement-format.md v1): parsing and validation, no Temporal, no I/O but the archive.
+
+Contract used by the decode activity (do not change without changing activities/):
+
+    summary = read_statement_archive(zip_path, expected, limits, on_transaction)
+
+streams the zip at ``zip_path`` member by member (never trusting declared sizes),
+decodes each ``.txt`` part as GB18030, validates every rule of statement-format.md
+and calls ``on_transaction`` for each detail line in statement order (parts in
+part-number order, lines in file order). It returns the StatementSummary, or raises
+StatementDamaged naming the part, line and rule. The caller must treat everything
+passed to ``on_transaction`` as void when StatementDamaged is raised.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedStatement:
+    """What the request asked for: rule 1 checks every header against it."""
+
+    account_no: str
+    bill_date: date
+    currency: str | None = None  # None: any ISO 4217 code is accepted
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """Bounds that keep a hostile archive from harming the host; checked while streaming."""
+
+    max_members: int = 1_000
+    max_total_uncompressed_bytes: int = 2 * 1024**3
+    max_compression_ratio: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    serial_no: str
+    traded_at: datetime  # aware, China Standard Time
+    direction: str  # "C" or "D"
+    amount: Decimal
+    balance_after: Decimal
+    counterparty_account: str | None  # empty field -> None
+    counterparty_name: str | None
+    memo: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatementSummary:
+    account_no: str
+    bill_date: date
+    currency: str
+    opening_balance: Decimal  # part 1's opening balance
+    closing_balance: Decimal  # the last part's closing balance
+    credit_count: int
+    debit_count: int
+    credit_total: Decimal
+    debit_total: Decimal
+    transaction_count: int
+    part_count: int
+
+
+class StatementDamaged(Exception):
+    """The statement breaks a rule of statement-format.md or bank-api.md; nothing of it may be kept."""
+
+    def __init__(self, rule: str, detail: str, *, part: str | None = None, line: int | None = None):
+        self.rule = rule
+        self.detail = detail
+        self.part = part
+        self.line = line
+        where = ", ".join(x for x in (f"part {part}" if part else "", f"line {line}" if line else "") if x)
+        super().__init__(f"{where + ': ' if where else ''}{rule}: {detail}")
+
+
+# Reading in large chunks and splitting them ourselves keeps the per-line cost low;
+# ZipExtFile.readline(limit) goes through the slow generic path for every line.
+_CHUNK_BYTES = 1024 * 1024
+# The format sets no length, but a real record is a few hundred bytes; the cap
+# keeps a member without line breaks from growing one line without bound.
+_MAX_LINE_BYTES = 64 * 1024
+# A valid header is under 100 bytes; reading only this much in the first pass
+# keeps that pass cheap even for a hostile member.
+_MAX_HEADER_BYTES = 256
+# Small members compress unpredictably; the ratio only signals a bomb on volume.
+_RATIO_FLOOR_BYTES = 1024 * 1024
+# bzip2 and lzma members would inflate a whole input chunk at once, without the
+# output bound zipfile applies to deflate, and the bank only sends these two.
+_ALLOWED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_ZIP_ENCRYPTED_FLAG = 0x1
+_BOMS = (b"\xef\xbb\xbf", b"\x84\x31\x95\x33", b"\xff\xfe", b"\xfe\xff")
+# Every way the zip layer reports an archive it cannot read: corrupt directory,
+# bad CRC, broken deflate stream, truncated data, undecodable member names.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
+
+# Explicit [0-9] classes: \d would also accept non-ASCII digits.
+_ACCOUNT_NO = re.compile(r"[0-9]{10,32}").fullmatch
+_DATE = re.compile(r"[0-9]{8}").fullmatch
+_TIME = re.compile(r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]").fullmatch
+_CURRENCY = re.compile(r"[A-Z]{3}").fullmatch
+_PART_NUMBER = re.compile(r"[1-9][0-9]{0,8}").fullmatch
+_COUNT = re.compile(r"0|[1-9][0-9]{0,17}").fullmatch
+_SERIAL_NO = re.compile(r"[0-9A-Za-z]{1,32}").fullmatch
+_POSITIVE_AMOUNT = re.compile(r"[1-9][0-9]{0,14}\.[0-9]{2}|0\.(?:0[1-9]|[1-9][0-9])").fullmatch
+_TOTAL = re.compile(r"(?:0|[1-9][0-9]{0,14})\.[0-9]{2}").fullmatch
+# -0.00 is rejected: the format has one spelling per value, and a second one for
+# zero would only show up from a generator that formats floats.
+_SIGNED_AMOUNT = re.compile(r"-?[1-9][0-9]{0,14}\.[0-9]{2}|-?0\.(?:0[1-9]|[1-9][0-9])|0\.00").fullmatch
+_DRIVE = re.compile(r"[A-Za-z]:").match
+
+_AMOUNT_FORM = "digits, a point and two decimals, no sign, separator or exponent, e.g. 1500.00"
+_SIGNED_FORM = "an optional minus, digits, a point and two decimals, e.g. -123.45"
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """A part's header, read in the first pass so the parts can be put in order."""
+
+    info: zipfile.ZipInfo
+    label: str
+    part_no: int
+    part_count: int
+    account_no: str
+    bill_date: date
+    bill_date_text: str
+    currency: str
+    opening_text: str
+    opening_cents: int
+
+
+@dataclass(frozen=True, slots=True)
+class _PartTotals:
+    credit_count: int
+    debit_count: int
+    credit_cents: int
+    debit_cents: int
+    closing_cents: int
+
+
+class _Inflation:
+    """Inflated bytes as actually read: declared sizes in a hostile zip can lie."""
+
+    __slots__ = ("limits", "total")
+
+    def __init__(self, limits: ArchiveLimits):
+        self.limits = limits
+        self.total = 0
+
+    def add(self, size: int, member_bytes: int, info: zipfile.ZipInfo, label: str) -> None:
+        self.total += size
+        if self.total > self.limits.max_total_uncompressed_bytes:
+            raise StatementDamaged(
+                "limits",
+                f"archive inflates to more than {self.limits.max_total_uncompressed_bytes} bytes",
+                part=label,
+            )
+        if (
+            member_bytes > _RATIO_FLOOR_BYTES
+            and member_bytes > self.limits.max_compression_ratio * info.compress_size
+        ):
+            raise StatementDamaged(
+                "limits",
+                f"member inflates to more than {self.limits.max_compression_ratio} times "
+                f"its compressed size of {info.compress_size} bytes",
+                part=label,
+            )
+
+
+def read_statement_archive(
+    zip_path: Path,
+    expected: ExpectedStatement,
+    limits: ArchiveLimits,
+    on_transaction: Callable[[Transaction], None],
+) -> StatementSummary:
+    # Opening the file ourselves lets a missing or unreadable file surface as the
+    # OSError it is, not as a damaged download to fetch again.
+    with zip_path.open("rb") as file:
+        try:
+            archive = zipfile.ZipFile(file, metadata_encoding="gb18030")
+        except _ZIP_ERRORS as exc:
+            raise StatementDamaged("archive", f"not a readable zip archive: {exc}") from exc
+        with archive:
+            members = _part_members(archive, limits)
+            parts = _ordered_parts([_read_header(archive, info, expected) for info in members], expected)
+            return _stream_statement(archive, parts, limits, on_transaction)
+
+
+def _part_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
+    infos = archive.infolist()
+    if len(infos) > limits.max_members:
+        raise StatementDamaged(
+            "limits", f"archive holds {len(infos)} members, at most {limits.max_members} allowed"
+        )
+    for info in infos:
+        _check_member_name(info.orig_filename)
+    members = [info for info in infos if not info.is_dir() and info.filename.lower().endswith(".txt")]
+    if not members:
+        raise StatementDamaged("structure", "archive holds no statement part (no .txt member)")
+    for info in members:
+        if info.compress_type not in _ALLOWED_METHODS:
+            raise StatementDamaged(
+                "archive",
+                f"compression method {info.compress_type} (only stored or deflate)",
+                part=info.filename,
+            )
+        if info.flag_bits & _ZIP_ENCRYPTED_FLAG:
+            raise StatementDamaged("archive", "member is encrypted", part=info.filename)
+    return members
+
+
+def _check_member_name(name: str) -> None:
+    # The names are never used as paths here, but such a name only comes from a
+    # faulty or hostile source, and the spec rejects the whole archive for it.
+    if "\x00" in name:
+        raise StatementDamaged("archive", f"member name {name!r} contains a NUL byte")
+    if name.startswith(("/", "\\")) or _DRIVE(name):
+        raise StatementDamaged("archive", f"member name {name!r} is an absolute path")
+    if ".." in re.split(r"[/\\]", name):
+        raise StatementDamaged("archive", f"member name {name!r} has a '..' segment")
+
+
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: ExpectedStatement) -> _Part:
+    name = info.filename
+    try:
+        with archive.open(info) as stream:
+            first = stream.readline(_MAX_HEADER_BYTES)
+    except _ZIP_ERRORS as exc:
+        raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=name) from exc
+    if first.startswith(_BOMS):
+        raise StatementDamaged("encoding", "part starts with a byte order mark (BOM)", part=name, line=1)
+    if len(first) == _MAX_HEADER_BYTES and not first.endswith(b"\n"):
+        raise StatementDamaged(
+            "structure", f"header line longer than {_MAX_HEADER_BYTES} bytes", part=name, line=1
+        )
+    raw = first.removesuffix(b"\n").removesuffix(b"\r")
+    if not raw:
+        raise StatementDamaged(
+            "structure", "missing header: the part's first line is empty", part=name, line=1
+        )
+    fields = _decode(raw, name, 1).split("|")
+    if fields[0] != "H":
+        raise StatementDamaged("structure", "missing header: line 1 is not an H record", part=name, line=1)
+    if len(fields) != 7:
+        raise StatementDamaged(
+            "structure", f"H record has {len(fields)} fields, expected 7", part=name, line=1
+        )
+    _, account_no, bill_date_text, currency, opening, part_no, part_count = fields
+
+    def bad(field: str, detail: str) -> StatementDamaged:
+        return StatementDamaged(f"field {field}", detail, part=name, line=1)
+
+    if not _ACCOUNT_NO(account_no):
+        raise bad("account_no", f"{account_no!r} is not 10 to 32 digits")
+    bill_date = _parse_date(bill_date_text)
+    if bill_date is None:
+        raise bad("bill_date", f"{bill_date_text!r} is not a calendar date YYYYMMDD")
+    if not _CURRENCY(currency):
+        raise bad("currency", f"{currency!r} is not three uppercase letters")
+    if not _SIGNED_AMOUNT(opening):
+        raise bad("opening_balance", f"{opening!r} is not {_SIGNED_FORM}")
+    if not _PART_NUMBER(part_no):
+        raise bad("part_no", f"{part_no!r} is not a positive integer")
+    if not _PART_NUMBER(part_count):
+        raise bad("part_count", f"{part_count!r} is not a positive integer")
+    if int(part_no) > int(part_count):
+        raise bad("part_no", f"part_no {part_no} is greater than part_count {part_count}")
+
+    label = f"{part_no} ({name})"
+    if account_no != expected.account_no:
+        raise StatementDamaged(
+            "rule 1 (header)", f"account_no {account_no}, expected {expected.account_no}", part=label, line=1
+        )
+    if bill_date != expected.bill_date:
+        raise StatementDamaged(
+            "rule 1 (header)",
+            f"bill_date {bill_date_text}, expected {expected.bill_date:%Y%m%d}",
+            part=label,
+            line=1,
+        )
+    if expected.currency is not None and currency != expected.currency:
+        raise StatementDamaged(
+            "rule 1 (header)", f"currency {currency}, expected {expected.currency}", part=label, line=1
+        )
+    return _Part(
+        info=info,
+        label=label,
+        part_no=int(part_no),
+        part_count=int(part_count),
+        account_no=account_no,
+        bill_date=bill_date,
+        bill_date_text=bill_date_text,
+        currency=currency,
+        opening_text=opening,
+        opening_cents=_cents(opening),
+    )
+
+
+def _ordered_parts(parts: list[_Part], expected: ExpectedStatement) -> list[_Part]:
+    first = parts[0]
+    by_number: dict[int, _Part] = {}
+    for part in parts:
+        if part.part_count != first.part_count:
+            raise StatementDamaged(
+                "rule 4 (part numbers)",
+                f"part_count {part.part_count}, but part {first.label} says {first.part_count}",
+                part=part.label,
+                line=1,
+            )
+        if part.part_no in by_number:
+            raise StatementDamaged(
+                "rule 4 (part numbers)",
+                f"part {part.part_no} appears twice, also in {by_number[part.part_no].info.filename}",
+                part=part.label,
+                line=1,
+            )
+        # Without a configured currency rule 1 cannot pin it, but one statement
+        # still has one currency.
+        if expected.currency is None and part.currency != first.currency:
+            raise StatementDamaged(
+                "rule 1 (header)",
+                f"currency {part.currency}, but part {first.label} has {first.currency}",
+                part=part.label,
+                line=1,
+            )
+        by_number[part.part_no] = part
+    missing = [number for number in range(1, first.part_count + 1) if number not in by_number]
+    if missing:
+        raise StatementDamaged(
+            "rule 4 (part numbers)",
+            f"part {missing[0]} of {first.part_count} is missing ({len(missing)} missing in all)",
+        )
+    return [by_number[number] for number in range(1, first.part_count + 1)]
+
+
+def _stream_statement(
+    archive: zipfile.ZipFile,
+    parts: list[_Part],
+    limits: ArchiveLimits,
+    on_transaction: Callable[[Transaction], None],
+) -> StatementSummary:
+    inflation = _Inflation(limits)
+    serials: set[str] = set()
+    credit_count = debit_count = credit_cents = debit_cents = 0
+    previous: _PartTotals | None = None
+    for part in parts:
+        if previous is not None and part.opening_cents != previous.closing_cents:
+            raise StatementDamaged(
+                "rule 5 (part continuity)",
+                f"opening_balance {part.opening_text}, but part {part.part_no - 1} "
+                f"closes at {_format(previous.closing_cents)}",
+                part=part.label,
+                line=1,
+            )
+        previous = _stream_part(archive, part, inflation, serials, on_transaction)
+        credit_count += previous.credit_count
+        debit_count += previous.debit_count
+        credit_cents += previous.credit_cents
+        debit_cents += previous.debit_cents
+    assert previous is not None  # _part_members guarantees at least one part
+    first = parts[0]
+    return StatementSummary(
+        account_no=first.account_no,
+        bill_date=first.bill_date,
+        currency=first.currency,
+        opening_balance=Decimal(first.opening_text),
+        closing_balance=_decimal(previous.closing_cents),
+        credit_count=credit_count,
+        debit_count=debit_count,
+        credit_total=_decimal(credit_cents),
+        debit_total=_decimal(debit_cents),
+        transaction_count=credit_count + debit_count,
+        part_count=len(parts),
+    )
+
+
+def _stream_part(
+    archive: zipfile.ZipFile,
+    part: _Part,
+    inflation: _Inflation,
+    serials: set[str],
+    on_transaction: Callable[[Transaction], None],
+) -> _PartTotals:
+    # One function with local names on purpose: this loop runs for every one of
+    # up to millions of detail lines.
+    label = part.label
+    bill_date_text = part.bill_date_text
+    year, month, day = part.bill_date.year, part.bill_date.month, part.bill_date.day
+    traded_at_by_time: dict[str, datetime] = {}
+    balance = part.opening_cents
+    credits = debits = credit_cents = debit_cents = 0
+    trailer: list[str] | None = None
+    trailer_line = 0
+    line_no = 0
+    for batch in _member_lines(archive, part.info, label, inflation):
+        for raw in batch:
+            line_no += 1
+            if line_no == 1:
+                continue  # the header, validated in the first pass
+            if raw[-1:] == b"\r":
+                raw = raw[:-1]
+            if trailer is not None:
+                if raw:
+                    raise StatementDamaged("structure", "text after the trailer", part=label, line=line_no)
+                continue
+            if not raw:
+                raise StatementDamaged("structure", "empty line before the trailer", part=label, line=line_no)
+            if b"\r" in raw:
+                raise StatementDamaged("structure", "CR inside a line", part=label, line=line_no)
+            try:
+                fields = raw.decode("gb18030").split("|")
+            except UnicodeDecodeError as exc:
+                raise _not_gb18030(exc, label, line_no) from exc
+            kind = fields[0]
+            if kind == "T":
+                trailer = fields
+                trailer_line = line_no
+                continue
+            if kind != "D":
+                raise StatementDamaged(
+                    "structure", f"record type {kind[:8]!r}, expected D or T", part=label, line=line_no
+                )
+            if len(fields) != 10:
+                raise StatementDamaged(
+                    "structure", f"D record has {len(fields)} fields, expected 10", part=label, line=line_no
+                )
+            _, trade_date, trade_time, serial_no, direction, amount, balance_after, account, name, memo = (
+                fields
+            )
+            if trade_date != bill_date_text:
+                raise StatementDamaged(
+                    "field trade_date",
+                    f"{trade_date!r}, expected the bill_date {bill_date_text}",
+                    part=label,
+                    line=line_no,
+                )
+            if not _TIME(trade_time):
+                raise StatementDamaged(
+                    "field trade_time", f"{trade_time!r} is not a time HHMMSS", part=label, line=line_no
+                )
+            if not _SERIAL_NO(serial_no):
+                raise StatementDamaged(
+                    "field serial_no",
+                    f"{serial_no[:40]!r} is not 1 to 32 characters of [0-9A-Za-z]",
+                    part=label,
+                    line=line_no,
+                )
+            if not _POSITIVE_AMOUNT(amount):
+                raise StatementDamaged(
+                    "field amount",
+                    f"{amount[:40]!r} is not a positive amount: {_AMOUNT_FORM}",
+                    part=label,
+                    line=line_no,
+                )
+            if not _SIGNED_AMOUNT(balance_after):
+                raise StatementDamaged(
+                    "field balance_after",
+                    f"{balance_after[:40]!r} is not {_SIGNED_FORM}",
+                    part=label,
+                    line=line_no,
+                )
+            cents = int(amount[:-3] + amount[-2:])
+            if direction == "C":
+                expected_balance = balance + cents
+                credits += 1
+                credit_cents += cents
+            elif direction == "D":
+                expected_balance = balance - cents
+                debits += 1
+                debit_cents += cents
+            else:
+                raise StatementDamaged(
+                    "field direction", f"{direction[:8]!r}, expected C or D", part=label, line=line_no
+                )
+            after_cents = int(balance_after[:-3] + balance_after[-2:])
+            if after_cents != expected_balance:
+                raise StatementDamaged(
+                    "rule 3 (balance chain)",
+                    f"balance_after {balance_after}, expected {_format(expected_balance)} "
+                    f"(previous balance {_format(balance)} {'+' if direction == 'C' else '-'} {amount})",
+                    part=label,
+                    line=line_no,
+                )
+            balance = after_cents
+            if serial_no in serials:
+                raise StatementDamaged(
+                    "rule 6 (serial_no unique)",
+                    f"serial_no {serial_no} already appeared earlier in the statement",
+                    part=label,
+                    line=line_no,
+                )
+            serials.add(serial_no)
+            traded_at = traded_at_by_time.get(trade_time)
+            if traded_at is None:
+                traded_at = datetime(
+                    year,
+                    month,
+                    day,
+                    int(trade_time[:2]),
+                    int(trade_time[2:4]),
+                    int(trade_time[4:]),
+                    tzinfo=CHINA_STANDARD_TIME,
+                )
+                traded_at_by_time[trade_time] = traded_at
+            on_transaction(
+                Transaction(
+                    serial_no,
+                    traded_at,
+                    direction,
+                    Decimal(amount),
+                    Decimal(balance_after),
+                    account or None,
+                    name or None,
+                    memo or None,
+                )
+            )
+    if trailer is None:
+        raise StatementDamaged("structure", "missing trailer (T record)", part=label, line=line_no)
+    found = _PartTotals(credits, debits, credit_cents, debit_cents, balance)
+    _check_trailer(trailer, found, label, trailer_line)
+    return found
+
+
+def _check_trailer(fields: list[str], found: _PartTotals, label: str, line: int) -> None:
+    """Rules 2 and 3: the T record against what the part's D records add up to."""
+    if len(fields) != 7:
+        raise StatementDamaged(
+            "structure", f"T record has {len(fields)} fields, expected 7", part=label, line=line
+        )
+    _, detail_count, credit_count, debit_count, credit_total, debit_total, closing = fields
+    for field, value in (
+        ("detail_count", detail_count),
+        ("credit_count", credit_count),
+        ("debit_count", debit_count),
+    ):
+        if not _COUNT(value):
+            raise StatementDamaged(
+                f"field {field}", f"{value[:40]!r} is not a non-negative integer", part=label, line=line
+            )
+    for field, value in (("credit_total", credit_total), ("debit_total", debit_total)):
+        if not _TOTAL(value):
+            raise StatementDamaged(
+                f"field {field}", f"{value[:40]!r} is not {_AMOUNT_FORM}", part=label, line=line
+            )
+    if not _SIGNED_AMOUNT(closing):
+        raise StatementDamaged(
+            "field closing_balance", f"{closing[:40]!r} is not {_SIGNED_FORM}", part=label, line=line
+        )
+
+    def broken(rule: str, detail: str) -> StatementDamaged:
+        return StatementDamaged(rule, detail, part=label, line=line)
+
+    details = found.credit_count + found.debit_count
+    if int(detail_count) != details:
+        raise broken(
+            "rule 2 (trailer counts)", f"detail_count {detail_count}, but the part has {details} D records"
+        )
+    if int(credit_count) + int(debit_count) != details:
+        raise broken(
+            "rule 2 (trailer counts)",
+            f"credit_count {credit_count} + debit_count {debit_count} != detail_count {detail_count}",
+        )
+    # With both sums equal, a wrong credit_count implies a wrong debit_count too.
+    if int(credit_count) != found.credit_count:
+        raise broken(
+            "rule 2 (trailer counts)",
+            f"credit_count {credit_count} and debit_count {debit_count}, but the part has "
+            f"{found.credit_count} credits and {found.debit_count} debits",
+        )
+    if _cents(credit_total) != found.credit_cents:
+        raise broken(
+            "rule 2 (trailer totals)",
+            f"credit_total {credit_total}, but the credits add up to {_format(found.credit_cents)}",
+        )
+    if _cents(debit_total) != found.debit_cents:
+        raise broken(
+            "rule 2 (trailer totals)",
+            f"debit_total {debit_total}, but the debits add up to {_format(found.debit_cents)}",
+        )
+    if _cents(closing) != found.closing_cents:
+        raise broken(
+            "rule 3 (balance chain)",
+            f"closing_balance {closing}, but the balance chain ends at {_format(found.closing_cents)}",
+        )
+
+
+def _member_lines(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, inflation: _Inflation
+) -> Iterator[list[bytes]]:
+    """The member's lines without their LF, in batches, every inflated byte counted against the limits."""
+    try:
+        stream = archive.open(info)
+    except _ZIP_ERRORS as exc:
+        raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
+    with stream:
+        member_bytes = 0
+        lines_before = 0
+        pending = b""
+        while chunk := _read(stream, label):
+            member_bytes += len(chunk)
+            inflation.add(len(chunk), member_bytes, info, label)
+            lines = (pending + chunk).split(b"\n")
+            pending = lines.pop()
+            _check_line_lengths(lines, lines_before, label)
+            _check_line_lengths([pending], lines_before + len(lines), label)
+            lines_before += len(lines)
+            yield lines
+        if pending:
+            yield [pending]
+
+
+def _check_line_lengths(lines: list[bytes], lines_before: int, label: str) -> None:
+    # Checked on every line, not just on the unfinished one, so that the verdict
+    # does not depend on where the chunk boundaries fall.
+    if lines and max(map(len, lines)) > _MAX_LINE_BYTES:
+        index = next(i for i, line in enumerate(lines) if len(line) > _MAX_LINE_BYTES)
+        raise StatementDamaged(
+            "structure",
+            f"line longer than {_MAX_LINE_BYTES} bytes",
+            part=label,
+            line=lines_before + index + 1,
+        )
+
+
+def _read(stream: IO[bytes], label: str) -> bytes:
+    try:
+        return stream.read(_CHUNK_BYTES)
+    except _ZIP_ERRORS as exc:
+        raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
+
+
+def _decode(raw: bytes, label: str, line: int) -> str:
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise _not_gb18030(exc, label, line) from exc
+
+
+def _not_gb18030(exc: UnicodeDecodeError, label: str, line: int) -> StatementDamaged:
+    return StatementDamaged(
+        "encoding",
+        f"bytes {exc.object[exc.start : exc.end].hex()} at byte {exc.start} are not GB18030",
+        part=label,
+        line=line,
+    )
+
+
+def _parse_date(text: str) -> date | None:
+    if not _DATE(text):
+        return None
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+
+
+def _cents(amount: str) -> int:
+    """An amount already checked against its pattern, as exact integer cents."""
+    return int(amount[:-3] + amount[-2:])
+
+
+def _decimal(cents: int) -> Decimal:
+    sign = 1 if cents < 0 else 0
+    return Decimal((sign, tuple(int(digit) for digit in str(abs(cents))), -2))
+
+
+def _format(cents: int) -> str:
+    return str(_decimal(cents))
