@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -22,25 +24,32 @@ from workflows.daily_statement import DailyStatementWorkflow
 
 log = logging.getLogger("bankrecon.worker")
 
-# Decode and persist run in threads; fetches are async and wait on the bank, not on threads.
-ACTIVITY_THREADS = 8
+# Decode and persist each hold a thread while they run; fetches are async and hold none.
+MAX_CONCURRENT_ACTIVITIES = 32
 
 
-def build_worker(
-    client: Client, activities: StatementActivities, task_queue: str, executor: ThreadPoolExecutor
-) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[DailyStatementWorkflow],
-        activities=[
-            activities.fetch_statement,
-            activities.decode_statement,
-            activities.persist_statement,
-        ],
-        activity_executor=executor,
-        max_concurrent_activities=ACTIVITY_THREADS * 8,
-    )
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A worker polling ``settings.temporal_task_queue`` until the block exits."""
+    activities = StatementActivities.from_settings(settings)
+    try:
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
+            worker = Worker(
+                client,
+                task_queue=settings.temporal_task_queue,
+                workflows=[DailyStatementWorkflow],
+                activities=[
+                    activities.fetch_statement,
+                    activities.decode_statement,
+                    activities.persist_statement,
+                ],
+                activity_executor=executor,
+                max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+            )
+            async with worker:
+                yield worker
+    finally:
+        await activities.close()
 
 
 async def main() -> None:
@@ -51,24 +60,20 @@ async def main() -> None:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
-    activities = StatementActivities.from_settings(settings)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        worker = build_worker(client, activities, settings.temporal_task_queue, executor)
-        async with worker:
-            log.info(
-                "worker serving task queue %r on %s (namespace %r), database %s, bank %s",
-                settings.temporal_task_queue,
-                settings.temporal_address,
-                settings.temporal_namespace,
-                settings.resolved_database_url().split("@")[-1],
-                settings.bank_base_url,
-            )
-            await stop.wait()
-            log.info("shutting down: finishing running activities")
-    await activities.close()
+    async with running_worker(client, settings):
+        log.info(
+            "worker serving task queue %r on %s (namespace %r), database %s, bank %s",
+            settings.temporal_task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+            settings.resolved_database_url().split("@")[-1],
+            settings.bank_base_url,
+        )
+        await stop.wait()
+        log.info("shutting down: letting running activities finish")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,23 @@
-"""Running the real worker pieces in a test: settings, activities and a worker on a fresh task queue."""
+"""What the tests share: settings for a test deployment, and reading back what was stored."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from temporalio.client import Client
 
-from activities.statements import StatementActivities
 from bankrecon.config import Settings
 from bankrecon.db import make_engine, statements, transactions
-from worker import build_worker
 
 
-def settings_for(data_dir: Path, database_url: str, bank_url: str, **overrides: Any) -> Settings:
+def settings_for(
+    data_dir: Path, database_url: str, bank_url: str, task_queue: str, **overrides: Any
+) -> Settings:
     """Settings as a deployment would have them, never read from the developer's .env."""
     values: dict[str, Any] = {
+        "temporal_task_queue": task_queue,
         "data_dir": data_dir,
         "database_url": database_url,
         "bank_base_url": bank_url,
@@ -29,17 +26,6 @@ def settings_for(data_dir: Path, database_url: str, bank_url: str, **overrides: 
         "bank_connect_timeout_seconds": 2,
     }
     return Settings(_env_file=None, **(values | overrides))
-
-
-@asynccontextmanager
-async def running_worker(client: Client, settings: Settings, task_queue: str) -> AsyncIterator[None]:
-    activities = StatementActivities.from_settings(settings)
-    try:
-        with ThreadPoolExecutor(max_workers=4) as executor:
-            async with build_worker(client, activities, task_queue, executor):
-                yield
-    finally:
-        await activities.close()
 
 
 def stored_rows(database_url: str, account_no: str, bill_date: date) -> tuple[Any, list[Any]]:

@@ -10,11 +10,14 @@ from datetime import date
 from itertools import pairwise
 from pathlib import Path
 
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput
 from simulator.server import BankSimulator, StatementPlan
-from tests.harness import running_worker, settings_for, stored_rows
+from tests.harness import settings_for, stored_rows
+from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
 WINDOW = 0.5
@@ -36,12 +39,18 @@ async def test_four_statements_of_one_merchant_on_two_workers_never_collide(
             bank.plan(account, bill_date, StatementPlan(ready_after=2, lines=6))
         # Two workers of one task queue, each with its own connection pool to the one database.
         settings = [
-            settings_for(tmp_path / "data", database_url, bank.url, bank_min_interval_seconds=WINDOW)
+            settings_for(
+                tmp_path / "data", database_url, bank.url, task_queue, bank_min_interval_seconds=WINDOW
+            )
             for _ in range(2)
         ]
+        # A second connection, as a second worker process would have.
+        other_client = await Client.connect(
+            dev_env.client.service_client.config.target_host, data_converter=pydantic_data_converter
+        )
         async with (
-            running_worker(dev_env.client, settings[0], task_queue),
-            running_worker(dev_env.client, settings[1], task_queue),
+            running_worker(dev_env.client, settings[0]),
+            running_worker(other_client, settings[1]),
         ):
             results = await asyncio.wait_for(
                 asyncio.gather(

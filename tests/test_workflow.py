@@ -20,7 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from simulator.generator import generate_statement
 from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
-from tests.harness import count_rows, running_worker, settings_for, stored_rows
+from tests.harness import count_rows, settings_for, stored_rows
+from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
 ACCOUNT = "6222020000000001"
@@ -75,8 +76,8 @@ async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
             workflow_times.append(now)
 
     bank.on_request = note_workflow_time
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
         result = await _run(time_skipping_env, task_queue)
 
     assert result.fetch_attempts == 6
@@ -103,8 +104,8 @@ async def test_no_attempt_cap(
     sqlite_url: str,
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=100, lines=3))
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
         result = await _run(time_skipping_env, task_queue)
     assert result.fetch_attempts == 101
     assert result.transaction_count == 3
@@ -135,8 +136,8 @@ async def test_permanent_answers_fail_after_one_request(
         account = "6222029999999999"
     else:
         bill_date = date(2026, 12, 24)  # in the future of the simulated bank's today
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, **overrides)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue, **overrides)
+    async with running_worker(time_skipping_env.client, settings):
         with pytest.raises(WorkflowFailureError) as failure:
             await time_skipping_env.client.execute_workflow(
                 DailyStatementWorkflow.run,
@@ -161,8 +162,8 @@ async def test_no_transactions_persist_an_empty_statement(
     plan: StatementPlan,
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, plan)
-    settings = settings_for(tmp_path / "data", database_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", database_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
         result = await _run(time_skipping_env, task_queue)
     statement, rows = stored_rows(database_url, ACCOUNT, BILL_DATE)
     assert result.transaction_count == 0 and rows == []
@@ -191,8 +192,10 @@ async def test_transport_faults_and_odd_answers_are_retried(
             faults=["500", "500html", "502", "reset", "stall:3"],
         ),
     )
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, bank_request_timeout_seconds=1)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(
+        tmp_path / "data", sqlite_url, bank.url, task_queue, bank_request_timeout_seconds=1
+    )
+    async with running_worker(time_skipping_env.client, settings):
         result = await _run(time_skipping_env, task_queue)
     assert result.fetch_attempts == 6
     assert result.transaction_count == 5
@@ -206,11 +209,12 @@ async def test_unknown_code_and_checksum_mismatch_are_retried(
     sqlite_url: str,
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(outcome="7777"))
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
+        # Time skips only while a result is awaited; this test watches, so its interval is short.
         handle = await time_skipping_env.client.start_workflow(
             DailyStatementWorkflow.run,
-            DailyStatementInput(account_no=ACCOUNT, bill_date=BILL_DATE),
+            DailyStatementInput(account_no=ACCOUNT, bill_date=BILL_DATE, retry_interval_seconds=0.1),
             id=statement_workflow_id(ACCOUNT, BILL_DATE),
             task_queue=task_queue,
         )
@@ -227,12 +231,12 @@ async def test_unknown_code_and_checksum_mismatch_are_retried(
     assert result.fetch_attempts == len(bank.requests)
 
 
-async def _pending_failures(handle: WorkflowHandle[Any, Any], until: Callable[[], bool]) -> list[str]:
+async def _pending_failures(handle: WorkflowHandle[Any, Any], until: Callable[[], bool]) -> set[str]:
     """The fetch's last-failure messages seen while waiting for ``until()``."""
-    seen: list[str] = []
+    seen: set[str] = set()
     for _ in range(200):
         description = await handle.describe()
-        seen += [p.last_failure.message for p in description.raw_description.pending_activities]
+        seen |= {p.last_failure.message for p in description.raw_description.pending_activities}
         if until():
             return seen
         await asyncio.sleep(0.05)
@@ -250,8 +254,8 @@ async def test_damaged_statement_fails_and_keeps_nothing(
     texts = good.part_texts()
     texts[1] = texts[1].replace("\nT|", "\nD|garbage\nT|", 1)
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(archive=_zip(good.member_names, texts)))
-    settings = settings_for(tmp_path / "data", database_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", database_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
         with pytest.raises(WorkflowFailureError) as failure:
             await _run(time_skipping_env, task_queue)
     cause = failure.value.cause
@@ -275,8 +279,8 @@ async def test_invalid_input_fails_the_workflow_with_the_reason(
     tmp_path: Path,
     sqlite_url: str,
 ) -> None:
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url)
-    async with running_worker(time_skipping_env.client, settings, task_queue):
+    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
+    async with running_worker(time_skipping_env.client, settings):
         with pytest.raises(WorkflowFailureError) as failure:
             await time_skipping_env.client.execute_workflow(
                 "DailyStatementWorkflow",
