@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from bankrecon.binaries import find_binary
 from bankrecon.db import make_engine, statements, transactions
 from bankrecon.models import DailyStatementResult
+from bankrecon.statement import CHINA_STANDARD_TIME
 from workflows.daily_statement import (
     DailyStatementWorkflow,
     statement_workflow_id,
@@ -128,8 +130,9 @@ def _show_rows(database_url: str, account_no: str, bill_date: object) -> None:
     )
     _say(f"transactions ({len(rows)} rows, first 5):")
     for row in rows[:5]:
+        traded_at = row.traded_at.astimezone(CHINA_STANDARD_TIME)
         _say(
-            f"  {row.serial_no}  {row.traded_at.astimezone():%Y-%m-%d %H:%M:%S}  {row.direction} "
+            f"  {row.serial_no}  {traded_at:%Y-%m-%d %H:%M:%S}  {row.direction} "
             f"{row.amount:>14}  balance {row.balance_after:>14}  {row.counterparty_name or ''} "
             f"{row.memo or ''}"
         )
@@ -197,7 +200,7 @@ async def run(args: argparse.Namespace) -> int:
             "--task-queue", "bank-statements", "--workflow-id", workflow_id,
             "--input", workflow_input, "--address", temporal_address,
         ]  # fmt: skip
-        _say("$ " + " ".join(start[:-3]).replace(workflow_input, f"'{workflow_input}'"))
+        _say("$ " + shlex.join(start))
         subprocess.run([temporal, *start[1:]], check=True, env=env, stdout=subprocess.DEVNULL)
         _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
         handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)

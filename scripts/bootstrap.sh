@@ -14,9 +14,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.bankrecon-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "installing bankrecon and its dependencies into .venv (once)" >&2
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    echo "installing bankrecon and its dependencies into .venv (once; log: .venv/install.log)" >&2
+    if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[dev]"; } \
+        >.venv/install.log 2>&1; then
+        tail -n 30 .venv/install.log >&2
+        echo "installation failed; the whole log is in .venv/install.log" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
