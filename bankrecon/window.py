@@ -55,7 +55,7 @@ class MerchantWindow:
         self._hold = request_timeout + min_interval
 
     def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | timedelta:
-        """Take the window and log the request, or say how long until it may open."""
+        """Take the window and log the request, or say how long until it may open at the earliest."""
         self._ensure_row(origin.merchant_id)
         request_id = uuid.uuid4().hex
         with self._engine.begin() as conn:
@@ -81,10 +81,16 @@ class MerchantWindow:
                     )
                 )
                 return Claim(request_id=request_id, sent_at=now)
-            opens_at: datetime = conn.execute(
-                select(bank_windows.c.next_request_at).where(bank_windows.c.merchant_id == origin.merchant_id)
-            ).scalar_one()
-        return max(opens_at - now, timedelta(0))
+            opens_at, holder = conn.execute(
+                select(bank_windows.c.next_request_at, bank_windows.c.holder).where(
+                    bank_windows.c.merchant_id == origin.merchant_id
+                )
+            ).one()
+        wait: timedelta = opens_at - now
+        if holder is not None:
+            # In flight: it may end any moment, and the window then opens one interval later.
+            wait = min(wait, self._min_interval)
+        return max(wait, timedelta(0))
 
     def release(self, merchant_id: str, claim: Claim, ended_at: datetime, outcome: str) -> None:
         with self._engine.begin() as conn:

@@ -42,8 +42,8 @@ def window(engine: Engine) -> MerchantWindow:
 def test_window_reopens_one_interval_after_the_answer(window: MerchantWindow) -> None:
     claim = window.try_claim(_origin(), T0)
     assert isinstance(claim, Claim)
-    # While the request is in flight the window stays closed, for up to timeout + interval.
-    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == TIMEOUT + INTERVAL - timedelta(seconds=1)
+    # In flight: closed, and the earliest it can open is one interval after the request ends.
+    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == INTERVAL
     answered = T0 + timedelta(seconds=2)
     window.release("M1", claim, answered, "9999")
     assert window.try_claim(_origin(), answered + INTERVAL - timedelta(seconds=5)) == timedelta(seconds=5)
@@ -61,6 +61,7 @@ def test_a_dead_workers_claim_keeps_the_window_closed_until_its_hold_ends(
 ) -> None:
     assert isinstance(window.try_claim(_origin(), T0), Claim)  # never released: the worker died
     assert window.try_claim(_origin(), T0 + TIMEOUT) == INTERVAL
+    assert window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL / 2) == INTERVAL / 2
     assert isinstance(window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL), Claim)
 
 
