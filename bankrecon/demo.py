@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bankrecon.binaries import find_binary
-from bankrecon.db import make_engine, statements, transactions
-from bankrecon.models import DailyStatementResult
+from bankrecon.db import make_engine
+from bankrecon.models import DailyStatementResult, StatementKey
+from bankrecon.persistence import load_statement
 from bankrecon.statement import CHINA_STANDARD_TIME
 from workflows.daily_statement import (
     DailyStatementWorkflow,
@@ -109,20 +109,12 @@ async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementRe
             await asyncio.sleep(0.2)
 
 
-def _show_rows(database_url: str, account_no: str, bill_date: object) -> None:
+def _show_rows(database_url: str, key: StatementKey) -> None:
     engine = make_engine(database_url)
-    with engine.connect() as conn:
-        stmt = conn.execute(
-            select(statements).where(
-                statements.c.account_no == account_no, statements.c.bill_date == bill_date
-            )
-        ).one()
-        rows = conn.execute(
-            select(transactions)
-            .where(transactions.c.account_no == account_no, transactions.c.bill_date == bill_date)
-            .order_by(transactions.c.seq)
-        ).all()
+    stmt, rows = load_statement(engine, key)
     engine.dispose()
+    if stmt is None:
+        raise SystemExit(f"the workflow completed but {database_url} holds no statement for {key}")
     _say(
         f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.currency} "
         f"opening {stmt.opening_balance} closing {stmt.closing_balance}, "
@@ -207,7 +199,7 @@ async def run(args: argparse.Namespace) -> int:
         await _watch(handle, bank_url)
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
-        _show_rows(database_url, DEMO_ACCOUNT, bill_date)
+        _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
         _say(f"\ndatabase: {database_url.split('@')[-1]} (in SQLite, money is in integer cents)")
         _say(f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}")
         if args.exit_when_done:

@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, Row, delete, insert, select
 
 from bankrecon.db import statements, transactions
-from bankrecon.models import PersistRequest, PersistResult
+from bankrecon.models import PersistRequest, PersistResult, StatementKey
 from bankrecon.records import read_record_batches
 
 log = logging.getLogger(__name__)
@@ -86,3 +87,19 @@ def save_statement(
                 f"{totals.transaction_count}: nothing was written"
             )
     return PersistResult(written=True, transaction_count=written)
+
+
+def load_statement(engine: Engine, key: StatementKey) -> tuple[Row[Any] | None, list[Row[Any]]]:
+    """The stored statement row (None if absent) and its transactions in statement order."""
+    with engine.connect() as conn:
+        statement = conn.execute(
+            select(statements).where(
+                statements.c.account_no == key.account_no, statements.c.bill_date == key.bill_date
+            )
+        ).one_or_none()
+        rows = conn.execute(
+            select(transactions)
+            .where(transactions.c.account_no == key.account_no, transactions.c.bill_date == key.bill_date)
+            .order_by(transactions.c.seq)
+        ).all()
+    return statement, list(rows)

@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 
 from bankrecon.config import Settings
 from bankrecon.db import make_engine, statements, transactions
+from bankrecon.models import StatementKey
+from bankrecon.persistence import load_statement
 
 
 def settings_for(
@@ -29,23 +31,11 @@ def settings_for(
 
 
 def stored_rows(database_url: str, account_no: str, bill_date: date) -> tuple[Any, list[Any]]:
-    """The statement row (or None) and its transactions in statement order."""
     engine = make_engine(database_url)
     try:
-        with engine.connect() as conn:
-            statement = conn.execute(
-                select(statements).where(
-                    statements.c.account_no == account_no, statements.c.bill_date == bill_date
-                )
-            ).one_or_none()
-            rows = conn.execute(
-                select(transactions)
-                .where(transactions.c.account_no == account_no, transactions.c.bill_date == bill_date)
-                .order_by(transactions.c.seq)
-            ).all()
+        return load_statement(engine, StatementKey(account_no=account_no, bill_date=bill_date))
     finally:
         engine.dispose()
-    return statement, list(rows)
 
 
 def count_rows(database_url: str) -> int:

@@ -8,17 +8,18 @@ import io
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from simulator.generator import generate_statement
 from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
@@ -41,30 +42,46 @@ def bank() -> Iterator[BankSimulator]:
         yield sim
 
 
-async def _run(
-    env: WorkflowEnvironment,
-    task_queue: str,
-    bill_date: date = BILL_DATE,
-    retry_interval: timedelta = HALF_HOUR,
-) -> DailyStatementResult:
-    return await env.client.execute_workflow(
-        DailyStatementWorkflow.run,
-        DailyStatementInput(
-            account_no=ACCOUNT,
-            bill_date=bill_date,
-            retry_interval_seconds=retry_interval.total_seconds(),
-        ),
-        id=statement_workflow_id(ACCOUNT, bill_date),
-        task_queue=task_queue,
-    )
+class Collect(Protocol):
+    def __call__(
+        self, database_url: str, *, account_no: str = ..., bill_date: date = ..., **settings: Any
+    ) -> Awaitable[DailyStatementResult]: ...
+
+
+@pytest.fixture
+def settings(bank: BankSimulator, task_queue: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(database_url: str, **overrides: Any) -> Settings:
+        return settings_for(tmp_path / "data", database_url, bank.url, task_queue, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def collect(
+    time_skipping_env: WorkflowEnvironment, settings: Callable[..., Settings], task_queue: str
+) -> Collect:
+    """Run one statement's workflow to its end, with a worker configured by ``settings``."""
+
+    async def run(
+        database_url: str, *, account_no: str = ACCOUNT, bill_date: date = BILL_DATE, **overrides: Any
+    ) -> DailyStatementResult:
+        # A broken retry policy must fail the test, not hang it.
+        async with (
+            asyncio.timeout(120),
+            running_worker(time_skipping_env.client, settings(database_url, **overrides)),
+        ):
+            return await time_skipping_env.client.execute_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(account_no=account_no, bill_date=bill_date),
+                id=statement_workflow_id(account_no, bill_date),
+                task_queue=task_queue,
+            )
+
+    return run
 
 
 async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    sqlite_url: str,
+    time_skipping_env: WorkflowEnvironment, bank: BankSimulator, collect: Collect, sqlite_url: str
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=5, lines=40, parts=2))
     loop = asyncio.get_running_loop()
@@ -78,9 +95,7 @@ async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
             workflow_times.append(now)
 
     bank.on_request = note_workflow_time
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
-        result = await _run(time_skipping_env, task_queue)
+    result = await collect(sqlite_url)
 
     assert result.fetch_attempts == 6
     assert [r.code for r in bank.requests_for(ACCOUNT, BILL_DATE)] == ["9999"] * 5 + ["0000"]
@@ -98,55 +113,34 @@ async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
     ]
 
 
-async def test_no_attempt_cap(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    sqlite_url: str,
-) -> None:
+async def test_no_attempt_cap(bank: BankSimulator, collect: Collect, sqlite_url: str) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=100, lines=3))
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
-        result = await _run(time_skipping_env, task_queue)
+    result = await collect(sqlite_url)
     assert result.fetch_attempts == 101
     assert result.transaction_count == 3
 
 
 @pytest.mark.parametrize(
-    ("code", "advice"),
+    ("code", "advice", "account_no", "bill_date", "overrides"),
     [
-        ("1001", "BANK_MERCHANT_SECRET"),
-        ("1002", "account unknown"),
-        ("1003", "90-day retention"),
+        ("1001", "BANK_MERCHANT_SECRET", ACCOUNT, BILL_DATE, {"bank_merchant_secret": "wrong"}),
+        ("1002", "account unknown", "6222029999999999", BILL_DATE, {}),
+        # In the future of the simulated bank's today.
+        ("1003", "90-day retention", ACCOUNT, date(2026, 12, 24), {}),
     ],
 )
 async def test_permanent_answers_fail_after_one_request(
-    time_skipping_env: WorkflowEnvironment,
     bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
+    collect: Collect,
     sqlite_url: str,
     code: str,
     advice: str,
+    account_no: str,
+    bill_date: date,
+    overrides: dict[str, Any],
 ) -> None:
-    overrides: dict[str, object] = {}
-    account, bill_date = ACCOUNT, BILL_DATE
-    if code == "1001":
-        overrides["bank_merchant_secret"] = "not-" + DEMO_MERCHANT_SECRET
-    elif code == "1002":
-        account = "6222029999999999"
-    else:
-        bill_date = date(2026, 12, 24)  # in the future of the simulated bank's today
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue, **overrides)
-    async with running_worker(time_skipping_env.client, settings):
-        with pytest.raises(WorkflowFailureError) as failure:
-            await time_skipping_env.client.execute_workflow(
-                DailyStatementWorkflow.run,
-                DailyStatementInput(account_no=account, bill_date=bill_date),
-                id=statement_workflow_id(account, bill_date),
-                task_queue=task_queue,
-            )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await collect(sqlite_url, account_no=account_no, bill_date=bill_date, **overrides)
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "BankRejected"
     assert code in cause.message and advice in cause.message
@@ -156,17 +150,10 @@ async def test_permanent_answers_fail_after_one_request(
 
 @pytest.mark.parametrize("plan", [StatementPlan(outcome="empty"), StatementPlan(lines=0, parts=2)])
 async def test_no_transactions_persist_an_empty_statement(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    database_url: str,
-    plan: StatementPlan,
+    bank: BankSimulator, collect: Collect, database_url: str, plan: StatementPlan
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, plan)
-    settings = settings_for(tmp_path / "data", database_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
-        result = await _run(time_skipping_env, task_queue)
+    result = await collect(database_url)
     statement, rows = stored_rows(database_url, ACCOUNT, BILL_DATE)
     assert result.transaction_count == 0 and rows == []
     assert statement.transaction_count == 0
@@ -178,41 +165,24 @@ async def test_no_transactions_persist_an_empty_statement(
 
 
 async def test_transport_faults_and_odd_answers_are_retried(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    sqlite_url: str,
+    bank: BankSimulator, collect: Collect, sqlite_url: str
 ) -> None:
-    bank.plan(
-        ACCOUNT,
-        BILL_DATE,
-        StatementPlan(
-            ready_after=0,
-            lines=5,
-            mime_wrap=True,
-            faults=["500", "500html", "502", "reset", "stall:3"],
-        ),
-    )
-    settings = settings_for(
-        tmp_path / "data", sqlite_url, bank.url, task_queue, bank_request_timeout_seconds=1
-    )
-    async with running_worker(time_skipping_env.client, settings):
-        result = await _run(time_skipping_env, task_queue)
-    assert result.fetch_attempts == 6
+    faults = ["500", "500html", "502", "reset", "stall:3"]
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=5, mime_wrap=True, faults=faults))
+    result = await collect(sqlite_url, bank_request_timeout_seconds=1)
+    assert result.fetch_attempts == len(faults) + 1
     assert result.transaction_count == 5
 
 
 async def test_unknown_code_and_checksum_mismatch_are_retried(
     time_skipping_env: WorkflowEnvironment,
     bank: BankSimulator,
+    settings: Callable[..., Settings],
     task_queue: str,
-    tmp_path: Path,
     sqlite_url: str,
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(outcome="7777"))
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
+    async with running_worker(time_skipping_env.client, settings(sqlite_url)):
         # Time skips only while a result is awaited; this test watches, so its interval is short.
         handle = await time_skipping_env.client.start_workflow(
             DailyStatementWorkflow.run,
@@ -246,20 +216,14 @@ async def _pending_failures(handle: WorkflowHandle[Any, Any], until: Callable[[]
 
 
 async def test_damaged_statement_fails_and_keeps_nothing(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    database_url: str,
+    bank: BankSimulator, collect: Collect, database_url: str
 ) -> None:
     good = generate_statement(ACCOUNT, BILL_DATE, seed=7, lines=10, parts=2)
     texts = good.part_texts()
     texts[1] = texts[1].replace("\nT|", "\nD|garbage\nT|", 1)
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(archive=_zip(good.member_names, texts)))
-    settings = settings_for(tmp_path / "data", database_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
-        with pytest.raises(WorkflowFailureError) as failure:
-            await _run(time_skipping_env, task_queue)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await collect(database_url)
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "StatementDamaged"
     assert "part 2" in cause.message and "line" in cause.message
@@ -277,12 +241,11 @@ def _zip(names: list[str], texts: list[str]) -> bytes:
 async def test_invalid_input_fails_the_workflow_with_the_reason(
     time_skipping_env: WorkflowEnvironment,
     bank: BankSimulator,
+    settings: Callable[..., Settings],
     task_queue: str,
-    tmp_path: Path,
     sqlite_url: str,
 ) -> None:
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
+    async with running_worker(time_skipping_env.client, settings(sqlite_url)):
         with pytest.raises(WorkflowFailureError) as failure:
             await time_skipping_env.client.execute_workflow(
                 "DailyStatementWorkflow",
@@ -295,16 +258,10 @@ async def test_invalid_input_fails_the_workflow_with_the_reason(
 
 
 async def test_history_holds_no_statement_data_and_no_credentials(
-    time_skipping_env: WorkflowEnvironment,
-    bank: BankSimulator,
-    task_queue: str,
-    tmp_path: Path,
-    sqlite_url: str,
+    time_skipping_env: WorkflowEnvironment, bank: BankSimulator, collect: Collect, sqlite_url: str
 ) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(ready_after=1, lines=30))
-    settings = settings_for(tmp_path / "data", sqlite_url, bank.url, task_queue)
-    async with running_worker(time_skipping_env.client, settings):
-        await _run(time_skipping_env, task_queue)
+    await collect(sqlite_url)
     handle = time_skipping_env.client.get_workflow_handle(statement_workflow_id(ACCOUNT, BILL_DATE))
     raw = (await handle.fetch_history()).to_json()
     # Payloads are base64 in the JSON: read them decoded, as the Web UI shows them.
