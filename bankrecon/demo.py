@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -205,12 +206,21 @@ async def run(args: argparse.Namespace) -> int:
         if args.exit_when_done:
             return 0
         _say(f"\nEverything keeps running for the Web UI ({ui}); Ctrl-C stops it all.")
-        try:
-            while True:
-                await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            pass
+        await asyncio.Event().wait()
     return 0
+
+
+async def run_until_stopped(args: argparse.Namespace) -> int:
+    """Ctrl-C or SIGTERM at any moment stops the demo, and leaving ``run`` stops every child."""
+    demo = asyncio.current_task()
+    assert demo is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, demo.cancel)
+    try:
+        return await run(args)
+    except asyncio.CancelledError:
+        _say("\nstopped")
+        return 130
 
 
 def main() -> None:
@@ -225,10 +235,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=3.0, help="bank window and retry interval, seconds")
     parser.add_argument("--ready-after", type=int, default=3, help="refusals before the statement is ready")
     parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
-    try:
-        raise SystemExit(asyncio.run(run(parser.parse_args())))
-    except KeyboardInterrupt:
-        _say("\nstopped")
+    raise SystemExit(asyncio.run(run_until_stopped(parser.parse_args())))
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
+    temporal_port, ui_port, bank_port = _free_port(), _free_port(), _free_port()
     demo = subprocess.run(
         [
             sys.executable, "-m", "bankrecon.demo", "--exit-when-done",
             "--data-dir", str(data_dir), "--database-url", database_url,
-            "--temporal-port", str(_free_port()), "--ui-port", str(_free_port()),
-            "--bank-port", str(_free_port()), "--interval", "1", "--ready-after", "2",
+            "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
+            "--bank-port", str(bank_port), "--interval", "1", "--ready-after", "2",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
@@ -44,3 +45,7 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     statement, rows = stored_rows(database_url, "6222020000000001", yesterday_in_china(datetime.now(UTC)))
     assert statement is not None and statement.transaction_count == len(rows) == 20
     assert (data_dir / "logs" / "worker.log").exists()
+    # It stopped what it started.
+    for port in (temporal_port, ui_port, bank_port):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
