@@ -97,6 +97,11 @@ class StatementActivities:
 
     @activity.defn(name="fetch_statement")
     async def fetch_statement(self, key: StatementKey) -> FetchResult:
+        # The whole attempt heartbeats: the download, and storing a large archive after it.
+        async with heartbeating(HEARTBEAT_EVERY):
+            return await self._fetch(key)
+
+    async def _fetch(self, key: StatementKey) -> FetchResult:
         workflow_id, run_id = _workflow_run()
         merchant_id = self._bank.merchant_id
         origin = RequestOrigin(
@@ -119,8 +124,7 @@ class StatementActivities:
             )
         outcome = "no answer"
         try:
-            async with heartbeating(HEARTBEAT_EVERY):
-                answer = await self._bank.download_statement(key.account_no, key.bill_date, claim.request_id)
+            answer = await self._bank.download_statement(key.account_no, key.bill_date, claim.request_id)
             outcome = answer.code
         except BankUnavailable as exc:
             outcome = str(exc)

@@ -1,0 +1,82 @@
+"""The configuration contract: environment variables, a .env file, and the defaults for the local setup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bankrecon.config import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, SIMULATOR_URL, Settings
+
+VARIABLES = [
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_TASK_QUEUE",
+    "DATA_DIR",
+    "DATABASE_URL",
+    "BANK_BASE_URL",
+    "BANK_MERCHANT_ID",
+    "BANK_MERCHANT_SECRET",
+    "BANK_MIN_INTERVAL_SECONDS",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults_run_against_the_local_setup(tmp_path: Path) -> None:
+    settings = Settings()
+    assert (settings.temporal_address, settings.temporal_namespace, settings.temporal_task_queue) == (
+        "localhost:7233",
+        "default",
+        "bank-statements",
+    )
+    assert settings.data_dir == Path("./data")
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.db'}"
+    assert settings.bank_base_url == SIMULATOR_URL
+    assert settings.bank_merchant_id == DEMO_MERCHANT_ID
+    assert settings.bank_merchant_secret.get_secret_value() == DEMO_MERCHANT_SECRET
+    assert settings.bank_min_interval_seconds == 1800
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "TEMPORAL_ADDRESS": "temporal.internal:7233",
+        "TEMPORAL_NAMESPACE": "finance",
+        "TEMPORAL_TASK_QUEUE": "statements-eu",
+        "DATA_DIR": "/srv/bankrecon",
+        "DATABASE_URL": "postgresql+psycopg://u@db/bankrecon",
+        "BANK_BASE_URL": "https://bank.example/api",
+        "BANK_MERCHANT_ID": "M2",
+        "BANK_MERCHANT_SECRET": "s3cret",
+        "BANK_MIN_INTERVAL_SECONDS": "0.5",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.temporal_address == "temporal.internal:7233"
+    assert settings.temporal_namespace == "finance"
+    assert settings.temporal_task_queue == "statements-eu"
+    assert settings.data_dir == Path("/srv/bankrecon")
+    assert settings.resolved_database_url() == "postgresql+psycopg://u@db/bankrecon"
+    assert settings.bank_base_url == "https://bank.example/api"
+    assert settings.bank_merchant_id == "M2"
+    assert settings.bank_merchant_secret.get_secret_value() == "s3cret"
+    assert settings.bank_min_interval_seconds == 0.5
+    assert "s3cret" not in repr(settings)
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("BANK_MERCHANT_ID=M3\nBANK_MIN_INTERVAL_SECONDS=60\n")
+    settings = Settings()
+    assert (settings.bank_merchant_id, settings.bank_min_interval_seconds) == ("M3", 60)
+
+
+def test_nonsense_is_refused_with_the_variable_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANK_MIN_INTERVAL_SECONDS", "-5")
+    with pytest.raises(ValueError, match="bank_min_interval_seconds"):
+        Settings()
