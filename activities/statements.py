@@ -6,12 +6,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # Error types the workflow and operators see in failures and pending-activity details.
 BANK_REJECTED = "BankRejected"
+ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"
 STATEMENT_DAMAGED = "StatementDamaged"
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -64,36 +67,63 @@ def _workflow_run() -> tuple[str, str]:
     return info.workflow_id, info.workflow_run_id
 
 
+@dataclass(frozen=True)
+class _MerchantLink:
+    """What talking to one merchant's bank takes: its client, its window, and the wait margin."""
+
+    bank: BankClient
+    window: MerchantWindow
+    margin: timedelta
+
+
 class StatementActivities:
-    def __init__(self, settings: Settings, engine: Engine, bank: BankClient):
+    def __init__(self, settings: Settings, engine: Engine, directory: AccountDirectory):
         self._data_dir = settings.data_dir.resolve()
         self._engine = engine
-        self._bank = bank
-        self._window = MerchantWindow(
-            engine,
-            min_interval=timedelta(seconds=settings.bank_min_interval_seconds),
-            request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
-        )
-        self._window_margin = max(WINDOW_MARGIN, timedelta(seconds=settings.bank_min_interval_seconds / 100))
+        self._directory = directory
+        self._merchants = {
+            merchant.id: _MerchantLink(
+                bank=BankClient(
+                    merchant.base_url,
+                    merchant.id,
+                    merchant.secret,
+                    connect_timeout=settings.bank_connect_timeout_seconds,
+                    request_timeout=settings.bank_request_timeout_seconds,
+                ),
+                window=MerchantWindow(
+                    engine,
+                    min_interval=timedelta(seconds=merchant.min_interval_seconds),
+                    request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
+                ),
+                margin=max(WINDOW_MARGIN, timedelta(seconds=merchant.min_interval_seconds / 100)),
+            )
+            for merchant in directory.merchants()
+        }
         self._limits = ArchiveLimits()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StatementActivities:
+        directory = AccountDirectory.from_settings(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.resolved_database_url())
         create_schema(engine)
-        bank = BankClient(
-            settings.bank_base_url,
-            settings.bank_merchant_id,
-            settings.bank_merchant_secret,
-            connect_timeout=settings.bank_connect_timeout_seconds,
-            request_timeout=settings.bank_request_timeout_seconds,
-        )
-        return cls(settings, engine, bank)
+        return cls(settings, engine, directory)
 
     async def close(self) -> None:
-        await self._bank.aclose()
+        for link in self._merchants.values():
+            await link.bank.aclose()
         self._engine.dispose()
+
+    def _account(self, account_no: str) -> Account:
+        account = self._directory.account(account_no)
+        if account is None:
+            raise ApplicationError(
+                f"account {account_no} is not configured in {self._directory.source}: "
+                "add it there with its merchant",
+                type=ACCOUNT_NOT_CONFIGURED,
+                non_retryable=True,
+            )
+        return account
 
     @activity.defn(name="fetch_statement")
     async def fetch_statement(self, key: StatementKey) -> FetchResult:
@@ -103,7 +133,8 @@ class StatementActivities:
 
     async def _fetch(self, key: StatementKey) -> FetchResult:
         workflow_id, run_id = _workflow_run()
-        merchant_id = self._bank.merchant_id
+        merchant_id = self._account(key.account_no).merchant.id
+        link = self._merchants[merchant_id]
         origin = RequestOrigin(
             merchant_id=merchant_id,
             account_no=key.account_no,
@@ -112,9 +143,9 @@ class StatementActivities:
             run_id=run_id,
             activity_attempt=activity.info().attempt,
         )
-        claim = await asyncio.to_thread(self._window.try_claim, origin, datetime.now(UTC))
+        claim = await asyncio.to_thread(link.window.try_claim, origin, datetime.now(UTC))
         if isinstance(claim, timedelta):
-            wait = claim + self._window_margin
+            wait = claim + link.margin
             raise ApplicationError(
                 f"merchant {merchant_id}'s request window is in use by another statement; "
                 f"next request in {wait.total_seconds():.1f}s",
@@ -124,16 +155,18 @@ class StatementActivities:
             )
         outcome = "no answer"
         try:
-            answer = await self._bank.download_statement(key.account_no, key.bill_date, claim.request_id)
+            answer = await link.bank.download_statement(key.account_no, key.bill_date, claim.request_id)
             outcome = answer.code
         except BankUnavailable as exc:
             outcome = str(exc)
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
-            await asyncio.to_thread(self._window.release, merchant_id, claim, datetime.now(UTC), outcome)
-        return await self._accept(key, answer, claim.sent_at)
+            await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
+        return await self._accept(key, answer, claim.sent_at, link.window)
 
-    async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:
+    async def _accept(
+        self, key: StatementKey, answer: BankAnswer, sent_at: datetime, window: MerchantWindow
+    ) -> FetchResult:
         said = f"bank answered {answer.code} {answer.message}".rstrip()
         if answer.outcome is Outcome.REJECTED:
             raise ApplicationError(
@@ -151,7 +184,7 @@ class StatementActivities:
         archive = None
         if answer.outcome is Outcome.READY:
             archive = await asyncio.to_thread(self._store_archive, answer)
-        requests = await asyncio.to_thread(self._window.requests_sent, *_workflow_run())
+        requests = await asyncio.to_thread(window.requests_sent, *_workflow_run())
         log.info("statement %s %s fetched: %s", key.account_no, key.bill_date, said)
         return FetchResult(
             code="0000" if archive else "2001",
@@ -182,13 +215,10 @@ class StatementActivities:
     def decode_statement(self, request: DecodeRequest) -> DecodedStatement:
         activity.heartbeat()
         key = request.statement
+        currency = self._account(key.account_no).currency
         try:
             return decode_archive(
-                self._data_dir,
-                key,
-                request.archive,
-                self._limits,
-                on_progress=activity.heartbeat,
+                self._data_dir, key, request.archive, self._limits, currency, on_progress=activity.heartbeat
             )
         except StatementDamaged as exc:
             raise ApplicationError(

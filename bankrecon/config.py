@@ -25,6 +25,9 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.db in DATA_DIR"
     )
 
+    # Several merchants and their accounts (see bankrecon/accounts.py); without it, one
+    # merchant from BANK_MERCHANT_ID / BANK_MERCHANT_SECRET owns every account.
+    bank_accounts_file: Path | None = None
     bank_base_url: str = SIMULATOR_URL
     bank_merchant_id: str = DEMO_MERCHANT_ID
     bank_merchant_secret: SecretStr = SecretStr(DEMO_MERCHANT_SECRET)

@@ -276,3 +276,58 @@ async def test_history_holds_no_statement_data_and_no_credentials(
         if txn.counterparty_name:
             assert txn.counterparty_name not in history
     assert '"transaction_count":30' in history.replace(" ", "")  # the summary is there, readable
+
+
+OTHER_MERCHANT, OTHER_SECRET, OTHER_ACCOUNT = "M200002", "other-secret", "6222030000000009"
+
+
+@pytest.fixture
+def accounts_file(bank: BankSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two merchants of one bank, each with its own account and credentials."""
+    bank.merchants[OTHER_MERCHANT] = OTHER_SECRET
+    bank.accounts = {DEMO_MERCHANT_ID: {ACCOUNT}, OTHER_MERCHANT: {OTHER_ACCOUNT}}
+    monkeypatch.setenv("TEST_OTHER_SECRET", OTHER_SECRET)
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f'[[merchant]]\nid = "{DEMO_MERCHANT_ID}"\nsecret = "{DEMO_MERCHANT_SECRET}"\n'
+        f'[[merchant]]\nid = "{OTHER_MERCHANT}"\nsecret_env = "TEST_OTHER_SECRET"\n'
+        f'[[account]]\naccount_no = "{ACCOUNT}"\nmerchant = "{DEMO_MERCHANT_ID}"\ncurrency = "CNY"\n'
+        f'[[account]]\naccount_no = "{OTHER_ACCOUNT}"\nmerchant = "{OTHER_MERCHANT}"\ncurrency = "USD"\n'
+    )
+    return path
+
+
+async def test_each_account_is_fetched_with_its_merchants_credentials(
+    bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
+) -> None:
+    bank.plan(OTHER_ACCOUNT, BILL_DATE, StatementPlan(lines=3, currency="USD"))
+    first = await collect(sqlite_url, bank_accounts_file=accounts_file)
+    second = await collect(sqlite_url, account_no=OTHER_ACCOUNT, bank_accounts_file=accounts_file)
+    assert (first.currency, second.currency) == ("CNY", "USD")
+    assert [(r.merchant_id, r.account_no, r.code) for r in bank.requests] == [
+        (DEMO_MERCHANT_ID, ACCOUNT, "0000"),
+        (OTHER_MERCHANT, OTHER_ACCOUNT, "0000"),
+    ]
+
+
+async def test_an_unconfigured_account_fails_without_asking_the_bank(
+    bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
+) -> None:
+    with pytest.raises(WorkflowFailureError) as failure:
+        await collect(sqlite_url, account_no="6222040000000000", bank_accounts_file=accounts_file)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "AccountNotConfigured"
+    assert "BANK_ACCOUNTS_FILE" in cause.message
+    assert bank.requests == []
+
+
+async def test_a_statement_in_another_currency_than_configured_is_damaged(
+    bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
+) -> None:
+    bank.plan(OTHER_ACCOUNT, BILL_DATE, StatementPlan(lines=3, currency="CNY"))  # configured: USD
+    with pytest.raises(WorkflowFailureError) as failure:
+        await collect(sqlite_url, account_no=OTHER_ACCOUNT, bank_accounts_file=accounts_file)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "StatementDamaged"
+    assert "rule 1" in cause.message and "USD" in cause.message
+    assert count_rows(sqlite_url) == 0

@@ -10,7 +10,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.statements import BANK_REJECTED, STATEMENT_DAMAGED, StatementActivities
+    from activities.statements import (
+        ACCOUNT_NOT_CONFIGURED,
+        BANK_REJECTED,
+        STATEMENT_DAMAGED,
+        StatementActivities,
+    )
     from bankrecon.models import (
         DailyStatementInput,
         DailyStatementResult,
@@ -43,7 +48,7 @@ def polling_retry_policy(interval: timedelta) -> RetryPolicy:
         backoff_coefficient=1.0,
         maximum_interval=interval,
         maximum_attempts=0,
-        non_retryable_error_types=[BANK_REJECTED],
+        non_retryable_error_types=[BANK_REJECTED, ACCOUNT_NOT_CONFIGURED],
     )
 
 
