@@ -14,11 +14,13 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.statements import StatementActivities
+from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from workflows.daily_statement import DailyStatementWorkflow
 
@@ -52,29 +54,42 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
         await activities.close()
 
 
-async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+async def serve(settings: Settings) -> None:
+    try:
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except RuntimeError as exc:
+        raise SystemExit(
+            f"cannot reach Temporal at {settings.temporal_address} (TEMPORAL_ADDRESS): {exc}"
+        ) from None
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
         log.info(
-            "worker serving task queue %r on %s (namespace %r), database %s, bank %s",
+            "worker serving task queue %r on %s (namespace %r), database %s",
             settings.temporal_task_queue,
             settings.temporal_address,
             settings.temporal_namespace,
             settings.resolved_database_url().split("@")[-1],
-            settings.bank_base_url,
         )
         await stop.wait()
         log.info("shutting down: letting running activities finish")
 
 
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings()
+        # Read now, so that a mistake stops the worker before it takes any task.
+        AccountDirectory.from_settings(settings)
+    except (ValidationError, AccountsFileError) as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
+    asyncio.run(serve(settings))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,19 @@ def test_nonsense_is_refused_with_the_variable_named(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("BANK_MIN_INTERVAL_SECONDS", "-5")
     with pytest.raises(ValueError, match="bank_min_interval_seconds"):
         Settings()
+
+
+def test_the_worker_refuses_a_bad_configuration_before_connecting(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = os.environ | {
+        "BANK_ACCOUNTS_FILE": str(tmp_path / "missing.toml"),
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+    worker = subprocess.run(
+        [sys.executable, "worker.py"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert worker.returncode == 1
+    assert worker.stderr.strip() == (
+        f"configuration error: BANK_ACCOUNTS_FILE {tmp_path / 'missing.toml'}: cannot read it: "
+        f"[Errno 2] No such file or directory: '{tmp_path / 'missing.toml'}'"
+    )
