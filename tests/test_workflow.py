@@ -80,6 +80,15 @@ def collect(
     return run
 
 
+async def _fails_with(run: Awaitable[DailyStatementResult], error_type: str) -> str:
+    """Await a workflow that must fail with ``error_type``; its failure message."""
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == error_type, cause
+    return cause.message
+
+
 async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
     time_skipping_env: WorkflowEnvironment, bank: BankSimulator, collect: Collect, sqlite_url: str
 ) -> None:
@@ -139,11 +148,10 @@ async def test_permanent_answers_fail_after_one_request(
     bill_date: date,
     overrides: dict[str, Any],
 ) -> None:
-    with pytest.raises(WorkflowFailureError) as failure:
-        await collect(sqlite_url, account_no=account_no, bill_date=bill_date, **overrides)
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "BankRejected"
-    assert code in cause.message and advice in cause.message
+    message = await _fails_with(
+        collect(sqlite_url, account_no=account_no, bill_date=bill_date, **overrides), "BankRejected"
+    )
+    assert code in message and advice in message
     assert len(bank.requests) == 1
     assert count_rows(sqlite_url) == 0
 
@@ -222,11 +230,8 @@ async def test_damaged_statement_fails_and_keeps_nothing(
     texts = good.part_texts()
     texts[1] = texts[1].replace("\nT|", "\nD|garbage\nT|", 1)
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(archive=_zip(good.member_names, texts)))
-    with pytest.raises(WorkflowFailureError) as failure:
-        await collect(database_url)
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "StatementDamaged"
-    assert "part 2" in cause.message and "line" in cause.message
+    message = await _fails_with(collect(database_url), "StatementDamaged")
+    assert "part 2" in message and "line" in message
     assert count_rows(database_url) == 0
 
 
@@ -313,11 +318,11 @@ async def test_each_account_is_fetched_with_its_merchants_credentials(
 async def test_an_unconfigured_account_fails_without_asking_the_bank(
     bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
 ) -> None:
-    with pytest.raises(WorkflowFailureError) as failure:
-        await collect(sqlite_url, account_no="6222040000000000", bank_accounts_file=accounts_file)
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "AccountNotConfigured"
-    assert "BANK_ACCOUNTS_FILE" in cause.message
+    message = await _fails_with(
+        collect(sqlite_url, account_no="6222040000000000", bank_accounts_file=accounts_file),
+        "AccountNotConfigured",
+    )
+    assert "BANK_ACCOUNTS_FILE" in message
     assert bank.requests == []
 
 
@@ -325,9 +330,8 @@ async def test_a_statement_in_another_currency_than_configured_is_damaged(
     bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
 ) -> None:
     bank.plan(OTHER_ACCOUNT, BILL_DATE, StatementPlan(lines=3, currency="CNY"))  # configured: USD
-    with pytest.raises(WorkflowFailureError) as failure:
-        await collect(sqlite_url, account_no=OTHER_ACCOUNT, bank_accounts_file=accounts_file)
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == "StatementDamaged"
-    assert "rule 1" in cause.message and "USD" in cause.message
+    message = await _fails_with(
+        collect(sqlite_url, account_no=OTHER_ACCOUNT, bank_accounts_file=accounts_file), "StatementDamaged"
+    )
+    assert "rule 1" in message and "USD" in message
     assert count_rows(sqlite_url) == 0
