@@ -25,7 +25,7 @@ def save_statement(
     request: PersistRequest,
     on_progress: Callable[[int], None] = lambda _count: None,
 ) -> PersistResult:
-    """Store the statement and its transactions, or nothing at all.
+    """Store the statement and its transactions, or nothing at all; then drop the records file.
 
     A rerun of the same download (a retried activity) finds it stored and writes
     nothing; a different download of the same date (an operator's re-fetch) replaces
@@ -38,6 +38,7 @@ def save_statement(
             select(statements.c.source_sha256, statements.c.bank_code).where(this_statement)
         ).first()
         if stored is not None and tuple(stored) == (request.source_sha256, request.bank_code):
+            _discard_records(data_dir, request)
             return PersistResult(written=False, transaction_count=request.totals.transaction_count)
         if stored is not None:
             log.warning(
@@ -86,7 +87,15 @@ def save_statement(
                 f"records file holds {written} transactions, the statement says "
                 f"{totals.transaction_count}: nothing was written"
             )
+    _discard_records(data_dir, request)
     return PersistResult(written=True, transaction_count=written)
+
+
+def _discard_records(data_dir: Path, request: PersistRequest) -> None:
+    # Committed, so a rerun finds the statement stored and never reads them again;
+    # the archive in DATA_DIR/archives stays as the source of record.
+    if request.records_file is not None:
+        (data_dir / request.records_file).unlink(missing_ok=True)
 
 
 def load_statement(engine: Engine, key: StatementKey) -> tuple[Row[Any] | None, list[Row[Any]]]:

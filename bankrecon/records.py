@@ -8,7 +8,7 @@ balance_after, counterparty_account, counterparty_name, memo; an empty field is 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +39,7 @@ def write_record(out: IO[bytes], txn: Transaction) -> None:
 
 
 def read_record_batches(
-    path: Path, account_no: str, bill_date: Any, batch_size: int
+    path: Path, account_no: str, bill_date: date, batch_size: int
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows for the transactions table, ``batch_size`` at a time, in statement order."""
     batch: list[dict[str, Any]] = []

@@ -165,6 +165,8 @@ def test_money_is_never_stored_as_floating_point(engine: Engine, tmp_path: Path)
 def test_rerun_leaves_exactly_one_copy(engine: Engine, tmp_path: Path) -> None:
     request = _request(_records(tmp_path, TRANSACTIONS))
     assert save_statement(engine, tmp_path, request).written
+    assert request.records_file is not None
+    assert not (tmp_path / request.records_file).exists()  # committed: no second copy on disk
     again = save_statement(engine, tmp_path, request)
     assert not again.written and again.transaction_count == len(TRANSACTIONS)
     assert _count(engine) == (1, len(TRANSACTIONS))
