@@ -9,7 +9,7 @@ import re
 import threading
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,11 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
+from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.generator import generate_statement
 from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
 from tests.harness import count_rows, settings_for, stored_rows
 from worker import running_worker
-from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 ACCOUNT = "6222020000000001"
 BILL_DATE = date(2026, 11, 24)
@@ -335,3 +336,37 @@ async def test_a_statement_in_another_currency_than_configured_is_damaged(
     )
     assert "rule 1" in message and "USD" in message
     assert count_rows(sqlite_url) == 0
+
+
+@pytest.mark.parametrize(
+    ("started_utc", "bill_date"),
+    [
+        (datetime(2026, 11, 24, 16, 30, tzinfo=UTC), date(2026, 11, 24)),  # 00:30 on the 25th in Shanghai
+        (datetime(2026, 11, 24, 15, 59, tzinfo=UTC), date(2026, 11, 23)),  # 23:59 on the 24th in Shanghai
+        (datetime(2026, 3, 1, 0, 0, tzinfo=UTC), date(2026, 2, 28)),
+    ],
+)
+def test_yesterday_is_taken_in_china_standard_time(started_utc: datetime, bill_date: date) -> None:
+    assert yesterday_in_china(started_utc) == bill_date
+
+
+async def test_bill_date_defaults_to_yesterday_from_the_workflows_start(
+    time_skipping_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    settings: Callable[..., Settings],
+    task_queue: str,
+    sqlite_url: str,
+) -> None:
+    bank.today = lambda: datetime.now(UTC).astimezone(CHINA_STANDARD_TIME).date()
+    async with running_worker(time_skipping_env.client, settings(sqlite_url)):
+        handle = await time_skipping_env.client.start_workflow(
+            "DailyStatementWorkflow",
+            {"account_no": ACCOUNT},  # as from the CLI: no bill_date
+            id=f"statement-{ACCOUNT}-yesterday",
+            task_queue=task_queue,
+            result_type=DailyStatementResult,
+        )
+        result = await asyncio.wait_for(handle.result(), 60)
+        started = (await handle.describe()).start_time
+    assert result.bill_date == yesterday_in_china(started)
+    assert stored_rows(sqlite_url, ACCOUNT, result.bill_date)[0] is not None
