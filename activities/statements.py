@@ -29,6 +29,7 @@ from bankrecon.models import (
     StatementKey,
 )
 from bankrecon.persistence import save_statement
+from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
 from bankrecon.window import MerchantWindow, RequestOrigin
 
@@ -99,7 +100,11 @@ class StatementActivities:
             )
             for merchant in directory.merchants()
         }
-        self._limits = ArchiveLimits()
+        self._limits = ArchiveLimits(
+            max_members=settings.archive_max_members,
+            max_total_uncompressed_bytes=settings.archive_max_total_bytes,
+            max_compression_ratio=settings.archive_max_compression_ratio,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StatementActivities:
@@ -221,8 +226,10 @@ class StatementActivities:
                 self._data_dir, key, request.archive, self._limits, currency, on_progress=activity.heartbeat
             )
         except StatementDamaged as exc:
+            kept = quarantine_archive(self._data_dir, key, request.archive, exc, _workflow_run()[0])
             raise ApplicationError(
-                f"statement {key.account_no} {key.bill_date} is damaged, nothing was kept: {exc}",
+                f"statement {key.account_no} {key.bill_date} is damaged, nothing of it was stored: {exc}; "
+                f"the archive is quarantined at {kept}",
                 type=STATEMENT_DAMAGED,
                 non_retryable=True,
             ) from None

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # for this long when a worker dies mid-request, since the bank may still count it.
     bank_request_timeout_seconds: float = Field(default=300.0, gt=0)
 
+    # Bounds on what one downloaded archive may inflate to, checked while streaming.
+    archive_max_members: int = Field(default=1_000, gt=0)
+    archive_max_total_bytes: int = Field(default=2 * 1024**3, gt=0)
+    archive_max_compression_ratio: int = Field(default=200, gt=0)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -22,6 +22,9 @@ class DailyStatementInput(BaseModel):
     account_no: AccountNo = Field(pattern=ACCOUNT_NO_PATTERN)
     bill_date: date | None = None  # default: yesterday in China Standard Time
     retry_interval_seconds: float = Field(default=1800.0, gt=0)
+    # A damaged download is fetched again after the interval (the bank may regenerate it),
+    # until this many in a row were damaged.
+    max_damaged_downloads: int = Field(default=3, ge=1)
 
 
 class StatementKey(BaseModel):

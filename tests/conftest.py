@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import date
 from pathlib import Path
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -13,6 +16,12 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.binaries import find_binary
+from bankrecon.config import Settings
+from bankrecon.models import DailyStatementInput, DailyStatementResult
+from simulator.server import DEMO_MERCHANT_ID, BankSimulator
+from tests.harness import ACCOUNT, BILL_DATE, settings_for
+from worker import running_worker
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
 POSTGRES_URL = os.environ.get("BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -67,3 +76,63 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bankrecon.db'}"
+
+
+@pytest.fixture
+def bank() -> Iterator[BankSimulator]:
+    """The simulated bank for time-skipping tests, knowing ACCOUNT; its today is 2026-11-25."""
+    # The bank's window is real time; the time-skipping server's retries are not.
+    # Here the window is off on both sides and spacing is the retry policy's alone.
+    with BankSimulator(
+        min_interval=0, today=lambda: date(2026, 11, 25), accounts={DEMO_MERCHANT_ID: {ACCOUNT}}
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture
+def settings(bank: BankSimulator, task_queue: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(database_url: str, **overrides: Any) -> Settings:
+        return settings_for(tmp_path / "data", database_url, bank.url, task_queue, **overrides)
+
+    return make
+
+
+class Collect(Protocol):
+    def __call__(
+        self,
+        database_url: str,
+        *,
+        account_no: str = ...,
+        bill_date: date = ...,
+        inputs: dict[str, Any] | None = ...,
+        **settings: Any,
+    ) -> Awaitable[DailyStatementResult]: ...
+
+
+@pytest.fixture
+def collect(
+    time_skipping_env: WorkflowEnvironment, settings: Callable[..., Settings], task_queue: str
+) -> Collect:
+    """Run one statement's workflow to its end, with a worker configured by ``settings``."""
+
+    async def run(
+        database_url: str,
+        *,
+        account_no: str = ACCOUNT,
+        bill_date: date = BILL_DATE,
+        inputs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> DailyStatementResult:
+        # A broken retry policy must fail the test, not hang it.
+        async with (
+            asyncio.timeout(120),
+            running_worker(time_skipping_env.client, settings(database_url, **overrides)),
+        ):
+            return await time_skipping_env.client.execute_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(account_no=account_no, bill_date=bill_date, **(inputs or {})),
+                id=statement_workflow_id(account_no, bill_date),
+                task_queue=task_queue,
+            )
+
+    return run

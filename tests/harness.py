@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from bankrecon.config import Settings
 from bankrecon.db import make_engine, statements, transactions
 from bankrecon.models import StatementKey
 from bankrecon.persistence import load_statement
+
+ACCOUNT = "6222020000000001"
+BILL_DATE = date(2026, 11, 24)
 
 
 def settings_for(
@@ -47,3 +54,12 @@ def count_rows(database_url: str) -> int:
             )
     finally:
         engine.dispose()
+
+
+async def fails_with(run: Awaitable[Any], error_type: str) -> str:
+    """Await a workflow that must fail with ``error_type``; its failure message."""
+    with pytest.raises(WorkflowFailureError) as failure:
+        await run
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == error_type, cause
+    return cause.message

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import re
 import threading
-import zipfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
@@ -24,70 +21,12 @@ from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.generator import generate_statement
 from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
-from tests.harness import count_rows, settings_for, stored_rows
+from tests.conftest import Collect
+from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
-ACCOUNT = "6222020000000001"
-BILL_DATE = date(2026, 11, 24)
 HALF_HOUR = timedelta(minutes=30)
-
-
-@pytest.fixture
-def bank() -> Iterator[BankSimulator]:
-    # The bank's window is real time; the time-skipping server's retries are not.
-    # Here the window is off on both sides and spacing is the retry policy's alone.
-    with BankSimulator(
-        min_interval=0, today=lambda: date(2026, 11, 25), accounts={DEMO_MERCHANT_ID: {ACCOUNT}}
-    ) as sim:
-        yield sim
-
-
-class Collect(Protocol):
-    def __call__(
-        self, database_url: str, *, account_no: str = ..., bill_date: date = ..., **settings: Any
-    ) -> Awaitable[DailyStatementResult]: ...
-
-
-@pytest.fixture
-def settings(bank: BankSimulator, task_queue: str, tmp_path: Path) -> Callable[..., Settings]:
-    def make(database_url: str, **overrides: Any) -> Settings:
-        return settings_for(tmp_path / "data", database_url, bank.url, task_queue, **overrides)
-
-    return make
-
-
-@pytest.fixture
-def collect(
-    time_skipping_env: WorkflowEnvironment, settings: Callable[..., Settings], task_queue: str
-) -> Collect:
-    """Run one statement's workflow to its end, with a worker configured by ``settings``."""
-
-    async def run(
-        database_url: str, *, account_no: str = ACCOUNT, bill_date: date = BILL_DATE, **overrides: Any
-    ) -> DailyStatementResult:
-        # A broken retry policy must fail the test, not hang it.
-        async with (
-            asyncio.timeout(120),
-            running_worker(time_skipping_env.client, settings(database_url, **overrides)),
-        ):
-            return await time_skipping_env.client.execute_workflow(
-                DailyStatementWorkflow.run,
-                DailyStatementInput(account_no=account_no, bill_date=bill_date),
-                id=statement_workflow_id(account_no, bill_date),
-                task_queue=task_queue,
-            )
-
-    return run
-
-
-async def _fails_with(run: Awaitable[DailyStatementResult], error_type: str) -> str:
-    """Await a workflow that must fail with ``error_type``; its failure message."""
-    with pytest.raises(WorkflowFailureError) as failure:
-        await run
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError) and cause.type == error_type, cause
-    return cause.message
 
 
 async def test_five_refusals_then_success_each_attempt_half_an_hour_apart(
@@ -149,7 +88,7 @@ async def test_permanent_answers_fail_after_one_request(
     bill_date: date,
     overrides: dict[str, Any],
 ) -> None:
-    message = await _fails_with(
+    message = await fails_with(
         collect(sqlite_url, account_no=account_no, bill_date=bill_date, **overrides), "BankRejected"
     )
     assert code in message and advice in message
@@ -222,26 +161,6 @@ async def _pending_failures(handle: WorkflowHandle[Any, Any], until: Callable[[]
             return seen
         await asyncio.sleep(0.05)
     raise AssertionError(f"condition not reached; failures seen: {seen}")
-
-
-async def test_damaged_statement_fails_and_keeps_nothing(
-    bank: BankSimulator, collect: Collect, database_url: str
-) -> None:
-    good = generate_statement(ACCOUNT, BILL_DATE, seed=7, lines=10, parts=2)
-    texts = good.part_texts()
-    texts[1] = texts[1].replace("\nT|", "\nD|garbage\nT|", 1)
-    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(archive=_zip(good.member_names, texts)))
-    message = await _fails_with(collect(database_url), "StatementDamaged")
-    assert "part 2" in message and "line" in message
-    assert count_rows(database_url) == 0
-
-
-def _zip(names: list[str], texts: list[str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in zip(names, texts, strict=True):
-            archive.writestr(name, text.encode("gb18030"))
-    return buffer.getvalue()
 
 
 async def test_invalid_input_fails_the_workflow_with_the_reason(
@@ -319,7 +238,7 @@ async def test_each_account_is_fetched_with_its_merchants_credentials(
 async def test_an_unconfigured_account_fails_without_asking_the_bank(
     bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
 ) -> None:
-    message = await _fails_with(
+    message = await fails_with(
         collect(sqlite_url, account_no="6222040000000000", bank_accounts_file=accounts_file),
         "AccountNotConfigured",
     )
@@ -331,7 +250,7 @@ async def test_a_statement_in_another_currency_than_configured_is_damaged(
     bank: BankSimulator, collect: Collect, sqlite_url: str, accounts_file: Path
 ) -> None:
     bank.plan(OTHER_ACCOUNT, BILL_DATE, StatementPlan(lines=3, currency="CNY"))  # configured: USD
-    message = await _fails_with(
+    message = await fails_with(
         collect(sqlite_url, account_no=OTHER_ACCOUNT, bank_accounts_file=accounts_file), "StatementDamaged"
     )
     assert "rule 1" in message and "USD" in message

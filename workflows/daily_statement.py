@@ -20,7 +20,9 @@ with workflow.unsafe.imports_passed_through():
         DailyStatementInput,
         DailyStatementResult,
         DailyStatementStatus,
+        DecodedStatement,
         DecodeRequest,
+        FetchResult,
         PersistRequest,
         Phase,
         StatementKey,
@@ -76,7 +78,10 @@ class DailyStatementWorkflow:
         )
         self._key = key
         try:
-            return await self._collect(key, timedelta(seconds=request.retry_interval_seconds))
+            fetched, decoded = await self._download(
+                key, timedelta(seconds=request.retry_interval_seconds), request.max_damaged_downloads
+            )
+            return await self._persist(key, fetched, decoded)
         except ActivityError as err:
             self._phase = "failed"
             cause = err.cause
@@ -85,26 +90,58 @@ class DailyStatementWorkflow:
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
             raise
 
-    async def _collect(self, key: StatementKey, retry_interval: timedelta) -> DailyStatementResult:
-        fetched = await workflow.execute_activity_method(
-            StatementActivities.fetch_statement,
-            key,
-            start_to_close_timeout=FETCH_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=polling_retry_policy(retry_interval),
-        )
-        totals = StatementTotals.empty()
-        records_file = None
-        if fetched.archive is not None:
-            self._phase = "decoding"
-            decoded = await workflow.execute_activity_method(
-                StatementActivities.decode_statement,
-                DecodeRequest(statement=key, archive=fetched.archive),
-                start_to_close_timeout=LOAD_TIMEOUT,
+    async def _download(
+        self, key: StatementKey, retry_interval: timedelta, max_damaged: int
+    ) -> tuple[FetchResult, DecodedStatement | None]:
+        """Fetch until the bank has the statement, and fetch again while what it sends is damaged."""
+        damaged = 0
+        while True:
+            self._phase = "waiting_for_bank"
+            fetched = await workflow.execute_activity_method(
+                StatementActivities.fetch_statement,
+                key,
+                start_to_close_timeout=FETCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=LOAD_RETRY,
+                retry_policy=polling_retry_policy(retry_interval),
             )
-            totals, records_file = decoded.totals, decoded.records_file
+            if fetched.archive is None:
+                return fetched, None
+            self._phase = "decoding"
+            try:
+                decoded = await workflow.execute_activity_method(
+                    StatementActivities.decode_statement,
+                    DecodeRequest(statement=key, archive=fetched.archive),
+                    start_to_close_timeout=LOAD_TIMEOUT,
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                    retry_policy=LOAD_RETRY,
+                )
+                return fetched, decoded
+            except ActivityError as err:
+                if not (isinstance(err.cause, ApplicationError) and err.cause.type == STATEMENT_DAMAGED):
+                    raise
+                damaged += 1
+                if damaged >= max_damaged:
+                    self._phase = "failed"
+                    raise ApplicationError(
+                        f"{damaged} damaged download(s) in a row, giving up; the last: {err.cause.message}",
+                        type=STATEMENT_DAMAGED,
+                        non_retryable=True,
+                    ) from err
+                workflow.logger.warning(
+                    "damaged download %d of at most %d, fetching again after %s: %s",
+                    damaged,
+                    max_damaged,
+                    retry_interval,
+                    err.cause.message,
+                )
+                # The bank may regenerate the file; asking again at once would only meet the window.
+                await workflow.sleep(retry_interval)
+
+    async def _persist(
+        self, key: StatementKey, fetched: FetchResult, decoded: DecodedStatement | None
+    ) -> DailyStatementResult:
+        totals = decoded.totals if decoded else StatementTotals.empty()
+        records_file = decoded.records_file if decoded else None
         self._phase = "persisting"
         source_sha256 = fetched.archive.sha256 if fetched.archive else None
         persisted = await workflow.execute_activity_method(
