@@ -937,3 +937,34 @@ def test_generated_statements_decode_to_their_records(
         part_count=len(parts),
     )
     assert str(summary.closing_balance) == money(running)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    statement=statements(),
+    compression=st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]),
+    where=st.floats(0, 1, exclude_max=True),
+    flip=st.integers(1, 255),
+)
+def test_a_single_corrupted_byte_is_rejected_or_changes_nothing(
+    tmp_path, statement, compression, where, flip
+):
+    """Any one byte of a valid archive changed: the same records, or StatementDamaged; never other data."""
+    parts, opening = statement
+    members = []
+    balance = opening
+    for index, details in enumerate(parts):
+        lines, balance = part_lines(details, opening=balance, part_no=index + 1, part_count=len(parts))
+        members.append((f"对账单_{index + 1:03d}.txt", text(lines)))
+    path = write_zip(tmp_path / "valid.zip", members, compression)
+    original = read(path)
+
+    blob = bytearray(path.read_bytes())
+    blob[int(where * len(blob))] ^= flip  # never 0: the byte really changes
+    corrupted = tmp_path / "corrupted.zip"
+    corrupted.write_bytes(bytes(blob))
+    try:
+        outcome = read(corrupted)
+    except StatementDamaged:
+        return
+    assert outcome == original

@@ -1,0 +1,46 @@
+"""Storing the bank's base64 download: damage is named, and nothing half-written stays behind."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive
+
+ZIP = b"PK\x03\x04 pretend zip bytes " * 50
+SHA = hashlib.sha256(ZIP).hexdigest()
+TEXT = base64.b64encode(ZIP).decode()
+
+
+def _leftovers(data_dir: Path) -> list[Path]:
+    return sorted((data_dir / "archives").glob("*")) if (data_dir / "archives").exists() else []
+
+
+@pytest.mark.parametrize("line_break", ["", "\r\n", "\n"])
+def test_base64_with_or_without_mime_line_breaks(tmp_path: Path, line_break: str) -> None:
+    wrapped = line_break.join(TEXT[i : i + 76] for i in range(0, len(TEXT), 76)) + line_break
+    ref = store_base64_archive(tmp_path, "a.zip", wrapped, SHA.upper())
+    assert (ref.sha256, ref.size, ref.file_name) == (SHA, len(ZIP), "a.zip")
+    assert archive_path(tmp_path, SHA).read_bytes() == ZIP
+    assert _leftovers(tmp_path) == [archive_path(tmp_path, SHA)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (TEXT[:-3], "not a multiple of 4"),  # truncated
+        (TEXT[:100] + "*" + TEXT[101:], "invalid base64"),
+        (TEXT[:100] + " " + TEXT[101:], "invalid base64"),
+        (TEXT[:-4] + "A=A=", "invalid base64"),
+        (TEXT + "AAAA", "Excess data after padding"),
+        # Well-formed, but not the file the bank hashed.
+        (base64.b64encode(ZIP + b"!").decode(), "file_sha256 mismatch"),
+    ],
+)
+def test_damaged_downloads_are_named_and_leave_nothing(tmp_path: Path, content: str, message: str) -> None:
+    with pytest.raises(ArchiveDamaged, match=message):
+        store_base64_archive(tmp_path, "a.zip", content, SHA)
+    assert _leftovers(tmp_path) == []
