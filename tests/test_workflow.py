@@ -270,15 +270,16 @@ def test_yesterday_is_taken_in_china_standard_time(started_utc: datetime, bill_d
 
 
 async def test_bill_date_defaults_to_yesterday_from_the_workflows_start(
-    time_skipping_env: WorkflowEnvironment,
+    dev_env: WorkflowEnvironment,
     bank: BankSimulator,
     settings: Callable[..., Settings],
     task_queue: str,
     sqlite_url: str,
 ) -> None:
+    # The real clock: the time-skipping server's own runs far ahead once workflows have ended.
     bank.today = lambda: datetime.now(UTC).astimezone(CHINA_STANDARD_TIME).date()
-    async with running_worker(time_skipping_env.client, settings(sqlite_url)):
-        handle = await time_skipping_env.client.start_workflow(
+    async with running_worker(dev_env.client, settings(sqlite_url)):
+        handle = await dev_env.client.start_workflow(
             "DailyStatementWorkflow",
             {"account_no": ACCOUNT},  # as from the CLI: no bill_date
             id=f"statement-{ACCOUNT}-yesterday",
