@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -243,4 +244,19 @@ class StatementActivities:
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:
         activity.heartbeat()
-        return save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
+        try:
+            return save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
+        except DBAPIError as exc:
+            # The database's own words can quote rows (PostgreSQL names a conflicting key);
+            # they stay in the worker's log, and Temporal's history gets what kind of error it was.
+            key = request.statement
+            log.warning("storing %s %s failed, to be retried: %s", key.account_no, key.bill_date, exc)
+            cause = exc.orig if exc.orig is not None else exc
+            sqlstate = getattr(cause, "sqlstate", None)
+            raise ApplicationError(
+                f"database error while storing {key.account_no} {key.bill_date}: "
+                f"{type(cause).__name__}{f' (SQLSTATE {sqlstate})' if sqlstate else ''}"
+                f"{', connection lost' if exc.connection_invalidated else ''}; "
+                "nothing was stored, retrying; the worker log has the details",
+                type="DatabaseError",
+            ) from None

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    make_url,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -167,13 +168,34 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# A transaction whose client vanished (a killed worker behind a half-open connection) would
+# hold its locks until TCP gives up, hours later; the server ends it after this instead.
+IDLE_IN_TRANSACTION_TIMEOUT = "60s"
+# The client notices a dead server within about a minute.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+
 def make_engine(url: str) -> Engine:
+    # hide_parameters: a database error's message would otherwise quote the rows being
+    # written, and that message becomes an activity failure stored in Temporal's history.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         event.listen(engine, "connect", _configure_sqlite)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    return engine
+        return engine
+    parsed = make_url(url)
+    given = parsed.query.get("options")
+    options = " ".join(
+        [
+            *([given] if isinstance(given, str) else given or []),
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
+        ]
+    )
+    return create_engine(
+        parsed.difference_update_query(["options"]),
+        connect_args={**_KEEPALIVES, "options": options},
+        pool_pre_ping=True,
+        hide_parameters=True,
+    )
 
 
 def create_schema(engine: Engine) -> None:

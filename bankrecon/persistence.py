@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select
+from sqlalchemy import Engine, Row, delete, insert, select, text
 
 from bankrecon.db import statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
@@ -17,6 +17,7 @@ from bankrecon.records import read_record_batches
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 5_000
+LOCK_TIMEOUT = "20s"
 
 
 def save_statement(
@@ -34,6 +35,10 @@ def save_statement(
     key = request.statement
     this_statement = (statements.c.account_no == key.account_no) & (statements.c.bill_date == key.bill_date)
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # A retry blocked behind a dead attempt's row lock fails and is retried, instead
+            # of hanging without heartbeats; below the activities' 30 s heartbeat timeout.
+            conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         stored = conn.execute(
             select(statements.c.source_sha256, statements.c.bank_code).where(this_statement)
         ).first()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from bankrecon.archive import staged_file
 from bankrecon.db import create_schema, make_engine, statements, transactions
@@ -225,3 +226,25 @@ def test_empty_statement(engine: Engine, tmp_path: Path) -> None:
         None,
     )
     assert _count(engine) == (1, 0)
+
+
+def test_database_errors_quote_no_bound_parameters(engine: Engine, tmp_path: Path) -> None:
+    twice = [TRANSACTIONS[0], TRANSACTIONS[0]]  # a duplicate serial makes the insert fail
+    with pytest.raises(IntegrityError) as failure:
+        save_statement(engine, tmp_path, _request(_records(tmp_path, twice), transaction_count=2))
+    message = str(failure.value)
+    assert "INSERT INTO transactions" in message  # the statement that failed is named...
+    for value in ("123456789012345.67", "上海某某科技有限公司", "6217000000000001", "货款"):
+        assert value not in message  # ...but not the rows it carried
+    assert _count(engine) == (0, 0)
+
+
+def test_postgresql_sessions_end_abandoned_transactions(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL session settings")
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW idle_in_transaction_session_timeout")).scalar_one() == "1min"
+        # The URL's own options (here the test schema's search_path) still apply.
+        assert conn.execute(text("SHOW search_path")).scalar_one() == database_url.rsplit("%3D", 1)[1]
+    engine.dispose()

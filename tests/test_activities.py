@@ -1,0 +1,62 @@
+"""The activities themselves, run by Temporal's ActivityEnvironment against real databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.statements import StatementActivities
+from bankrecon.archive import staged_file
+from bankrecon.models import PersistRequest, StatementKey, StatementTotals
+from bankrecon.records import write_record
+from bankrecon.statement import CHINA_STANDARD_TIME, Transaction
+from tests.harness import ACCOUNT, BILL_DATE, count_rows, settings_for
+
+ROW = Transaction(
+    serial_no="S77",
+    traded_at=datetime(2026, 11, 24, 9, 30, tzinfo=CHINA_STANDARD_TIME),
+    direction="C",
+    amount=Decimal("98765.43"),
+    balance_after=Decimal("98765.43"),
+    counterparty_account="6217000000000042",
+    counterparty_name="上海某某科技有限公司",
+    memo="货款",
+)
+
+
+async def test_a_failed_persist_tells_temporal_no_statement_data(tmp_path: Path, database_url: str) -> None:
+    data_dir = tmp_path / "data"
+    activities = StatementActivities.from_settings(
+        settings_for(data_dir, database_url, "http://127.0.0.1:9", "unused")
+    )
+    records = data_dir / "records" / "twice.txt"
+    with staged_file(records.parent) as (out, staged):
+        for _ in range(2):  # the same serial twice: the database refuses the batch
+            write_record(out, ROW)
+    staged.replace(records)
+    request = PersistRequest(
+        statement=StatementKey(account_no=ACCOUNT, bill_date=BILL_DATE),
+        bank_code="0000",
+        totals=StatementTotals.empty().model_copy(update={"transaction_count": 2, "currency": "CNY"}),
+        records_file="records/twice.txt",
+        source_sha256="c" * 64,
+        fetched_at=datetime.now(UTC),
+    )
+    try:
+        with pytest.raises(ApplicationError) as failure:
+            ActivityEnvironment().run(activities.persist_statement, request)
+    finally:
+        await activities.close()
+    error = failure.value
+    assert error.type == "DatabaseError" and not error.non_retryable
+    assert error.message.startswith(f"database error while storing {ACCOUNT} {BILL_DATE}: ")
+    assert "IntegrityError" in error.message or "UniqueViolation" in error.message
+    assert error.__cause__ is None  # nothing of the database's own message travels along
+    for value in ("S77", "98765.43", "6217000000000042", "上海某某科技有限公司", "货款"):
+        assert value not in error.message
+    assert count_rows(database_url) == 0
