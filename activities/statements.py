@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from bankrecon.accounts import Account, AccountDirectory
-from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive
+from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
@@ -42,6 +42,8 @@ ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"
 STATEMENT_DAMAGED = "StatementDamaged"
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
+# Longer than any activity may run (the workflow's LOAD_TIMEOUT is 2 h): no live attempt owns such a file.
+STAGED_FILES_EXPIRE = timedelta(hours=3)
 # The bank counts arrivals, and timers fire a little early or late: wait slightly past the opening.
 WINDOW_MARGIN = timedelta(milliseconds=50)
 
@@ -111,6 +113,9 @@ class StatementActivities:
     def from_settings(cls, settings: Settings) -> StatementActivities:
         directory = AccountDirectory.from_settings(settings)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        for stored in ("archives", "records"):
+            for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
+                log.info("removed %s, left behind by a worker that died while writing it", left)
         engine = make_engine(settings.resolved_database_url())
         create_schema(engine)
         return cls(settings, engine, directory)

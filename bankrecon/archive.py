@@ -7,12 +7,15 @@ same file lands on the same name, and nothing in an archive ever chooses a path.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +50,18 @@ def staged_file(directory: Path) -> Iterator[tuple[IO[bytes], Path]]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def sweep_staged_files(directory: Path, older_than: timedelta) -> list[Path]:
+    """Remove staged files that a killed worker left behind; none so old can still be written."""
+    cutoff = time.time() - older_than.total_seconds()
+    swept = []
+    for staged in directory.glob(".incoming-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if staged.stat().st_mtime < cutoff:
+                staged.unlink()
+                swept.append(staged)
+    return swept
 
 
 def store_base64_archive(data_dir: Path, file_name: str, file_content: str, file_sha256: str) -> ArchiveRef:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive
+from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive, sweep_staged_files
 
 ZIP = b"PK\x03\x04 pretend zip bytes " * 50
 SHA = hashlib.sha256(ZIP).hexdigest()
@@ -44,3 +47,17 @@ def test_damaged_downloads_are_named_and_leave_nothing(tmp_path: Path, content: 
     with pytest.raises(ArchiveDamaged, match=message):
         store_base64_archive(tmp_path, "a.zip", content, SHA)
     assert _leftovers(tmp_path) == []
+
+
+def test_staged_files_left_by_a_dead_worker_are_swept_once_stale(tmp_path: Path) -> None:
+    directory = tmp_path / "records"
+    directory.mkdir()
+    stale, fresh, kept = directory / ".incoming-abc", directory / ".incoming-def", directory / "a.txt"
+    for path in (stale, fresh, kept):
+        path.write_bytes(b"x")
+    four_hours_ago = time.time() - 4 * 3600
+    os.utime(stale, (four_hours_ago, four_hours_ago))
+    os.utime(kept, (four_hours_ago, four_hours_ago))
+    assert sweep_staged_files(directory, timedelta(hours=3)) == [stale]
+    assert sorted(directory.iterdir()) == [fresh, kept]
+    assert sweep_staged_files(tmp_path / "missing", timedelta(hours=3)) == []
