@@ -32,7 +32,7 @@ from bankrecon.models import (
 from bankrecon.persistence import save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import MerchantWindow, RequestOrigin
+from bankrecon.window import MerchantWindow, RequestOrigin, requests_sent
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +173,9 @@ class StatementActivities:
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
-        return await self._accept(key, answer, claim.sent_at, link.window)
+        return await self._accept(key, answer, claim.sent_at)
 
-    async def _accept(
-        self, key: StatementKey, answer: BankAnswer, sent_at: datetime, window: MerchantWindow
-    ) -> FetchResult:
+    async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:
         said = f"bank answered {answer.code} {answer.message}".rstrip()
         if answer.outcome is Outcome.REJECTED:
             raise ApplicationError(
@@ -195,7 +193,7 @@ class StatementActivities:
         archive = None
         if answer.outcome is Outcome.READY:
             archive = await asyncio.to_thread(self._store_archive, answer)
-        requests = await asyncio.to_thread(window.requests_sent, *_workflow_run())
+        requests = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
         log.info("statement %s %s fetched: %s", key.account_no, key.bill_date, said)
         return FetchResult(
             code="0000" if archive else "2001",

@@ -108,14 +108,6 @@ class MerchantWindow:
                 .values(answered_at=ended_at, outcome=outcome[:64])
             )
 
-    def requests_sent(self, workflow_id: str, run_id: str) -> int:
-        with self._engine.connect() as conn:
-            return conn.execute(
-                select(func.count())
-                .select_from(bank_requests)
-                .where(bank_requests.c.workflow_id == workflow_id, bank_requests.c.run_id == run_id)
-            ).scalar_one()
-
     def _ensure_row(self, merchant_id: str) -> None:
         with self._engine.connect() as conn:
             exists = conn.execute(
@@ -128,3 +120,13 @@ class MerchantWindow:
                 conn.execute(insert(bank_windows).values(merchant_id=merchant_id, next_request_at=_EPOCH))
         except IntegrityError:
             pass  # another worker created it first: that is all we wanted
+
+
+def requests_sent(engine: Engine, workflow_id: str, run_id: str) -> int:
+    """How many requests one workflow run has sent to the bank, whatever the merchant."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.count())
+            .select_from(bank_requests)
+            .where(bank_requests.c.workflow_id == workflow_id, bank_requests.c.run_id == run_id)
+        ).scalar_one()

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from bankrecon.db import bank_requests, create_schema, make_engine
-from bankrecon.window import Claim, MerchantWindow, RequestOrigin
+from bankrecon.window import Claim, MerchantWindow, RequestOrigin, requests_sent
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)
@@ -105,8 +105,8 @@ def test_requests_are_logged_and_counted_per_run(window: MerchantWindow, engine:
         t += INTERVAL
     claim = window.try_claim(_origin(run="run-2"), t)
     assert isinstance(claim, Claim)
-    assert window.requests_sent("statement-6222020000000001-2026-11-24", "run-1") == 3
-    assert window.requests_sent("statement-6222020000000001-2026-11-24", "run-2") == 1
+    assert requests_sent(engine, "statement-6222020000000001-2026-11-24", "run-1") == 3
+    assert requests_sent(engine, "statement-6222020000000001-2026-11-24", "run-2") == 1
     with engine.connect() as conn:
         outcomes = conn.execute(select(bank_requests.c.outcome).order_by(bank_requests.c.id)).scalars().all()
     assert outcomes == ["9999", "9999", "0000", None]
