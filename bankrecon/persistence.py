@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, insert, select, text
+from sqlalchemy import ColumnElement, Engine, Row, Table, and_, delete, insert, select, text
 
 from bankrecon.db import statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
@@ -33,14 +33,13 @@ def save_statement(
     the old one whole.
     """
     key = request.statement
-    this_statement = (statements.c.account_no == key.account_no) & (statements.c.bill_date == key.bill_date)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # A retry blocked behind a dead attempt's row lock fails and is retried, instead
             # of hanging without heartbeats; below the activities' 30 s heartbeat timeout.
             conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         stored = conn.execute(
-            select(statements.c.source_sha256, statements.c.bank_code).where(this_statement)
+            select(statements.c.source_sha256, statements.c.bank_code).where(_of(statements, key))
         ).first()
         if stored is not None and tuple(stored) == (request.source_sha256, request.bank_code):
             _discard_records(data_dir, request)
@@ -53,13 +52,8 @@ def save_statement(
                 stored.source_sha256,
                 request.source_sha256,
             )
-            conn.execute(
-                delete(transactions).where(
-                    (transactions.c.account_no == key.account_no)
-                    & (transactions.c.bill_date == key.bill_date)
-                )
-            )
-            conn.execute(delete(statements).where(this_statement))
+            conn.execute(delete(transactions).where(_of(transactions, key)))
+            conn.execute(delete(statements).where(_of(statements, key)))
         totals = request.totals
         conn.execute(
             insert(statements).values(
@@ -96,6 +90,11 @@ def save_statement(
     return PersistResult(written=True, transaction_count=written)
 
 
+def _of(table: Table, key: StatementKey) -> ColumnElement[bool]:
+    """The rows of ``table`` that belong to the statement ``key``."""
+    return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
+
+
 def _discard_records(data_dir: Path, request: PersistRequest) -> None:
     # Committed, so a rerun finds the statement stored and never reads them again;
     # the archive in DATA_DIR/archives stays as the source of record.
@@ -106,14 +105,8 @@ def _discard_records(data_dir: Path, request: PersistRequest) -> None:
 def load_statement(engine: Engine, key: StatementKey) -> tuple[Row[Any] | None, list[Row[Any]]]:
     """The stored statement row (None if absent) and its transactions in statement order."""
     with engine.connect() as conn:
-        statement = conn.execute(
-            select(statements).where(
-                statements.c.account_no == key.account_no, statements.c.bill_date == key.bill_date
-            )
-        ).one_or_none()
+        statement = conn.execute(select(statements).where(_of(statements, key))).one_or_none()
         rows = conn.execute(
-            select(transactions)
-            .where(transactions.c.account_no == key.account_no, transactions.c.bill_date == key.bill_date)
-            .order_by(transactions.c.seq)
+            select(transactions).where(_of(transactions, key)).order_by(transactions.c.seq)
         ).all()
     return statement, list(rows)
