@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
+from bankrecon.temporal_client import TemporalUnreachable, connect
 from workflows.daily_statement import DailyStatementWorkflow
 
 log = logging.getLogger("bankrecon.worker")
@@ -56,15 +56,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 
 async def serve(settings: Settings) -> None:
     try:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
-    except RuntimeError as exc:
-        raise SystemExit(
-            f"cannot reach Temporal at {settings.temporal_address} (TEMPORAL_ADDRESS): {exc}"
-        ) from None
+        client = await connect(settings)
+    except TemporalUnreachable as exc:
+        raise SystemExit(str(exc)) from None
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

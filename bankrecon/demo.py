@@ -24,14 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from bankrecon.binaries import find_binary
+from bankrecon.config import Settings
 from bankrecon.db import make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.persistence import load_statement
 from bankrecon.statement import CHINA_STANDARD_TIME
+from bankrecon.temporal_client import connect
 from workflows.daily_statement import (
     DailyStatementWorkflow,
     statement_workflow_id,
@@ -180,7 +181,7 @@ async def run(args: argparse.Namespace) -> int:
         _say(f"bank simulator on {bank_url}: not ready for the first {args.ready_after} requests")
         services.start("worker", [sys.executable, "worker.py"])
         _say(f"worker started (log: {data_dir / 'logs' / 'worker.log'})\n")
-        client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
+        client = await connect(Settings(temporal_address=temporal_address))
         workflow_input = json.dumps(
             {
                 "account_no": DEMO_ACCOUNT,
