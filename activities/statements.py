@@ -66,12 +66,6 @@ async def heartbeating(every: timedelta) -> AsyncIterator[None]:
         task.cancel()
 
 
-def _retry_interval() -> timedelta | None:
-    """When Temporal will run the next attempt of this activity, for a retryable failure."""
-    policy = activity.info().retry_policy
-    return policy.initial_interval if policy is not None else None
-
-
 def _workflow_run() -> tuple[str, str]:
     info = activity.info()
     if info.workflow_id is None or info.workflow_run_id is None:
@@ -160,7 +154,7 @@ class StatementActivities:
                 f"merchant {merchant_id} is paused since {paused.paused_at:%Y-%m-%d %H:%M} UTC "
                 f"({paused.reason}); `bankrecon resume {merchant_id}` lets it go on"
             )
-            await self._report(None, message, _retry_interval())
+            await self._report(None, message)
             raise ApplicationError(message, type="MerchantPaused", category=ApplicationErrorCategory.BENIGN)
         origin = RequestOrigin(
             merchant_id=merchant_id,
@@ -177,7 +171,7 @@ class StatementActivities:
                 f"merchant {merchant_id}'s request window is in use by another statement; "
                 f"next request in {wait.total_seconds():.1f}s"
             )
-            await self._report(None, message, wait)
+            await self._report(None, message, next_attempt_in=wait)
             raise ApplicationError(
                 message,
                 type="MerchantWindowBusy",
@@ -190,21 +184,28 @@ class StatementActivities:
             outcome = answer.code
         except BankUnavailable as exc:
             outcome = str(exc)
-            await self._report(None, f"bank unavailable: {exc}", _retry_interval())
+            await self._report(None, f"bank unavailable: {exc}")
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
-        final = answer.outcome in (Outcome.READY, Outcome.EMPTY, Outcome.REJECTED)
-        await self._report(answer.code, answer.message, None if final else _retry_interval())
+        await self._report(answer.code, answer.message, final=answer.outcome is not Outcome.NOT_YET)
         return await self._accept(key, answer, claim.sent_at)
 
-    async def _report(self, bank_code: str | None, message: str, next_attempt_in: timedelta | None) -> None:
+    async def _report(
+        self,
+        bank_code: str | None,
+        message: str,
+        *,
+        final: bool = False,
+        next_attempt_in: timedelta | None = None,
+    ) -> None:
         """Tell the workflow what this attempt met; its status query shows it to operators."""
         workflow_id, run_id = _workflow_run()
         report = FetchAttemptReport(
             bank_code=bank_code,
             message=message,
             bank_requests=await asyncio.to_thread(requests_sent, self._engine, workflow_id, run_id),
+            final=final,
             next_attempt_in=next_attempt_in,
         )
         try:

@@ -112,7 +112,9 @@ class FetchAttemptReport(BaseModel):
     bank_code: str | None  # None: no answer (the bank was unreachable, or the window was busy)
     message: str
     bank_requests: int  # requests this workflow run has sent so far
-    next_attempt_in: timedelta | None  # None: no further attempt (fetched, or refused for good)
+    final: bool  # no further attempt: the statement was fetched, or the bank refused for good
+    # When the next attempt comes other than one retry interval later (a busy window).
+    next_attempt_in: timedelta | None = None
 
 
 class BankAnswerSeen(BaseModel):

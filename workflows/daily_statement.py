@@ -101,6 +101,7 @@ class DailyStatementWorkflow:
         self._last_answer: BankAnswerSeen | None = None
         self._next_attempt_at: datetime | None = None
         self._late = False
+        self._retry_interval = timedelta(0)
 
     @workflow.run
     async def run(self, request: DailyStatementInput) -> DailyStatementResult:
@@ -110,6 +111,7 @@ class DailyStatementWorkflow:
         )
         self._key = key
         self._deadline = statement_deadline(key.bill_date, request.deadline)
+        self._retry_interval = timedelta(seconds=request.retry_interval_seconds)
         workflow.upsert_search_attributes(
             [
                 BANK_ACCOUNT.value_set(key.account_no),
@@ -118,9 +120,7 @@ class DailyStatementWorkflow:
         )
         watch = asyncio.create_task(self._alert_when_late()) if request.alert_when_late else None
         try:
-            fetched, decoded = await self._download(
-                key, timedelta(seconds=request.retry_interval_seconds), request.max_damaged_downloads
-            )
+            fetched, decoded = await self._download(key, self._retry_interval, request.max_damaged_downloads)
             result = await self._persist(key, fetched, decoded)
         except ActivityError as err:
             self._enter("failed")
@@ -177,7 +177,10 @@ class DailyStatementWorkflow:
         now = workflow.now()
         self._fetch_attempts = max(self._fetch_attempts, report.bank_requests)
         self._last_answer = BankAnswerSeen(code=report.bank_code, message=report.message, at=now)
-        self._next_attempt_at = now + report.next_attempt_in if report.next_attempt_in is not None else None
+        if report.final:
+            self._next_attempt_at = None
+        else:
+            self._next_attempt_at = now + (report.next_attempt_in or self._retry_interval)
 
     async def _download(
         self, key: StatementKey, retry_interval: timedelta, max_damaged: int
