@@ -286,7 +286,7 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
                 status.statement.account_no,
                 status.phase,
                 str(status.fetch_attempts),
-                f"{answer.code or '-'} {answer.message} ({_local(answer.at)})" if answer else "",
+                status.holdup or (f"{answer.code} {answer.message} ({_local(answer.at)})" if answer else ""),
                 _local(status.next_attempt_at) if status.next_attempt_at else "",
                 _local(status.deadline),
                 "LATE" if status.late else "",

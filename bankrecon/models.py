@@ -118,7 +118,7 @@ class FetchAttemptReport(BaseModel):
 
 
 class BankAnswerSeen(BaseModel):
-    code: str | None
+    code: str
     message: str
     at: datetime
 
@@ -127,7 +127,9 @@ class DailyStatementStatus(BaseModel):
     statement: StatementKey
     phase: Phase
     fetch_attempts: int  # requests sent to the bank by this run
-    last_answer: BankAnswerSeen | None
+    last_answer: BankAnswerSeen | None  # the bank's own answer, code and message
+    # What kept the latest attempt from an answer: a busy window, a paused merchant, no connection.
+    holdup: str | None
     next_attempt_at: datetime | None
     deadline: datetime
     late: bool  # the deadline passed before the statement was stored (operators were alerted)

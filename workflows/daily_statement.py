@@ -99,6 +99,7 @@ class DailyStatementWorkflow:
         self._deadline: datetime | None = None
         self._fetch_attempts = 0
         self._last_answer: BankAnswerSeen | None = None
+        self._holdup: str | None = None
         self._next_attempt_at: datetime | None = None
         self._late = False
         self._retry_interval = timedelta(0)
@@ -176,7 +177,11 @@ class DailyStatementWorkflow:
     def record_fetch_attempt(self, report: FetchAttemptReport) -> None:
         now = workflow.now()
         self._fetch_attempts = max(self._fetch_attempts, report.bank_requests)
-        self._last_answer = BankAnswerSeen(code=report.bank_code, message=report.message, at=now)
+        if report.bank_code is None:
+            self._holdup = report.message
+        else:
+            self._holdup = None
+            self._last_answer = BankAnswerSeen(code=report.bank_code, message=report.message, at=now)
         if report.final:
             self._next_attempt_at = None
         else:
@@ -274,6 +279,7 @@ class DailyStatementWorkflow:
             phase=self._phase,
             fetch_attempts=self._fetch_attempts,
             last_answer=self._last_answer,
+            holdup=self._holdup,
             next_attempt_at=self._next_attempt_at,
             deadline=self._deadline,
             late=self._late,
