@@ -61,7 +61,7 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
 
 
 def _local(moment: datetime) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @contextmanager
