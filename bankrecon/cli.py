@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -423,10 +424,15 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
 
 def main() -> None:
     try:
-        raise SystemExit(asyncio.run(run()))
+        code = asyncio.run(run())
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
-        raise SystemExit(130) from None
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's core threads can call into Python while the interpreter finalizes, which
+    # aborts the process (SIGABRT) after an RPC error; everything is done and flushed here.
+    os._exit(code)
 
 
 if __name__ == "__main__":
