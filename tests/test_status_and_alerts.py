@@ -19,7 +19,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.binaries import find_binary
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
-from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_PHASE, register_search_attributes
+from bankrecon.search_attributes import (
+    BANK_ACCOUNT,
+    BILL_DATE,
+    STATEMENT_LATE,
+    STATEMENT_PHASE,
+    register_search_attributes,
+)
 from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import ACCOUNT, settings_for
@@ -132,6 +138,9 @@ async def test_one_alert_at_the_deadline_and_one_recovery_notice_when_the_data_l
     assert recovered["fetch_attempts"] == refusals + 1
 
     assert status.late and status.phase == "done"
+    attributes = (await fresh_env.client.get_workflow_handle(workflow_id).describe()).typed_search_attributes
+    assert attributes.get(STATEMENT_LATE) is True
+    assert attributes.get(STATEMENT_PHASE) == "done"
     records = _alert_records(caplog)
     assert [r.getMessage().split(":")[0] for r in records] == [
         "statement not stored by its deadline; still trying",
@@ -157,6 +166,27 @@ async def test_no_alert_when_the_statement_lands_before_its_deadline(
     assert hook.posts == []
     assert _alert_records(caplog) == []
     assert not status.late
+
+
+async def test_a_webhook_that_stays_down_does_not_hold_the_statement(
+    fresh_env: WorkflowEnvironment,
+    bank: BankSimulator,
+    today_in_china: date,
+    tmp_path: Path,
+    task_queue: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    interval = timedelta(hours=2)
+    deadline = statement_deadline(today_in_china, time(9, 0))
+    refusals = (deadline - await fresh_env.get_current_time()) // interval + 2
+    bank.plan(ACCOUNT, today_in_china, StatementPlan(ready_after=refusals))
+    with webhook_receiver(fail_first=1_000) as hook:
+        result, status, _ = await _run(fresh_env, bank, hook, tmp_path, task_queue, today_in_china, interval)
+    assert result.status == "persisted" and status.late
+    assert hook.posts == [] and hook.fail_first == 1_000 - 24  # 12 tries for each notice
+    undelivered = [r.getMessage() for r in caplog.records if "could not deliver" in r.getMessage()]
+    assert len(undelivered) == 2
+    assert not any("s3cret" in record.getMessage() for record in caplog.records)
 
 
 async def _status_when(
