@@ -158,6 +158,11 @@ class NightlyStatementsInput(BaseModel):
     catch_up_days: int = Field(default=7, ge=0, le=60)
     retry_interval_seconds: float = Field(default=1800.0, gt=0)
     deadline: time = time(9, 0)
+    # A run starts at most this many statements, then continues as new with the rest: the
+    # server limits how many child workflows one execution may have pending.
+    max_starts_per_run: int = Field(default=500, ge=1, le=1000)
+    # Set by the run itself when it continues as new: the last statement already handled.
+    resume_after: StatementKey | None = None
 
 
 class NightlyPlanRequest(BaseModel):

@@ -274,3 +274,21 @@ async def test_the_readme_cron_command_runs_first_at_half_past_midnight_in_china
         assert abs(described.execution_time - first_run) < timedelta(seconds=1)
     finally:
         await handle.terminate("test over")
+
+
+async def test_a_night_with_more_to_start_than_one_run_may_continues_as_new(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
+) -> None:
+    client = dev_env.client
+    accounts = sorted(new_accounts(2))
+    night = date(2026, 11, 24)
+    settings = nightly_settings(tmp_path, bank, task_queue, accounts)
+    async with asyncio.timeout(60), running_worker(client, settings):
+        last = await run_nightly(client, task_queue, bill_date=night, catch_up_days=2, max_starts_per_run=4)
+        # The last run of the chain started what the first four left.
+        assert last.started == [statement_workflow_id(account, night) for account in accounts]
+        for back_by in range(3):
+            for account in accounts:
+                result = await statement_result(client, account, night - timedelta(days=back_by))
+                assert result.status == "persisted"
+    assert len(bank.requests) == 6

@@ -52,8 +52,15 @@ class NightlyStatementsWorkflow:
             ),
             start_to_close_timeout=PLAN_TIMEOUT,
         )
+        pending = plan.missing
+        if request.resume_after is not None:
+            done = request.resume_after
+            pending = [
+                key for key in pending if (key.bill_date, key.account_no) > (done.bill_date, done.account_no)
+            ]
+        batch = pending[: request.max_starts_per_run]
         # All starts go out in one workflow task; each is confirmed, or refused as a duplicate.
-        outcomes = await asyncio.gather(*(self._start(key, request) for key in plan.missing))
+        outcomes = await asyncio.gather(*(self._start(key, request) for key in batch))
         started = [workflow_id for workflow_id, is_new in outcomes if is_new]
         already = [workflow_id for workflow_id, is_new in outcomes if not is_new]
         workflow.logger.info(
@@ -63,6 +70,10 @@ class NightlyStatementsWorkflow:
             len(started),
             len(already),
         )
+        if len(pending) > len(batch):
+            workflow.continue_as_new(
+                request.model_copy(update={"bill_date": bill_date, "resume_after": batch[-1]})
+            )
         return NightlyStatementsResult(
             bill_date=bill_date, accounts=plan.accounts, started=started, already_started=already
         )
