@@ -8,8 +8,6 @@ whether encryption is on or off.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import subprocess
@@ -30,7 +28,7 @@ from bankrecon.config import DEMO_MERCHANT_ID, Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.temporal_client import connect
 from simulator.server import BankSimulator, StatementPlan
-from tests.harness import ACCOUNT, BILL_DATE
+from tests.harness import ACCOUNT, BILL_DATE, readable_history
 from tests.processes import (
     Child,
     DevServer,
@@ -192,24 +190,6 @@ async def encrypted_run(stack: Stack) -> Run:
         return await run_statement(stack, task_queue, encrypted=True)
     finally:
         worker.terminate()
-
-
-def readable_history(history_json: str) -> str:
-    """The history as JSON text plus the bytes of every payload in it (base64 in the JSON)."""
-    texts = [history_json]
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("data"), str) and isinstance(node.get("metadata"), dict):
-                texts.append(base64.b64decode(node["data"]).decode("utf-8", errors="replace"))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(json.loads(history_json))
-    return "\n".join(texts)
 
 
 def test_history_is_unreadable_without_the_codec_and_readable_with_it(
