@@ -26,6 +26,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
+from urllib.parse import unquote
 
 from google.protobuf import json_format
 from pydantic import ValidationError
@@ -83,16 +84,19 @@ class CodecRequestHandler(BaseHTTPRequestHandler):
         if route not in ("encode", "decode"):
             self._error(HTTPStatus.NOT_FOUND, "POST .../encode or .../decode")
             return
-        first = segments[0] if len(segments) > 1 else ""
+        first = unquote(segments[0]) if len(segments) > 1 else ""
         if not self.server.authorized(self.headers.get("Authorization"), first):
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong codec server token")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
+            self._error(HTTPStatus.LENGTH_REQUIRED, "a Content-Length is required")
+            return
+        if int(length) > MAX_BODY_BYTES:
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {MAX_BODY_BYTES} bytes")
             return
         try:
-            payloads = json_format.Parse(self.rfile.read(length), Payloads())
+            payloads = json_format.Parse(self.rfile.read(int(length)), Payloads())
         except (json_format.ParseError, UnicodeDecodeError):
             self._error(HTTPStatus.BAD_REQUEST, "the body is not a Payloads message in protobuf JSON")
             return
@@ -106,6 +110,8 @@ class CodecRequestHandler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, body)
 
     def _error(self, status: HTTPStatus, message: str) -> None:
+        # The body may be unread: the connection cannot carry another request.
+        self.close_connection = True
         self._reply(status, json.dumps({"error": message}).encode("utf-8"))
 
     def _reply(self, status: HTTPStatus, body: bytes, *, preflight: bool = False) -> None:
@@ -121,6 +127,8 @@ class CodecRequestHandler(BaseHTTPRequestHandler):
         if body:
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 

@@ -74,6 +74,8 @@ def test_token_in_the_first_path_segment_is_accepted_and_only_the_last_segment_r
     response = httpx.post(f"{server.url}/{TOKEN}/decode", content=as_json(PLAIN))
     assert response.status_code == 200 and from_json(response.text) == [PLAIN]
     assert httpx.post(f"{server.url}/{TOKEN}/nested/encode", content=as_json(PLAIN)).status_code == 200
+    percent_encoded = TOKEN.replace("-", "%2D")
+    assert httpx.post(f"{server.url}/{percent_encoded}/decode", content=as_json(PLAIN)).status_code == 200
     assert httpx.post(f"{server.url}/{TOKEN}/other", content=as_json(PLAIN)).status_code == 404
 
 
@@ -95,6 +97,25 @@ def test_requests_without_the_token_are_refused(
     assert response.status_code == 401
     assert response.json() == {"error": "missing or wrong codec server token"}
     assert "6222020000000001" not in response.text
+
+
+def test_a_refused_request_closes_its_connection(server: CodecServer) -> None:
+    body = as_json(PLAIN)
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=5) as raw:
+        raw.sendall(f"POST /decode HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode())
+        # Read to the end: the server closes, so that the unread body cannot pose as the next request.
+        refused = b""
+        while chunk := raw.recv(65536):
+            refused += chunk
+    assert refused.startswith(b"HTTP/1.1 401") and b"Connection: close" in refused
+
+
+def test_body_without_length_is_refused(server: CodecServer) -> None:
+    host, port = server.server_address[:2]
+    with socket.create_connection((str(host), port), timeout=5) as raw:
+        raw.sendall(f"POST /decode HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        assert raw.recv(4096).startswith(b"HTTP/1.1 411")
 
 
 def test_cors_preflight_and_responses_for_the_ui_origin_only(server: CodecServer) -> None:
