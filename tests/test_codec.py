@@ -17,6 +17,7 @@ from bankrecon.codec import (
     KeyRingError,
     PayloadDecryptionError,
     load_key_ring,
+    main,
     new_key,
 )
 from bankrecon.models import DailyStatementInput
@@ -93,6 +94,14 @@ def test_malformed_keys_are_named_without_their_material(text: str, message: str
     assert str(error.value).startswith("BANKRECON_ENCRYPTION_KEYS")
     for key in (NEW_KEY, OLD_KEY):
         assert key not in str(error.value)
+
+
+def test_new_key_command_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["new-key"]) == 0
+    printed = capsys.readouterr().out.strip()
+    assert len(base64.b64decode(printed, validate=True)) == 32
+    assert KeyRing.parse(f"fresh:{printed}", "test").ids == ["fresh"]
+    assert main([]) == 2
 
 
 def test_key_file_with_comments_and_lines(tmp_path: Path) -> None:
