@@ -8,6 +8,8 @@ whether encryption is on or off.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
@@ -76,15 +78,15 @@ class Stack:
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.temporal.ui_port}"
 
-    def settings(self, task_queue: str, *, encrypted: bool) -> Settings:
+    def settings(self, task_queue: str, keys: str | None) -> Settings:
         return Settings(
             _env_file=None,
             temporal_address=self.temporal.address,
             temporal_task_queue=task_queue,
-            bankrecon_encryption_keys=KEYS if encrypted else None,
+            bankrecon_encryption_keys=keys,
         )
 
-    def start_worker(self, task_queue: str, *, encrypted: bool) -> Child:
+    def start_worker(self, task_queue: str, keys: str | None) -> Child:
         env = worker_env(
             temporal_address=self.temporal.address,
             task_queue=task_queue,
@@ -94,7 +96,7 @@ class Stack:
             min_interval=0,
             request_timeout=5,
         ) | {"BANK_MERCHANT_SECRET": MERCHANT_SECRET}
-        return start_worker(self.processes, env | ({"BANKRECON_ENCRYPTION_KEYS": KEYS} if encrypted else {}))
+        return start_worker(self.processes, env | ({"BANKRECON_ENCRYPTION_KEYS": keys} if keys else {}))
 
     def temporal_cli(self, *args: str) -> str:
         done = subprocess.run(
@@ -164,10 +166,10 @@ def new_workflow_id() -> str:
     return f"encryption-test-{uuid.uuid4().hex[:8]}"
 
 
-async def run_statement(stack: Stack, task_queue: str, *, encrypted: bool, workflow_id: str = "") -> Run:
+async def run_statement(stack: Stack, task_queue: str, keys: str | None, workflow_id: str = "") -> Run:
     """One statement collected by the worker on ``task_queue``."""
     stack.bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=12))
-    client = await connect(stack.settings(task_queue, encrypted=encrypted))
+    client = await connect(stack.settings(task_queue, keys))
     handle = await client.start_workflow(
         DailyStatementWorkflow.run,
         DailyStatementInput(account_no=ACCOUNT, bill_date=BILL_DATE, retry_interval_seconds=1),
@@ -185,9 +187,9 @@ def amounts(result: DailyStatementResult) -> list[str]:
 @pytest.fixture(scope="module")
 async def encrypted_run(stack: Stack) -> Run:
     task_queue = f"encrypted-{uuid.uuid4().hex[:8]}"
-    worker = stack.start_worker(task_queue, encrypted=True)
+    worker = stack.start_worker(task_queue, KEYS)
     try:
-        return await run_statement(stack, task_queue, encrypted=True)
+        return await run_statement(stack, task_queue, KEYS)
     finally:
         worker.terminate()
 
@@ -264,14 +266,15 @@ def failure_texts(error: BaseException) -> str:
 @pytest.mark.parametrize("encrypted", [False, True], ids=["encryption-off", "encryption-on"])
 async def test_credentials_never_reach_history_logs_or_exceptions(stack: Stack, encrypted: bool) -> None:
     task_queue = f"credentials-{uuid.uuid4().hex[:8]}"
-    worker = stack.start_worker(task_queue, encrypted=encrypted)
+    keys = KEYS if encrypted else None
+    worker = stack.start_worker(task_queue, keys)
     failed_id = new_workflow_id()
     try:
-        succeeded = await run_statement(stack, task_queue, encrypted=encrypted)
+        succeeded = await run_statement(stack, task_queue, keys)
         # The bank rotates the merchant's secret: the worker's own is now refused (1001).
         stack.bank.merchants[DEMO_MERCHANT_ID] = f"rotated-{uuid.uuid4().hex}"
         with pytest.raises(WorkflowFailureError) as failure:
-            await run_statement(stack, task_queue, encrypted=encrypted, workflow_id=failed_id)
+            await run_statement(stack, task_queue, keys, workflow_id=failed_id)
     finally:
         stack.bank.merchants[DEMO_MERCHANT_ID] = MERCHANT_SECRET
         worker.terminate()
@@ -306,3 +309,40 @@ async def test_credentials_never_reach_history_logs_or_exceptions(stack: Stack, 
     ]
     assert leaks == []
     assert ("payload encryption on" in places["worker log"]) is encrypted
+
+
+async def test_after_a_rotation_old_payloads_still_decode_and_new_ones_use_the_newest_key(
+    stack: Stack,
+) -> None:
+    task_queue = f"rotation-{uuid.uuid4().hex[:8]}"
+    stack.bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=12))
+    # Started before the rotation: its input is under the old key alone.
+    before = await connect(stack.settings(task_queue, f"2026-01:{OLD_KEY}"))
+    handle = await before.start_workflow(
+        DailyStatementWorkflow.run,
+        DailyStatementInput(account_no=ACCOUNT, bill_date=BILL_DATE, retry_interval_seconds=1),
+        id=new_workflow_id(),
+        task_queue=task_queue,
+        execution_timeout=timedelta(seconds=90),
+    )
+    worker = stack.start_worker(task_queue, KEYS)  # rotated: the new key first, the old one kept
+    try:
+        after = await connect(stack.settings(task_queue, KEYS))
+        result = await after.get_workflow_handle_for(DailyStatementWorkflow.run, handle.id).result()
+    finally:
+        worker.terminate()
+    assert result.account_no == ACCOUNT and result.transaction_count == 12
+
+    history = json.loads(
+        stack.temporal_cli("workflow", "show", "--workflow-id", handle.id, "--output", "json")
+    )
+    key_ids = [
+        (event["eventType"], base64.b64decode(payload["metadata"]["encryption-key-id"]).decode())
+        for event in history["events"]
+        for attributes in event.values()
+        if isinstance(attributes, dict)
+        for field in ("input", "result")
+        for payload in attributes.get(field, {}).get("payloads", [])
+    ]
+    assert key_ids[0] == ("EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "2026-01")
+    assert len(key_ids) >= 7 and {key_id for _, key_id in key_ids[1:]} == {"2026-11"}, key_ids
