@@ -147,6 +147,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "the codec server",
             codec_server.log,
         )
+        assert codec_server.alive(), f"the codec server exited:\n{log_tail(codec_server.log)}"
         assert temporal.ui_port is not None and temporal.child is not None
         ui_port = temporal.ui_port
         wait_until(lambda: listening(ui_port), 60, "the Web UI", temporal.child.log)
