@@ -22,9 +22,10 @@ from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
+from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
 from bankrecon.search_attributes import SearchAttributesMissing, register_search_attributes
-from bankrecon.temporal_client import TemporalUnreachable, connect
+from bankrecon.temporal_client import TemporalUnreachable, connect, key_ring
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
 
@@ -75,12 +76,14 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with running_worker(client, settings):
+        ring = key_ring(settings)
         log.info(
-            "worker serving task queue %r on %s (namespace %r), database %s",
+            "worker serving task queue %r on %s (namespace %r), database %s, payload encryption %s",
             settings.temporal_task_queue,
             settings.temporal_address,
             settings.temporal_namespace,
             settings.resolved_database_url().split("@")[-1],
+            f"on (key id {ring.current_id!r})" if ring else "off",
         )
         await stop.wait()
         log.info("shutting down: letting running activities finish")
@@ -92,7 +95,8 @@ def main() -> None:
         settings = Settings()
         # Read now, so that a mistake stops the worker before it takes any task.
         AccountDirectory.from_settings(settings)
-    except (ValidationError, AccountsFileError) as exc:
+        key_ring(settings)
+    except (ValidationError, AccountsFileError, KeyRingError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     asyncio.run(serve(settings))
 

@@ -36,6 +36,7 @@ from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
 from bankrecon.catch_up import days
+from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
@@ -415,7 +416,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         settings = Settings()
         command: Command = args.run
         return await command(args, settings, out)
-    except (ValidationError, AccountsFileError) as exc:
+    except (ValidationError, AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
     except (CommandError, TemporalUnreachable) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")

@@ -84,6 +84,19 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
         return value
 
+    # Payload encryption (bankrecon/codec.py): KEY_ID:BASE64_KEY entries, newest first, in
+    # the variable or in a file; off when neither is set.
+    bankrecon_encryption_keys: SecretStr | None = None
+    bankrecon_encryption_keys_file: Path | None = None
+    # The codec server (python -m bankrecon.codec_server) for the CLI and the Web UI.
+    codec_server_host: str = "127.0.0.1"
+    codec_server_port: int = Field(default=8081, ge=0, le=65535)
+    codec_server_token: SecretStr | None = None
+    codec_server_cors_origins: str = Field(
+        default="http://localhost:8233,http://127.0.0.1:8233",
+        description="comma-separated Web UI origins allowed to call the codec server",
+    )
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -5,6 +5,10 @@ and the worker, then starts one DailyStatementWorkflow for yesterday with the
 ``temporal`` CLI. The simulator refuses a few times before the statement is ready and
 the interval is a few seconds, so the whole story plays out in under a minute: the
 refusals, the success, then the rows in the SQLite database.
+
+With ``--encrypt`` every payload in Temporal's history is encrypted: a key and a codec
+server token are made once in the data dir, the codec server runs beside the dev
+server, and the Web UI decodes through it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -27,6 +32,7 @@ import httpx
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
 from bankrecon.binaries import find_binary
+from bankrecon.codec import new_key
 from bankrecon.config import Settings
 from bankrecon.db import make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
@@ -95,6 +101,38 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
+def _secret_file(path: Path, make: str) -> str:
+    """The content of ``path``, written (readable by its owner only) with ``make`` when missing."""
+    if not path.exists():
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(make + "\n")
+    return path.read_text().strip()
+
+
+class Encryption:
+    """The demo's key file and codec server token in the data dir, made on first use."""
+
+    def __init__(self, data_dir: Path, codec_port: int, ui: str):
+        self.keys_file = data_dir / "encryption-keys"
+        _secret_file(self.keys_file, f"demo-{datetime.now(UTC):%Y%m%d}:{new_key()}")
+        self.token_file = data_dir / "codec-token"
+        self.token = _secret_file(self.token_file, secrets.token_urlsafe(32))
+        self.codec_port = codec_port
+        self.codec_url = f"http://127.0.0.1:{codec_port}"
+        self.env = {
+            "BANKRECON_ENCRYPTION_KEYS_FILE": str(self.keys_file),
+            "CODEC_SERVER_TOKEN": self.token,
+            "CODEC_SERVER_HOST": "127.0.0.1",
+            "CODEC_SERVER_PORT": str(codec_port),
+            "CODEC_SERVER_CORS_ORIGINS": f"{ui},{ui.replace('127.0.0.1', 'localhost')}",
+        }
+
+    @property
+    def ui_endpoint(self) -> str:
+        # The Web UI sends no Authorization header without an OIDC login: the token goes in the path.
+        return f"{self.codec_url}/{self.token}"
+
+
 async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], bank_url: str) -> None:
     """Print each request the bank received and what Temporal plans next, until the workflow closes."""
     shown = 0
@@ -139,10 +177,13 @@ async def run(args: argparse.Namespace) -> int:
     temporal_address = f"127.0.0.1:{args.temporal_port}"
     bank_url = f"http://127.0.0.1:{args.bank_port}"
     database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
+    ui = f"http://127.0.0.1:{args.ui_port}"
+    encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
     for port, what in (
         (args.temporal_port, "Temporal"),
         (args.ui_port, "Temporal Web UI"),
         (args.bank_port, "the simulator"),
+        *([(args.codec_port, "the codec server")] if encryption else []),
     ):
         if not _port_free("127.0.0.1", port):
             raise SystemExit(f"port {port} for {what} is in use: stop what runs there or pick another port")
@@ -155,21 +196,31 @@ async def run(args: argparse.Namespace) -> int:
         "BANK_ACCOUNTS": DEMO_ACCOUNT,
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
     }
+    if encryption:
+        env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
     # The same settings for `bankrecon` commands in another shell: set -a; . data/demo.env; set +a
     (data_dir / "demo.env").write_text("".join(f"{name}={value}\n" for name, value in env.items()))
-    env = os.environ | env | {"PYTHONUNBUFFERED": "1"}
+    env = os.environ | env | (encryption.env if encryption else {}) | {"PYTHONUNBUFFERED": "1"}
     temporal = find_binary("temporal")
     bill_date = yesterday_in_china(datetime.now(UTC))
     workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)
-    ui = f"http://127.0.0.1:{args.ui_port}"
+    codec_options = ["--codec-endpoint", encryption.codec_url] if encryption else []
     with ExitStack() as stack:
         services = Services(stack, data_dir / "logs", env)
+        if encryption:
+            log = services.start("codec-server", [sys.executable, "-m", "bankrecon.codec_server"])
+            _wait_for_port("127.0.0.1", encryption.codec_port, "the codec server", log)
+            _say(
+                f"payloads encrypted with the key in {encryption.keys_file}; codec server on "
+                f"{encryption.codec_url}, its token in {encryption.token_file}"
+            )
         log = services.start(
             "temporal",
             [
                 temporal, "server", "start-dev", "--db-filename", str(data_dir / "temporal.db"),
                 "--ip", "127.0.0.1", "--port", str(args.temporal_port), "--ui-port", str(args.ui_port),
                 "--log-level", "warn", *dev_server_flags(),
+                *(["--ui-codec-endpoint", encryption.ui_endpoint] if encryption else []),
             ],
         )  # fmt: skip
         _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
@@ -186,7 +237,12 @@ async def run(args: argparse.Namespace) -> int:
         _say(f"bank simulator on {bank_url}: not ready for the first {args.ready_after} requests")
         services.start("worker", [sys.executable, "worker.py"])
         _say(f"worker started (log: {data_dir / 'logs' / 'worker.log'})\n")
-        client = await connect(Settings(temporal_address=temporal_address))
+        client = await connect(
+            Settings(
+                temporal_address=temporal_address,
+                bankrecon_encryption_keys_file=encryption.keys_file if encryption else None,
+            )
+        )
         workflow_input = json.dumps(
             {
                 "account_no": DEMO_ACCOUNT,
@@ -197,10 +253,13 @@ async def run(args: argparse.Namespace) -> int:
         start = [
             "temporal", "workflow", "start", "--type", "DailyStatementWorkflow",
             "--task-queue", "bank-statements", "--workflow-id", workflow_id,
-            "--input", workflow_input, "--address", temporal_address,
+            "--input", workflow_input, "--address", temporal_address, *codec_options,
         ]  # fmt: skip
         _say("$ " + shlex.join(start))
-        subprocess.run([temporal, *start[1:]], check=True, env=env, stdout=subprocess.DEVNULL)
+        # With the codec endpoint the CLI encrypts the input through the codec server; the
+        # token goes in its environment, not on the command line shown above.
+        cli_env = env | ({"TEMPORAL_CODEC_AUTH": f"Bearer {encryption.token}"} if encryption else {})
+        subprocess.run([temporal, *start[1:]], check=True, env=cli_env, stdout=subprocess.DEVNULL)
         _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
         handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
         await _watch(handle, bank_url)
@@ -214,6 +273,12 @@ async def run(args: argparse.Namespace) -> int:
         )
         _say(f"\n$ bankrecon schedule\n{scheduled.stdout.strip() or scheduled.stderr.strip()}")
         _say(f"bankrecon commands in another shell: set -a; . {data_dir / 'demo.env'}; set +a")
+        if encryption:
+            _say(
+                f"     {temporal} workflow show --workflow-id {workflow_id} --address {temporal_address} "
+                f"--codec-endpoint {encryption.codec_url} "
+                f'--codec-auth "Bearer $(cat {encryption.token_file})"'
+            )
         if args.exit_when_done:
             return 0
         _say(f"\nEverything keeps running for the Web UI ({ui}); Ctrl-C stops it all.")
@@ -246,6 +311,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=3.0, help="bank window and retry interval, seconds")
     parser.add_argument("--ready-after", type=int, default=3, help="refusals before the statement is ready")
     parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
+    parser.add_argument(
+        "--encrypt",
+        action="store_true",
+        help="encrypt every payload in history (key and codec token made in the data dir); "
+        "run the codec server and point the Web UI at it",
+    )
+    parser.add_argument("--codec-port", type=int, default=8081, help="codec server port, with --encrypt")
     raise SystemExit(asyncio.run(run_until_stopped(parser.parse_args())))
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 
+from bankrecon.codec import EncryptionCodec, KeyRing, load_key_ring
 from bankrecon.config import Settings
 
 
@@ -13,8 +16,21 @@ class TemporalUnreachable(Exception):
     """Temporal could not be reached; the message names the address and the setting."""
 
 
+def key_ring(settings: Settings) -> KeyRing | None:
+    keys = settings.bankrecon_encryption_keys
+    return load_key_ring(keys.get_secret_value() if keys else None, settings.bankrecon_encryption_keys_file)
+
+
 def data_converter(settings: Settings) -> DataConverter:
-    return pydantic_data_converter
+    ring = key_ring(settings)
+    if ring is None:
+        return pydantic_data_converter
+    # Failure messages and stack traces go into encoded attributes, so they are encrypted too.
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(ring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(settings: Settings) -> Client:

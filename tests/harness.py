@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable
 from datetime import date
 from pathlib import Path
@@ -63,3 +65,21 @@ async def fails_with(run: Awaitable[Any], error_type: str) -> str:
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == error_type, cause
     return cause.message
+
+
+def readable_history(history_json: str) -> str:
+    """The history as JSON text plus the bytes of every payload in it (base64 in the JSON)."""
+    texts = [history_json]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("data"), str) and isinstance(node.get("metadata"), dict):
+                texts.append(base64.b64decode(node["data"]).decode("utf-8", errors="replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return "\n".join(texts)

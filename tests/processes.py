@@ -24,7 +24,14 @@ from bankrecon.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables the worker reads (bankrecon/config.py); the developer's own values must not leak in.
-_WORKER_PREFIXES = ("TEMPORAL_", "BANK_", "DATABASE_URL", "DATA_DIR")
+_WORKER_PREFIXES = (
+    "TEMPORAL_",
+    "BANK_",
+    "DATABASE_URL",
+    "DATA_DIR",
+    "BANKRECON_ENCRYPTION_",
+    "CODEC_SERVER_",
+)
 
 
 def free_port() -> int:
@@ -135,19 +142,27 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, log: 
 class DevServer:
     """``temporal server start-dev`` on a free port, with its state in ``db_file`` across restarts."""
 
-    def __init__(self, group: ProcessGroup, db_file: Path):
+    def __init__(self, group: ProcessGroup, db_file: Path, *, ui_codec_endpoint: str | None = None):
+        """Headless, or with the Web UI on ``ui_port`` when ``ui_codec_endpoint`` is given."""
         self._group = group
         self._db_file = db_file
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self._ui_codec_endpoint = ui_codec_endpoint
+        self.ui_port = free_port() if ui_codec_endpoint else None
         self.child: Child | None = None
 
     def start(self) -> None:
+        ui = (
+            ["--ui-port", str(self.ui_port), "--ui-codec-endpoint", self._ui_codec_endpoint]
+            if self.ui_port and self._ui_codec_endpoint
+            else ["--headless"]
+        )
         self.child = self._group.start(
             "temporal",
             [
                 find_binary("temporal"), "server", "start-dev", "--db-filename", str(self._db_file),
-                "--ip", "127.0.0.1", "--port", str(self.port), "--headless", "--log-level", "warn",
+                "--ip", "127.0.0.1", "--port", str(self.port), *ui, "--log-level", "warn",
             ],
         )  # fmt: skip
         child = self.child

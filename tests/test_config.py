@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bankrecon.codec import new_key
 from bankrecon.config import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, SIMULATOR_URL, Settings
+from bankrecon.temporal_client import key_ring
 
 VARIABLES = [
     "TEMPORAL_ADDRESS",
@@ -25,6 +28,12 @@ VARIABLES = [
     "NIGHTLY_TIME",
     "NIGHTLY_TIMEZONE",
     "ALERT_WEBHOOK_URL",
+    "BANKRECON_ENCRYPTION_KEYS",
+    "BANKRECON_ENCRYPTION_KEYS_FILE",
+    "CODEC_SERVER_HOST",
+    "CODEC_SERVER_PORT",
+    "CODEC_SERVER_TOKEN",
+    "CODEC_SERVER_CORS_ORIGINS",
 ]
 
 
@@ -122,3 +131,40 @@ def test_the_nightly_settings_and_their_mistakes(monkeypatch: pytest.MonkeyPatch
     settings = Settings()
     assert settings.nightly_time.isoformat() == "01:15:00"
     assert "secret-token" not in repr(settings)
+
+
+def test_encryption_and_codec_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = new_key()
+    values = {
+        "BANKRECON_ENCRYPTION_KEYS": f"2026-11:{key}",
+        "CODEC_SERVER_HOST": "0.0.0.0",
+        "CODEC_SERVER_PORT": "9081",
+        "CODEC_SERVER_TOKEN": "t0ken",
+        "CODEC_SERVER_CORS_ORIGINS": "https://temporal-ui.internal",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    ring = key_ring(settings)
+    assert ring is not None and ring.ids == ["2026-11"]
+    assert (settings.codec_server_host, settings.codec_server_port) == ("0.0.0.0", 9081)
+    assert (
+        settings.codec_server_token is not None and settings.codec_server_token.get_secret_value() == "t0ken"
+    )
+    assert settings.codec_server_cors_origins == "https://temporal-ui.internal"
+    assert key not in repr(settings) and "t0ken" not in repr(settings)
+    assert key_ring(Settings(bankrecon_encryption_keys=None)) is None  # off without keys
+
+
+def test_the_worker_refuses_a_malformed_key_before_connecting() -> None:
+    root = Path(__file__).resolve().parent.parent
+    short_key = base64.b64encode(b"sixteen byte key").decode()
+    env = os.environ | {"BANKRECON_ENCRYPTION_KEYS": f"k1:{short_key}", "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    worker = subprocess.run(
+        [sys.executable, "worker.py"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert worker.returncode == 1
+    assert worker.stderr.strip() == (
+        "configuration error: BANKRECON_ENCRYPTION_KEYS, key 'k1': decodes to 16 bytes; AES-256 needs 32 "
+        "(make one with: python -m bankrecon.codec new-key)"
+    )

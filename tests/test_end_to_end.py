@@ -3,6 +3,8 @@ processes, the workflow started with the ``temporal`` CLI, rows in the database 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -10,9 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
 
-from tests.harness import stored_rows
-from workflows.daily_statement import yesterday_in_china
+from bankrecon.binaries import find_binary
+from bankrecon.codec import EncryptionCodec, load_key_ring
+from tests.harness import ACCOUNT, readable_history, stored_rows
+from tests.processes import DevServer, ProcessGroup
+from workflows.daily_statement import statement_workflow_id, yesterday_in_china
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,3 +56,63 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     for port in (temporal_port, ui_port, bank_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+@pytest.mark.slow
+def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {name: _free_port() for name in ("temporal", "ui", "bank", "codec")}
+    demo = subprocess.run(
+        [
+            sys.executable, "-m", "bankrecon.demo", "--exit-when-done", "--encrypt",
+            "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
+            "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
+            "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    output = demo.stdout + demo.stderr
+    assert demo.returncode == 0, output
+    assert (
+        '"transaction_count": 20' in output
+        and f"--codec-endpoint http://127.0.0.1:{ports['codec']}" in output
+    )
+    token = (data_dir / "codec-token").read_text().strip()
+    assert token not in output
+    for secret_file in ("codec-token", "encryption-keys"):
+        assert (data_dir / secret_file).stat().st_mode & 0o077 == 0, f"{secret_file} is readable by others"
+    logs = data_dir / "logs"
+    assert "payload encryption on" in (logs / "worker.log").read_text()
+    # The CLI encrypted the workflow's input through the codec server.
+    assert "POST .../encode -> 200" in (logs / "codec-server.log").read_text()
+    for port in ports.values():
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+    # The history the demo left behind: every payload encrypted, readable with the demo's key.
+    with ProcessGroup(tmp_path / "logs") as group:
+        temporal = DevServer(group, data_dir / "temporal.db")
+        temporal.start()
+        workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
+        show = subprocess.run(
+            [find_binary("temporal"), "workflow", "show", "--workflow-id", workflow_id,
+             "--address", temporal.address, "--output", "json"],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        temporal.stop()
+    history = json.loads(show.stdout)
+    payloads = [
+        json_format.ParseDict(payload, Payload())
+        for event in history["events"]
+        for attributes in event.values()
+        if isinstance(attributes, dict)
+        for field in ("input", "result")
+        for payload in attributes.get(field, {}).get("payloads", [])
+    ]
+    assert len(payloads) >= 7  # the workflow's input and result, each activity's input and result
+    assert {payload.metadata["encoding"] for payload in payloads} == {b"binary/encrypted"}
+    assert "account_no" not in readable_history(show.stdout)
+    ring = load_key_ring(None, data_dir / "encryption-keys")
+    assert ring is not None
+    decoded = asyncio.run(EncryptionCodec(ring).decode(payloads))
+    assert any(b'"account_no":"6222020000000001"' in payload.data for payload in decoded)
