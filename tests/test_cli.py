@@ -142,7 +142,7 @@ async def test_pause_status_resume_and_refetch(
     paused = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "bank maintenance")
     assert paused.returncode == 0, paused.stderr
     assert paused.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} paused")
-    async with asyncio.timeout(90), running_worker(client, settings):
+    async with asyncio.timeout(240), running_worker(client, settings):
         handle = await client.start_workflow(
             DailyStatementWorkflow.run,
             DailyStatementInput(account_no=account, bill_date=bill_date, retry_interval_seconds=1),

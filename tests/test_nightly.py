@@ -81,34 +81,32 @@ async def test_after_an_outage_the_next_night_starts_each_missing_date_once(
     stuck = (accounts[0], night - timedelta(days=1))
     bank.plan(*stuck, NEVER)
     settings = nightly_settings(tmp_path, bank, task_queue, accounts)
-    async with asyncio.timeout(120), running_worker(client, settings):
-        # Before the outage: the night of the 21st ran and stored its statements.
-        before = await run_nightly(client, task_queue, bill_date=night - timedelta(days=3), catch_up_days=0)
+    async with asyncio.timeout(240), running_worker(client, settings):
+        # Before the outage: the night of the 22nd ran and stored its statements.
+        before = await run_nightly(client, task_queue, bill_date=night - timedelta(days=2), catch_up_days=0)
         assert len(before.started) == 2
         for account in accounts:
-            await statement_result(client, account, night - timedelta(days=3))
+            await statement_result(client, account, night - timedelta(days=2))
 
-        # Down for days; the first night back catches up the last 7 days.
-        back = await run_nightly(client, task_queue, bill_date=night)
+        # Down for days; the first night back catches up the last 3 days.
+        back = await run_nightly(client, task_queue, bill_date=night, catch_up_days=3)
         expected = [
             statement_workflow_id(account, night - timedelta(days=back_by))
-            for back_by in range(7, -1, -1)
-            if back_by != 3
+            for back_by in range(3, -1, -1)
+            if back_by != 2
             for account in accounts
         ]
         assert back.started == expected
         assert back.already_started == []
         for workflow_id in expected:
-            account, bill_date = (
-                workflow_id.split("-", 2)[1],
-                date.fromisoformat(workflow_id.split("-", 2)[2]),
-            )
+            _, account, day = workflow_id.split("-", 2)
+            bill_date = date.fromisoformat(day)
             if (account, bill_date) != stuck:
                 result = await statement_result(client, account, bill_date)
                 assert result.status == "persisted" and result.fetch_attempts == 1
 
         # A night run again: only the stuck date lacks a statement, and its workflow runs.
-        again = await run_nightly(client, task_queue, bill_date=night)
+        again = await run_nightly(client, task_queue, bill_date=night, catch_up_days=3)
         assert again.started == []
         assert again.already_started == [statement_workflow_id(*stuck)]
         stuck_handle = client.get_workflow_handle(statement_workflow_id(*stuck))
@@ -122,8 +120,8 @@ async def test_after_an_outage_the_next_night_starts_each_missing_date_once(
         )
     stuck_key = (stuck[0], f"{stuck[1]:%Y%m%d}")
     per_statement.pop(stuck_key, None)  # it may have lost every race for the window by then
-    assert len(per_statement) == 15 and set(per_statement.values()) == {1}
-    statement, rows = stored_rows(settings.resolved_database_url(), accounts[1], night - timedelta(days=3))
+    assert len(per_statement) == 7 and set(per_statement.values()) == {1}
+    statement, rows = stored_rows(settings.resolved_database_url(), accounts[1], night - timedelta(days=2))
     assert statement is not None and len(rows) == statement.transaction_count
 
 
@@ -138,7 +136,7 @@ async def test_a_date_that_never_comes_delays_no_other_date_or_account(
         for day in (day2, day3):
             bank.plan(account, day, StatementPlan(ready_after=1, lines=5))
     settings = nightly_settings(tmp_path, bank, task_queue, accounts)
-    async with asyncio.timeout(120), running_worker(client, settings):
+    async with asyncio.timeout(240), running_worker(client, settings):
         first = await run_nightly(client, task_queue, bill_date=day1, catch_up_days=0)
         assert len(first.started) == 2
         # Each later night finds day 1 missing and its workflow running: no second start.
@@ -190,7 +188,7 @@ async def test_the_schedule_is_created_and_updated_from_the_settings_and_its_run
             assert (next_run.hour, next_run.minute) == (1, 15)
 
             await handle.unpause()
-            async with asyncio.timeout(60), running_worker(client, settings):
+            async with asyncio.timeout(240), running_worker(client, settings):
                 await handle.trigger()
                 result = await statement_result_when_started(client, accounts[0], yesterday)
             assert result.status == "persisted" and result.bill_date == yesterday
@@ -224,7 +222,7 @@ async def test_as_a_cron_workflow_each_night_starts_yesterdays_statements(
         settings = nightly_settings(tmp_path, bank, task_queue, accounts).model_copy(
             update={"bank_min_interval_seconds": 0}
         )
-        async with asyncio.timeout(120), running_worker(client, settings):
+        async with asyncio.timeout(240), running_worker(client, settings):
             # The Java test server has no CRON_TZ: 16:30 UTC is 00:30 in China (no daylight saving there).
             handle = await client.start_workflow(
                 NightlyStatementsWorkflow.run,
@@ -283,7 +281,7 @@ async def test_a_night_with_more_to_start_than_one_run_may_continues_as_new(
     accounts = sorted(new_accounts(2))
     night = date(2026, 11, 24)
     settings = nightly_settings(tmp_path, bank, task_queue, accounts)
-    async with asyncio.timeout(60), running_worker(client, settings):
+    async with asyncio.timeout(240), running_worker(client, settings):
         last = await run_nightly(client, task_queue, bill_date=night, catch_up_days=2, max_starts_per_run=4)
         # The last run of the chain started what the first four left.
         assert last.started == [statement_workflow_id(account, night) for account in accounts]
