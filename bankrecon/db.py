@@ -75,8 +75,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime: times are stored with their zone")
-        utc = value.astimezone(UTC)
-        return utc.strftime(_SQLITE_TIME_FORMAT) if dialect.name == "sqlite" else utc
+        return stored_utc_text(value) if dialect.name == "sqlite" else value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -85,6 +84,11 @@ class UtcDateTime(TypeDecorator[datetime]):
             return datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f+00:00").replace(tzinfo=UTC)
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
+
+
+def stored_utc_text(value: datetime) -> str:
+    """An aware time as SQLite stores it; PostgreSQL reads the same text as the same instant."""
+    return value.astimezone(UTC).strftime(_SQLITE_TIME_FORMAT)
 
 
 metadata = MetaData()
