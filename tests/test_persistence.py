@@ -244,3 +244,13 @@ def test_postgresql_sessions_end_abandoned_transactions(database_url: str) -> No
         # The URL's own options (here the test schema's search_path) still apply.
         assert conn.execute(text("SHOW search_path")).scalar_one() == database_url.rsplit("%3D", 1)[1]
     engine.dispose()
+
+
+def test_backslashes_and_copy_escape_lookalikes_round_trip(engine: Engine, tmp_path: Path) -> None:
+    # The records file is COPY text, where a backslash starts an escape and \N means NULL.
+    memo = r"C:\temp\N \\ \t \. end\ "
+    txn = _txn(1, "C", "1.00", "1.00", memo=memo)
+    save_statement(engine, tmp_path, _request(_records(tmp_path, [txn]), transaction_count=1))
+    with engine.connect() as conn:
+        row = conn.execute(select(transactions)).one()
+    assert (row.memo, row.counterparty_name) == (memo, txn.counterparty_name)
