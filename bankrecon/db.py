@@ -13,7 +13,6 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Engine,
-    ForeignKeyConstraint,
     Integer,
     MetaData,
     Numeric,
@@ -113,6 +112,9 @@ statements = Table(
     PrimaryKeyConstraint("account_no", "bill_date", name="statements_pkey"),
 )
 
+# No foreign key to statements: PostgreSQL checks one row by row, which took longer than
+# the COPY itself (4.6 s of 7.5 s for a million rows). persistence.save_statement is the one
+# writer, and it inserts and deletes a statement and its transactions in one transaction.
 transactions = Table(
     "transactions",
     metadata,
@@ -128,12 +130,6 @@ transactions = Table(
     Column("counterparty_name", String(256)),
     Column("memo", String(512)),
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
-    ForeignKeyConstraint(
-        ["account_no", "bill_date"],
-        ["statements.account_no", "statements.bill_date"],
-        name="transactions_statement_fkey",
-        ondelete="CASCADE",
-    ),
 )
 
 # One row per merchant: when its next request may be sent (see window.py).

@@ -14,16 +14,30 @@ from sqlalchemy.exc import DBAPIError
 
 from bankrecon.db import statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
-from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, read_record_rows
+from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, read_record_fields
 
 log = logging.getLogger(__name__)
 
-# SQLite: rows per executemany. PostgreSQL: bytes of the records file per write to COPY.
-BATCH_SIZE = 5_000
+# Of the records file at a time: bytes per write to COPY (PostgreSQL), characters per
+# executemany (SQLite: some 5,000 rows).
 COPY_BLOCK_BYTES = 1024 * 1024
+INSERT_BLOCK_CHARS = 512 * 1024
 _COLUMNS = ", ".join(RECORD_COLUMNS)
 _COPY = f"COPY transactions ({_COLUMNS}) FROM STDIN WITH ({COPY_OPTIONS})"
-_INSERT = f"INSERT INTO transactions ({_COLUMNS}) VALUES ({', '.join('?' for _ in RECORD_COLUMNS)})"
+# SQLite turns the records' texts into stored values itself, in C: money into integer cents
+# (db.Money), "" into NULL; a Python loop over the rows would cost more than the inserts.
+_SQLITE_VALUES = {
+    "seq": "CAST(? AS INTEGER)",
+    "amount": "CAST(REPLACE(?, '.', '') AS INTEGER)",
+    "balance_after": "CAST(REPLACE(?, '.', '') AS INTEGER)",
+    "counterparty_account": "NULLIF(?, '')",
+    "counterparty_name": "NULLIF(?, '')",
+    "memo": "NULLIF(?, '')",
+}
+_INSERT = (
+    f"INSERT INTO transactions ({_COLUMNS}) "
+    f"VALUES ({', '.join(_SQLITE_VALUES.get(column, '?') for column in RECORD_COLUMNS)})"
+)
 LOCK_TIMEOUT = "20s"
 
 
@@ -122,9 +136,9 @@ def _copy_records(conn: Connection, path: Path, on_progress: Callable[[int], Non
 
 
 def _insert_records(conn: Connection, path: Path, on_progress: Callable[[int], None]) -> int:
-    """Batched inserts of ready-made rows, past SQLAlchemy's per-value type processing."""
+    """Batched inserts of the records' texts, past SQLAlchemy's per-value type processing."""
     written = 0
-    for batch in read_record_rows(path, BATCH_SIZE):
+    for batch in read_record_fields(path, INSERT_BLOCK_CHARS):
         conn.exec_driver_sql(_INSERT, batch)
         written += len(batch)
         on_progress(written)

@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime
 from itertools import repeat
+from operator import methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from bankrecon.db import stored_utc_text
 from bankrecon.statement import CHINA_STANDARD_TIME, DetailLines
@@ -38,6 +39,10 @@ COPY_OPTIONS = "FORMAT text, DELIMITER '|', NULL ''"
 
 def records_path(data_dir: Path, source_sha256: str, account_no: str, bill_date: str) -> Path:
     return data_dir / "records" / f"{source_sha256}-{account_no}-{bill_date}.txt"
+
+
+# A block's worth of clock times; a whole day's (86,400) would hold some 15 MB.
+_UTC_CACHE_ENTRIES = 16_384
 
 
 class _UtcTimes(dict[str, str]):
@@ -75,6 +80,8 @@ class RecordWriter:
     def write(self, details: DetailLines) -> None:
         if not details.serial_nos:
             return
+        if len(self._utc) > _UTC_CACHE_ENTRIES:
+            self._utc.clear()
         first = self.count + 1
         self.count += len(details.serial_nos)
         # Built by C loops (map, join): this runs for every line of every statement.
@@ -92,43 +99,20 @@ class RecordWriter:
         self._out.write(text.encode("utf-8"))
 
 
-def read_record_rows(path: Path, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows as SQLite stores them (integer cents), ``batch_size`` at a time, in statement order."""
-    batch: list[tuple[Any, ...]] = []
-    with path.open("r", encoding="utf-8", newline="\n") as lines:
-        for line in lines:
-            if "\\" in line:
-                line = line.replace("\\\\", "\\")
-            (
-                account_no,
-                bill_date,
-                serial_no,
-                seq,
-                traded_at,
-                direction,
-                amount,
-                balance,
-                account,
-                name,
-                memo,
-            ) = line[:-1].split("|")
-            batch.append(
-                (
-                    account_no,
-                    bill_date,
-                    serial_no,
-                    int(seq),
-                    traded_at,
-                    direction,
-                    int(amount.replace(".", "")),
-                    int(balance.replace(".", "")),
-                    account or None,
-                    name or None,
-                    memo or None,
-                )
-            )
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+def read_record_fields(path: Path, block_chars: int) -> Iterator[list[tuple[str, ...]]]:
+    """Each record as its ``RECORD_COLUMNS`` texts (backslashes undoubled, "" for None), a block at a time."""
+    split_fields = methodcaller("split", "|")
+    with path.open("r", encoding="utf-8", newline="\n") as records:
+        pending = ""
+        while chunk := records.read(block_chars):
+            text = pending + chunk
+            cut = text.rfind("\n")
+            pending = text[cut + 1 :]
+            if cut < 0:
+                continue
+            block = text[:cut]
+            if "\\" in block:
+                block = block.replace("\\\\", "\\")
+            yield list(map(tuple, map(split_fields, block.split("\n"))))
+    if pending:
+        raise ValueError("the records file ends inside a record")

@@ -107,7 +107,7 @@ class StatementDamaged(Exception):
 
 # Reading in large chunks and splitting them ourselves keeps the per-line cost low;
 # ZipExtFile.readline(limit) goes through the slow generic path for every line.
-_CHUNK_BYTES = 1024 * 1024
+_CHUNK_BYTES = 262144
 # The format sets no length, but a real record is a few hundred bytes; the cap
 # keeps a member without line breaks from growing one line without bound.
 _MAX_LINE_BYTES = 64 * 1024
