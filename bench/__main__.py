@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import make_url
 
 from bankrecon.config import Settings
-from bankrecon.models import DailyStatementInput
+from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.temporal_client import connect
 from simulator.generator import generate_statement
 from simulator.server import BankSimulator, StatementPlan
@@ -59,6 +59,7 @@ CREATE TABLE bench_raw (
     memo varchar(512)
 );
 """
+STARTS_IN_FLIGHT = 32
 RAW_COPY = "COPY bench_raw FROM STDIN WITH (FORMAT text, DELIMITER '|', NULL '')"
 
 
@@ -305,6 +306,7 @@ async def memory(
             )
             print(f"memory: a worker loading a {lines:,}-line statement", file=sys.stderr)
             worker = start_worker(group, env)
+            await asyncio.sleep(1)  # settled after start-up
             idle = _status_kb(worker.pid, "VmRSS") / 1024
             started = time.perf_counter()
             result = await client.execute_workflow(
@@ -351,6 +353,8 @@ async def fanout(
         + "".join(f'[[account]]\naccount_no = "{a}"\nmerchant = "{m}"\n\n' for a, m in owners.items())
     )
     plan = StatementPlan(ready_after=2, lines=100)
+    # A thousand starts at once time out on the dev server; a few dozen in flight do not.
+    starting = asyncio.Semaphore(STARTS_IN_FLIGHT)
     client = await connect(_settings(server.address))
     rows = []
     with BankSimulator(
@@ -374,20 +378,21 @@ async def fanout(
             ) | {"BANK_ACCOUNTS_FILE": str(accounts_file), "BENCH_REFUSALS": str(plan.ready_after)}
             print(f"fan-out: {count} accounts, {kind}", file=sys.stderr)
             worker = start_worker(group, env) if kind == "bankrecon" else _start_noop_worker(group, env)
-            started = time.perf_counter()
-            handles = await asyncio.gather(
-                *(
-                    client.start_workflow(
+
+            async def statement(account: str, queue: str = task_queue) -> DailyStatementResult:
+                async with starting:
+                    handle = await client.start_workflow(
                         DailyStatementWorkflow.run,
                         DailyStatementInput(account_no=account, bill_date=day, retry_interval_seconds=1),
-                        id=f"{task_queue}-{account}",
-                        task_queue=task_queue,
+                        id=f"{queue}-{account}",
+                        task_queue=queue,
                     )
-                    for account in accounts
-                )
-            )
-            results = await asyncio.gather(*(handle.result() for handle in handles))
+                return await handle.result()
+
+            started = time.perf_counter()
+            results = await asyncio.gather(*(statement(account) for account in accounts))
             seconds = time.perf_counter() - started
+            print(f"fan-out: {kind}: {seconds:.1f} s", file=sys.stderr)
             peak = _status_kb(worker.pid, "VmHWM") / 1024
             worker.terminate()
             expected = 100 if kind == "bankrecon" else 0
