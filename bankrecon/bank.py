@@ -72,6 +72,11 @@ def sign(secret: SecretStr, body: bytes) -> str:
     return hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
 
 
+# The spec's largest statement is ~80 MB of base64: a body far past that is not a
+# statement, and is not allowed to fill the disk.
+MAX_ANSWER_BYTES = 1024**3
+
+
 @cache
 def _tls_context() -> ssl.SSLContext:
     """One for every merchant's client: httpx would build one each, some 0.8 MB apiece
@@ -88,10 +93,12 @@ class BankClient:
         *,
         connect_timeout: float,
         request_timeout: float,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ):
         self.merchant_id = merchant_id
         self._secret = secret
         self._request_timeout = request_timeout
+        self._max_answer_bytes = max_answer_bytes
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
@@ -139,7 +146,11 @@ class BankClient:
             ):
                 if response.status_code != 200:
                     raise BankUnavailable(f"HTTP {response.status_code} {response.reason_phrase}")
+                received = 0
                 async for piece in response.aiter_bytes():
+                    received += len(piece)
+                    if received > self._max_answer_bytes:
+                        raise BankUnavailable(f"answer longer than {self._max_answer_bytes} bytes")
                     out.write(piece)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise BankUnavailable(f"timed out ({type(exc).__name__})") from None

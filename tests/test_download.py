@@ -8,14 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import ActivityEnvironment
 
 from activities.statements import StatementActivities
 from bankrecon.archive import archive_path
-from bankrecon.bank import BankUnavailable, read_answer
+from bankrecon.bank import BankClient, BankUnavailable, read_answer
 from bankrecon.models import FetchResult, StatementKey
 from simulator.generator import generate_statement
-from simulator.server import BankSimulator, StatementPlan
+from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
 from tests.harness import ACCOUNT, BILL_DATE, settings_for
 
 # Past the simulator's in-memory limit, so it streams the body from a file too; ~5 MB of zip.
@@ -151,4 +152,24 @@ def test_a_refusal_keeps_no_file(tmp_path: Path) -> None:
 def test_a_body_that_is_not_the_banks_json_is_unavailable(tmp_path: Path, body: bytes) -> None:
     with pytest.raises(BankUnavailable):
         read_answer(_answer(tmp_path, body), tmp_path / "data")
+    assert sorted((tmp_path / "data" / "archives").iterdir()) == []
+
+
+async def test_an_answer_past_the_size_limit_is_cut_off_and_leaves_nothing(
+    tmp_path: Path, bank: BankSimulator
+) -> None:
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=2_000))
+    client = BankClient(
+        bank.url,
+        DEMO_MERCHANT_ID,
+        SecretStr(DEMO_MERCHANT_SECRET),
+        connect_timeout=2,
+        request_timeout=10,
+        max_answer_bytes=50_000,
+    )
+    try:
+        with pytest.raises(BankUnavailable, match="longer than 50000 bytes"):
+            await client.download_statement(ACCOUNT, BILL_DATE, "r1", tmp_path / "data")
+    finally:
+        await client.aclose()
     assert sorted((tmp_path / "data" / "archives").iterdir()) == []
