@@ -16,13 +16,12 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory
-from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive, sweep_staged_files
+from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
 from bankrecon.decoding import decode_archive
 from bankrecon.models import (
-    ArchiveRef,
     DecodedStatement,
     DecodeRequest,
     FetchAttemptReport,
@@ -180,7 +179,9 @@ class StatementActivities:
             )
         outcome = "no answer"
         try:
-            answer = await link.bank.download_statement(key.account_no, key.bill_date, claim.request_id)
+            answer = await link.bank.download_statement(
+                key.account_no, key.bill_date, claim.request_id, self._data_dir
+            )
             outcome = answer.code
         except BankUnavailable as exc:
             outcome = str(exc)
@@ -188,7 +189,9 @@ class StatementActivities:
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
-        await self._report(answer.code, answer.message, final=answer.outcome is not Outcome.NOT_YET)
+        damaged = answer.outcome is Outcome.READY and answer.archive is None
+        final = answer.outcome is not Outcome.NOT_YET and not damaged
+        await self._report(answer.code, answer.message, final=final)
         return await self._accept(key, answer, claim.sent_at)
 
     async def _report(
@@ -235,7 +238,12 @@ class StatementActivities:
             raise ApplicationError(f"{said}; trying again after the window", type=kind)
         archive = None
         if answer.outcome is Outcome.READY:
-            archive = await asyncio.to_thread(self._store_archive, answer)
+            # Stored while the answer was read: the download streamed to disk.
+            if answer.archive is None:
+                raise ApplicationError(
+                    f"download damaged: {answer.damage}; fetching again", type="ArchiveDamaged"
+                )
+            archive = answer.archive
         requests = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
         log.info("statement %s %s fetched: %s", key.account_no, key.bill_date, said)
         return FetchResult(
@@ -244,24 +252,6 @@ class StatementActivities:
             fetched_at=sent_at,
             bank_requests=requests,
         )
-
-    def _store_archive(self, answer: BankAnswer) -> ArchiveRef:
-        data = answer.data or {}
-        try:
-            return store_base64_archive(
-                self._data_dir,
-                file_name=str(data["file_name"]),
-                file_content=str(data["file_content"]),
-                file_sha256=str(data["file_sha256"]),
-            )
-        except KeyError as exc:
-            raise ApplicationError(
-                f"bank answered 0000 without {exc} in data; fetching again", type="ArchiveDamaged"
-            ) from None
-        except ArchiveDamaged as exc:
-            raise ApplicationError(
-                f"download damaged: {exc}; fetching again", type="ArchiveDamaged"
-            ) from None
 
     @activity.defn(name="decode_statement")
     def decode_statement(self, request: DecodeRequest) -> DecodedStatement:

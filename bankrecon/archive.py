@@ -10,7 +10,6 @@ import binascii
 import contextlib
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -20,9 +19,6 @@ from pathlib import Path
 from typing import IO
 
 from bankrecon.models import ArchiveRef
-
-_BASE64_CHUNK = 4 * 65536
-_LINE_BREAKS = re.compile(r"\r?\n")
 
 
 class ArchiveDamaged(Exception):
@@ -64,26 +60,70 @@ def sweep_staged_files(directory: Path, older_than: timedelta) -> list[Path]:
     return swept
 
 
-def store_base64_archive(data_dir: Path, file_name: str, file_content: str, file_sha256: str) -> ArchiveRef:
-    """Decode the bank's base64 (MIME line breaks allowed), check its SHA-256 and keep the zip."""
-    text = _LINE_BREAKS.sub("", file_content)
-    if len(text) % 4:
-        raise ArchiveDamaged(f"base64 length {len(text)} is not a multiple of 4 (truncated?)")
-    digest = hashlib.sha256()
-    size = 0
-    with staged_file(data_dir / "archives") as (out, staged):
-        for start in range(0, len(text), _BASE64_CHUNK):
-            try:
-                chunk = binascii.a2b_base64(text[start : start + _BASE64_CHUNK], strict_mode=True)
-            except binascii.Error as exc:
-                raise ArchiveDamaged(f"invalid base64 near character {start}: {exc}") from None
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-        sha256 = digest.hexdigest()
-        if sha256 != file_sha256.lower():
-            raise ArchiveDamaged(
-                f"file_sha256 mismatch: the bank said {file_sha256}, the download hashes to {sha256}"
-            )
-    os.replace(staged, archive_path(data_dir, sha256))
-    return ArchiveRef(sha256=sha256, size=size, file_name=file_name)
+class Base64Content:
+    """The bank's base64 file_content, fed in pieces of any size: decoded, hashed and written as it comes.
+
+    MIME line breaks (CRLF or LF) are dropped; anything else outside the alphabet, padding
+    before the end or a length that is not a multiple of 4 makes the content damaged. The
+    first damage is kept in ``damage``, and nothing more is written after it.
+    """
+
+    def __init__(self, out: IO[bytes]):
+        self._out = out
+        self._digest = hashlib.sha256()
+        self._pending = b""
+        self._chars = 0
+        self._padded = False
+        self.received = False
+        self.size = 0
+        self.damage: str | None = None
+
+    def feed(self, text: bytes) -> None:
+        self.received = True
+        if self.damage is not None:
+            return
+        text = self._pending + text
+        # A CR at the end may be the first half of a CRLF split between two pieces.
+        held = b"\r" if text.endswith(b"\r") else b""
+        text = text[: len(text) - len(held)].replace(b"\r\n", b"").replace(b"\n", b"")
+        usable = len(text) - len(text) % 4
+        self._pending = text[usable:] + held
+        if not usable:
+            return
+        if self._padded:
+            self.damage = f"invalid base64 near character {self._chars}: Excess data after padding"
+            return
+        try:
+            chunk = binascii.a2b_base64(text[:usable], strict_mode=True)
+        except binascii.Error as exc:
+            self.damage = f"invalid base64 near character {self._chars}: {exc}"
+            return
+        self._padded = text[usable - 1 : usable] == b"="
+        self._chars += usable
+        self._digest.update(chunk)
+        self.size += len(chunk)
+        self._out.write(chunk)
+
+    def finish(self) -> None:
+        if self.damage is None and self._pending:
+            length = self._chars + len(self._pending)
+            self.damage = f"base64 length {length} is not a multiple of 4 (truncated?)"
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+def keep_archive(
+    data_dir: Path, staged: Path, content: Base64Content, file_name: str, file_sha256: str
+) -> ArchiveRef:
+    """Move a fully received, undamaged archive whose digest is the bank's into its place."""
+    content.finish()
+    if content.damage is not None:
+        raise ArchiveDamaged(content.damage)
+    if content.sha256 != file_sha256.lower():
+        raise ArchiveDamaged(
+            f"file_sha256 mismatch: the bank said {file_sha256}, the download hashes to {content.sha256}"
+        )
+    os.replace(staged, archive_path(data_dir, content.sha256))
+    return ArchiveRef(sha256=content.sha256, size=content.size, file_name=file_name)

@@ -6,13 +6,22 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import httpx
 from pydantic import SecretStr
+
+from bankrecon.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
+from bankrecon.jsonstream import NotJson, read_json
+from bankrecon.models import ArchiveRef
 
 
 class Outcome(Enum):
@@ -38,9 +47,13 @@ _OUTCOMES = {
 
 @dataclass(frozen=True)
 class BankAnswer:
+    """A business answer. For 0000, the file is already stored (``archive``) or was damaged (``damage``)."""
+
     code: str
     message: str
-    data: dict[str, Any] | None
+    data: dict[str, Any] | None  # without file_content, which went to disk as it arrived
+    archive: ArchiveRef | None = None
+    damage: str | None = None
 
     @property
     def outcome(self) -> Outcome:
@@ -59,6 +72,18 @@ def sign(secret: SecretStr, body: bytes) -> str:
     return hmac.new(secret.get_secret_value().encode(), body, hashlib.sha256).hexdigest()
 
 
+# The spec's largest statement is ~80 MB of base64: a body far past that is not a
+# statement, and is not allowed to fill the disk.
+MAX_ANSWER_BYTES = 1024**3
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    """One for every merchant's client: httpx would build one each, some 0.8 MB apiece
+    (1,000 merchants took a worker to 950 MB)."""
+    return httpx.create_ssl_context()
+
+
 class BankClient:
     def __init__(
         self,
@@ -68,19 +93,24 @@ class BankClient:
         *,
         connect_timeout: float,
         request_timeout: float,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ):
         self.merchant_id = merchant_id
         self._secret = secret
         self._request_timeout = request_timeout
+        self._max_answer_bytes = max_answer_bytes
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
+            verify=_tls_context(),
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def download_statement(self, account_no: str, bill_date: date, request_id: str) -> BankAnswer:
+    async def download_statement(
+        self, account_no: str, bill_date: date, request_id: str, data_dir: Path
+    ) -> BankAnswer:
         body = json.dumps(
             {
                 "merchant_id": self.merchant_id,
@@ -95,22 +125,76 @@ class BankClient:
             "X-Merchant-Id": self.merchant_id,
             "X-Signature": sign(self._secret, body),
         }
+        # The body goes to disk as it arrives and is read back as a stream: a statement's
+        # file_content is up to ~80 MB of base64, which must never sit in memory.
+        data_dir.joinpath("archives").mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=data_dir / "archives", prefix=".incoming-answer-")
+        body_path = Path(name)
+        try:
+            with os.fdopen(handle, "wb") as out:
+                await self._post(body, headers, out)
+            return await asyncio.to_thread(read_answer, body_path, data_dir)
+        finally:
+            body_path.unlink(missing_ok=True)
+
+    async def _post(self, body: bytes, headers: dict[str, str], out: Any) -> None:
         try:
             # httpx bounds each read; this bounds the whole exchange, body included.
-            async with asyncio.timeout(self._request_timeout):
-                response = await self._http.post("/statement/download", content=body, headers=headers)
+            async with (
+                asyncio.timeout(self._request_timeout),
+                self._http.stream("POST", "/statement/download", content=body, headers=headers) as response,
+            ):
+                if response.status_code != 200:
+                    raise BankUnavailable(f"HTTP {response.status_code} {response.reason_phrase}")
+                received = 0
+                async for piece in response.aiter_bytes():
+                    received += len(piece)
+                    if received > self._max_answer_bytes:
+                        raise BankUnavailable(f"answer longer than {self._max_answer_bytes} bytes")
+                    out.write(piece)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise BankUnavailable(f"timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise BankUnavailable(f"connection failed ({type(exc).__name__}: {exc})") from None
-        if response.status_code != 200:
-            raise BankUnavailable(f"HTTP {response.status_code} {response.reason_phrase}")
+
+
+_FILE_CONTENT = ("data", "file_content")
+
+
+def read_answer(body_path: Path, data_dir: Path) -> BankAnswer:
+    """The bank's answer in the body at ``body_path``; a 0000's file is decoded into DATA_DIR/archives."""
+    with staged_file(data_dir / "archives") as (out, staged):
+        content = Base64Content(out)
         try:
-            payload = response.json()
-            return BankAnswer(
+            with body_path.open("rb") as body:
+                payload = read_json(body, {_FILE_CONTENT: content.feed})
+            data = payload.get("data")
+            answer = BankAnswer(
                 code=str(payload["code"]),
                 message=str(payload.get("message", "")),
-                data=payload.get("data"),
+                data=None if data is None else {k: v for k, v in data.items() if k != _FILE_CONTENT[1]},
             )
-        except (ValueError, KeyError, TypeError):
+        except (NotJson, AttributeError, KeyError, TypeError):
             raise BankUnavailable("HTTP 200 with a body that is not the bank's JSON") from None
+    try:
+        if answer.code != "0000":
+            return answer
+        data = answer.data or {}
+        missing = [key for key in ("file_name", "file_sha256") if key not in data]
+        if not content.received:
+            missing.insert(0, _FILE_CONTENT[1])
+        if missing:
+            return _damaged(answer, f"bank answered 0000 without {', '.join(missing)} in data")
+        try:
+            archive = keep_archive(
+                data_dir, staged, content, str(data["file_name"]), str(data["file_sha256"])
+            )
+        except ArchiveDamaged as exc:
+            return _damaged(answer, str(exc))
+        return BankAnswer(answer.code, answer.message, answer.data, archive=archive)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def _damaged(answer: BankAnswer, damage: str) -> BankAnswer:
+    return BankAnswer(answer.code, answer.message, answer.data, damage=damage)

@@ -8,15 +8,13 @@ from pathlib import Path
 
 from bankrecon.archive import archive_path, staged_file
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.records import records_path, write_record
+from bankrecon.records import RecordWriter, records_path
 from bankrecon.statement import (
     ArchiveLimits,
+    DetailLines,
     ExpectedStatement,
-    Transaction,
-    read_statement_archive,
+    validate_statement_archive,
 )
-
-PROGRESS_EVERY = 10_000
 
 
 def decode_archive(
@@ -31,16 +29,13 @@ def decode_archive(
     target = records_path(data_dir, archive.sha256, key.account_no, key.bill_date.isoformat())
     expected = ExpectedStatement(key.account_no, key.bill_date, currency)
     with staged_file(target.parent) as (out, staged):
-        count = 0
+        records = RecordWriter(out, key.account_no, key.bill_date)
 
-        def keep(txn: Transaction) -> None:
-            nonlocal count
-            write_record(out, txn)
-            count += 1
-            if count % PROGRESS_EVERY == 0:
-                on_progress(count)
+        def keep(details: DetailLines) -> None:
+            records.write(details)
+            on_progress(records.count)
 
-        summary = read_statement_archive(archive_path(data_dir, archive.sha256), expected, limits, keep)
+        summary = validate_statement_archive(archive_path(data_dir, archive.sha256), expected, limits, keep)
     os.replace(staged, target)
     return DecodedStatement(
         totals=StatementTotals(

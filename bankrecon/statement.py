@@ -2,14 +2,18 @@
 
 Contract used by the decode activity (do not change without changing activities/):
 
-    summary = read_statement_archive(zip_path, expected, limits, on_transaction)
+    summary = validate_statement_archive(zip_path, expected, limits, on_details)
 
 streams the zip at ``zip_path`` member by member (never trusting declared sizes),
 decodes each ``.txt`` part as GB18030, validates every rule of statement-format.md
-and calls ``on_transaction`` for each detail line in statement order (parts in
-part-number order, lines in file order). It returns the StatementSummary, or raises
-StatementDamaged naming the part, line and rule. The caller must treat everything
-passed to ``on_transaction`` as void when StatementDamaged is raised.
+and calls ``on_details`` with the detail lines in statement order (parts in
+part-number order, lines in file order), a block of lines at a time. It returns the
+StatementSummary, or raises StatementDamaged naming the part, line and rule. The
+caller must treat everything passed to ``on_details`` as void when StatementDamaged
+is raised. ``read_statement_archive`` is the same with one Transaction per call.
+
+Memory stays flat whatever the statement's size: the archive is read a megabyte at a
+time, and the serial numbers that rule 6 needs are kept as 8-byte hashes.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ from __future__ import annotations
 import re
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import accumulate, pairwise
+from operator import methodcaller, mul
 from pathlib import Path
 from typing import IO
 
@@ -58,6 +66,19 @@ class Transaction:
 
 
 @dataclass(frozen=True, slots=True)
+class DetailLines:
+    """Consecutive valid detail lines of a statement, in order, as parallel sequences of their text.
+
+    A tail is the line from its direction field on:
+    ``direction|amount|balance_after|counterparty_account|counterparty_name|memo``.
+    """
+
+    serial_nos: Sequence[str]
+    trade_times: Sequence[str]  # HHMMSS, China Standard Time, on the bill_date
+    tails: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
 class StatementSummary:
     account_no: str
     bill_date: date
@@ -86,7 +107,7 @@ class StatementDamaged(Exception):
 
 # Reading in large chunks and splitting them ourselves keeps the per-line cost low;
 # ZipExtFile.readline(limit) goes through the slow generic path for every line.
-_CHUNK_BYTES = 1024 * 1024
+_CHUNK_BYTES = 262144
 # The format sets no length, but a real record is a few hundred bytes; the cap
 # keeps a member without line breaks from growing one line without bound.
 _MAX_LINE_BYTES = 64 * 1024
@@ -105,18 +126,28 @@ _BOMS = (b"\xef\xbb\xbf", b"\x84\x31\x95\x33", b"\xff\xfe", b"\xfe\xff")
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
 
 # Explicit [0-9] classes: \d would also accept non-ASCII digits.
+_TIME_PATTERN = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
+_SERIAL_NO_PATTERN = r"[0-9A-Za-z]{1,32}"
+_POSITIVE_AMOUNT_PATTERN = r"[1-9][0-9]{0,14}\.[0-9]{2}|0\.(?:0[1-9]|[1-9][0-9])"
+# -0.00 is rejected: the format has one spelling per value, and a second one for
+# zero would only show up from a generator that formats floats.
+_SIGNED_AMOUNT_PATTERN = r"-?[1-9][0-9]{0,14}\.[0-9]{2}|-?0\.(?:0[1-9]|[1-9][0-9])|0\.00"
 _ACCOUNT_NO = re.compile(r"[0-9]{10,32}").fullmatch
 _DATE = re.compile(r"[0-9]{8}").fullmatch
-_TIME = re.compile(r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]").fullmatch
+_TIME = re.compile(_TIME_PATTERN).fullmatch
 _CURRENCY = re.compile(r"[A-Z]{3}").fullmatch
 _PART_NUMBER = re.compile(r"[1-9][0-9]{0,8}").fullmatch
 _COUNT = re.compile(r"0|[1-9][0-9]{0,17}").fullmatch
-_SERIAL_NO = re.compile(r"[0-9A-Za-z]{1,32}").fullmatch
-_POSITIVE_AMOUNT = re.compile(r"[1-9][0-9]{0,14}\.[0-9]{2}|0\.(?:0[1-9]|[1-9][0-9])").fullmatch
+_SERIAL_NO = re.compile(_SERIAL_NO_PATTERN).fullmatch
+_POSITIVE_AMOUNT = re.compile(_POSITIVE_AMOUNT_PATTERN).fullmatch
 _TOTAL = re.compile(r"(?:0|[1-9][0-9]{0,14})\.[0-9]{2}").fullmatch
-# -0.00 is rejected: the format has one spelling per value, and a second one for
-# zero would only show up from a generator that formats floats.
-_SIGNED_AMOUNT = re.compile(r"-?[1-9][0-9]{0,14}\.[0-9]{2}|-?0\.(?:0[1-9]|[1-9][0-9])|0\.00").fullmatch
+_SIGNED_AMOUNT = re.compile(_SIGNED_AMOUNT_PATTERN).fullmatch
+# An amount already checked against its pattern, without its point: its exact cents.
+_WITHOUT_POINT = methodcaller("replace", ".", "")
+_SIGN = {"C": 1, "D": -1}
+# Hash ranges of equal width: a statement's serial hashes fall evenly into them.
+_SERIAL_BUCKETS = 64
+_SERIAL_BUCKET_BOUNDS = tuple(-(2**63) + k * (2**64 // _SERIAL_BUCKETS) for k in range(1, _SERIAL_BUCKETS))
 _DRIVE = re.compile(r"[A-Za-z]:").match
 
 _AMOUNT_FORM = "digits, a point and two decimals, no sign, separator or exponent, e.g. 1500.00"
@@ -177,11 +208,11 @@ class _Inflation:
             )
 
 
-def read_statement_archive(
+def validate_statement_archive(
     zip_path: Path,
     expected: ExpectedStatement,
     limits: ArchiveLimits,
-    on_transaction: Callable[[Transaction], None],
+    on_details: Callable[[DetailLines], None],
 ) -> StatementSummary:
     # Opening the file ourselves lets a missing or unreadable file surface as the
     # OSError it is, not as a damaged download to fetch again.
@@ -193,7 +224,46 @@ def read_statement_archive(
         with archive:
             members = _part_members(archive, limits)
             parts = _ordered_parts([_read_header(archive, info, expected) for info in members], expected)
-            return _stream_statement(archive, parts, limits, on_transaction)
+            return _stream_statement(archive, parts, limits, on_details)
+
+
+def read_statement_archive(
+    zip_path: Path,
+    expected: ExpectedStatement,
+    limits: ArchiveLimits,
+    on_transaction: Callable[[Transaction], None],
+) -> StatementSummary:
+    """``validate_statement_archive`` with each detail line as a Transaction of exact values."""
+    day = expected.bill_date
+
+    def each(details: DetailLines) -> None:
+        for serial_no, trade_time, tail in zip(
+            details.serial_nos, details.trade_times, details.tails, strict=True
+        ):
+            direction, amount, balance_after, account, name, memo = tail.split("|")
+            traded_at = datetime(
+                day.year,
+                day.month,
+                day.day,
+                int(trade_time[:2]),
+                int(trade_time[2:4]),
+                int(trade_time[4:]),
+                tzinfo=CHINA_STANDARD_TIME,
+            )
+            on_transaction(
+                Transaction(
+                    serial_no,
+                    traded_at,
+                    direction,
+                    Decimal(amount),
+                    Decimal(balance_after),
+                    account or None,
+                    name or None,
+                    memo or None,
+                )
+            )
+
+    return validate_statement_archive(zip_path, expected, limits, each)
 
 
 def _part_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
@@ -347,10 +417,10 @@ def _stream_statement(
     archive: zipfile.ZipFile,
     parts: list[_Part],
     limits: ArchiveLimits,
-    on_transaction: Callable[[Transaction], None],
+    on_details: Callable[[DetailLines], None],
 ) -> StatementSummary:
     inflation = _Inflation(limits)
-    serials: set[str] = set()
+    serials = _SerialNumbers()
     credit_count = debit_count = credit_cents = debit_cents = 0
     previous: _PartTotals | None = None
     for part in parts:
@@ -362,12 +432,15 @@ def _stream_statement(
                 part=part.label,
                 line=1,
             )
-        previous = _stream_part(archive, part, inflation, serials, on_transaction)
+        previous = _stream_part(archive, part, inflation, serials, on_details)
         credit_count += previous.credit_count
         debit_count += previous.debit_count
         credit_cents += previous.credit_cents
         debit_cents += previous.debit_cents
     assert previous is not None  # _part_members guarantees at least one part
+    candidates = serials.repeated_hashes()
+    if candidates:
+        _find_repeated_serial(archive, parts, candidates, limits)
     first = parts[0]
     return StatementSummary(
         account_no=first.account_no,
@@ -384,151 +457,245 @@ def _stream_statement(
     )
 
 
+class _SerialNumbers:
+    """Every serial_no of the statement, kept as its 64-bit hash in arrays split by hash range.
+
+    Two million serials take 16 MB so, where a set of the strings takes some 150 MB. Equal
+    hashes only make candidates, which a second pass over the archive confirms or clears.
+    """
+
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(_SERIAL_BUCKETS)]
+
+    def add(self, serial_nos: Sequence[str]) -> None:
+        hashes = sorted(map(hash, serial_nos))
+        start = 0
+        for bucket, bound in zip(self._buckets, _SERIAL_BUCKET_BOUNDS, strict=False):
+            end = bisect_left(hashes, bound, start)
+            bucket.extend(hashes[start:end])
+            start = end
+        self._buckets[-1].extend(hashes[start:])
+
+    def repeated_hashes(self) -> set[int]:
+        repeated: set[int] = set()
+        for bucket in self._buckets:
+            if len(set(bucket)) != len(bucket):
+                ordered = sorted(bucket)
+                repeated.update(a for a, b in pairwise(ordered) if a == b)
+        return repeated
+
+
+def _find_repeated_serial(
+    archive: zipfile.ZipFile, parts: list[_Part], candidates: set[int], limits: ArchiveLimits
+) -> None:
+    """Rule 6 for serials whose hashes repeat: the first one that really appears twice, if any."""
+    seen: set[str] = set()
+    inflation = _Inflation(limits)
+    for part in parts:
+        line_no = 1
+        for block in _member_blocks(archive, part, inflation):
+            for line in block.decode("gb18030").split("\n")[:-1]:
+                line_no += 1
+                if not line.startswith("D|"):
+                    continue
+                serial_no = line.split("|", 4)[3]
+                if hash(serial_no) not in candidates:
+                    continue
+                if serial_no in seen:
+                    raise StatementDamaged(
+                        "rule 6 (serial_no unique)",
+                        f"serial_no {serial_no} already appeared earlier in the statement",
+                        part=part.label,
+                        line=line_no,
+                    )
+                seen.add(serial_no)
+
+
+class _PartState:
+    """What a part's detail lines add up to so far, and its trailer once seen."""
+
+    __slots__ = ("balance", "credit_cents", "credits", "debit_cents", "debits", "trailer", "trailer_line")
+
+    def __init__(self, opening_cents: int) -> None:
+        self.balance = opening_cents
+        self.credits = self.debits = self.credit_cents = self.debit_cents = 0
+        self.trailer: list[str] | None = None
+        self.trailer_line = 0
+
+
 def _stream_part(
     archive: zipfile.ZipFile,
     part: _Part,
     inflation: _Inflation,
-    serials: set[str],
-    on_transaction: Callable[[Transaction], None],
+    serials: _SerialNumbers,
+    on_details: Callable[[DetailLines], None],
 ) -> _PartTotals:
-    # One function with local names on purpose: this loop runs for every one of
-    # up to millions of detail lines.
+    label = part.label
+    find_details = _detail_finder(part.bill_date_text)
+    state = _PartState(part.opening_cents)
+    line_no = 1  # the header, validated in the first pass
+    for block in _member_blocks(archive, part, inflation):
+        lines = block.split(b"\n")
+        lines.pop()  # the block ends with LF
+        _check_line_lengths(lines, line_no, label)
+        details = None
+        if state.trailer is None:
+            details = _valid_block(block, len(lines), find_details, state)
+        if details is None:
+            details = _checked_lines(lines, line_no, part, state)
+        line_no += len(lines)
+        if details.serial_nos:
+            serials.add(details.serial_nos)
+            on_details(details)
+    if state.trailer is None:
+        raise StatementDamaged("structure", "missing trailer (T record)", part=label, line=line_no)
+    found = _PartTotals(state.credits, state.debits, state.credit_cents, state.debit_cents, state.balance)
+    _check_trailer(state.trailer, found, label, state.trailer_line)
+    return found
+
+
+def _detail_finder(bill_date_text: str) -> Callable[[str], list[tuple[str, ...]]]:
+    """Every whole line of a text that is a valid D record of this bill_date, as its fields.
+
+    The groups: trade_time, serial_no, the tail from direction on, direction, amount, balance_after.
+    """
+    free = r"[^|\r\n]*"
+    return re.compile(
+        rf"^D\|{re.escape(bill_date_text)}\|({_TIME_PATTERN})\|({_SERIAL_NO_PATTERN})\|"
+        rf"(([CD])\|({_POSITIVE_AMOUNT_PATTERN})\|({_SIGNED_AMOUNT_PATTERN})\|{free}\|{free}\|{free})$",
+        re.MULTILINE,
+    ).findall
+
+
+def _valid_block(
+    block: bytes, line_count: int, find_details: Callable[[str], list[tuple[str, ...]]], state: _PartState
+) -> DetailLines | None:
+    """The block's details if every line is a valid D record continuing the balance chain, else None.
+
+    The common case, checked a block at a time in C loops; any doubt (a trailer, a bad byte,
+    a broken chain) leaves the block to ``_checked_lines``, which finds and names the fault.
+    """
+    try:
+        text = block.decode("gb18030")
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    rows = find_details(text)
+    if len(rows) != line_count:
+        return None
+    if not rows:
+        return DetailLines((), (), ())
+    trade_times, serial_nos, tails, directions, amounts, balances = zip(*rows, strict=True)
+    cents = list(map(int, map(_WITHOUT_POINT, amounts)))
+    signed = list(map(mul, cents, map(_SIGN.__getitem__, directions)))
+    chain = list(accumulate(signed, initial=state.balance))
+    del chain[0]
+    if chain != list(map(int, map(_WITHOUT_POINT, balances))):
+        return None
+    total, net = sum(cents), sum(signed)
+    credits = directions.count("C")
+    state.credits += credits
+    state.debits += line_count - credits
+    state.credit_cents += (total + net) // 2
+    state.debit_cents += (total - net) // 2
+    state.balance = chain[-1]
+    return DetailLines(serial_nos, trade_times, tails)
+
+
+def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartState) -> DetailLines:
+    """Line by line, every rule with its own message: the trailer, and blocks with a fault."""
     label = part.label
     bill_date_text = part.bill_date_text
-    year, month, day = part.bill_date.year, part.bill_date.month, part.bill_date.day
-    traded_at_by_time: dict[str, datetime] = {}
-    balance = part.opening_cents
-    credits = debits = credit_cents = debit_cents = 0
-    trailer: list[str] | None = None
-    trailer_line = 0
-    line_no = 0
-    for batch in _member_lines(archive, part.info, label, inflation):
-        for raw in batch:
-            line_no += 1
-            if line_no == 1:
-                continue  # the header, validated in the first pass
-            if raw[-1:] == b"\r":
-                raw = raw[:-1]
-            if trailer is not None:
-                if raw:
-                    raise StatementDamaged("structure", "text after the trailer", part=label, line=line_no)
-                continue
-            if not raw:
-                raise StatementDamaged("structure", "empty line before the trailer", part=label, line=line_no)
-            if b"\r" in raw:
-                raise StatementDamaged("structure", "CR inside a line", part=label, line=line_no)
-            try:
-                fields = raw.decode("gb18030").split("|")
-            except UnicodeDecodeError as exc:
-                raise _not_gb18030(exc, label, line_no) from exc
-            kind = fields[0]
-            if kind == "T":
-                trailer = fields
-                trailer_line = line_no
-                continue
-            if kind != "D":
-                raise StatementDamaged(
-                    "structure", f"record type {kind[:8]!r}, expected D or T", part=label, line=line_no
-                )
-            if len(fields) != 10:
-                raise StatementDamaged(
-                    "structure", f"D record has {len(fields)} fields, expected 10", part=label, line=line_no
-                )
-            _, trade_date, trade_time, serial_no, direction, amount, balance_after, account, name, memo = (
-                fields
+    serial_nos: list[str] = []
+    trade_times: list[str] = []
+    tails: list[str] = []
+    for raw in lines:
+        line_no += 1
+        if raw[-1:] == b"\r":
+            raw = raw[:-1]
+        if state.trailer is not None:
+            if raw:
+                raise StatementDamaged("structure", "text after the trailer", part=label, line=line_no)
+            continue
+        if not raw:
+            raise StatementDamaged("structure", "empty line before the trailer", part=label, line=line_no)
+        if b"\r" in raw:
+            raise StatementDamaged("structure", "CR inside a line", part=label, line=line_no)
+        fields = _decode(raw, label, line_no).split("|")
+        kind = fields[0]
+        if kind == "T":
+            state.trailer = fields
+            state.trailer_line = line_no
+            continue
+        if kind != "D":
+            raise StatementDamaged(
+                "structure", f"record type {kind[:8]!r}, expected D or T", part=label, line=line_no
             )
-            if trade_date != bill_date_text:
-                raise StatementDamaged(
-                    "field trade_date",
-                    f"{trade_date!r}, expected the bill_date {bill_date_text}",
-                    part=label,
-                    line=line_no,
-                )
-            if not _TIME(trade_time):
-                raise StatementDamaged(
-                    "field trade_time", f"{trade_time!r} is not a time HHMMSS", part=label, line=line_no
-                )
-            if not _SERIAL_NO(serial_no):
-                raise StatementDamaged(
-                    "field serial_no",
-                    f"{serial_no[:40]!r} is not 1 to 32 characters of [0-9A-Za-z]",
-                    part=label,
-                    line=line_no,
-                )
-            if not _POSITIVE_AMOUNT(amount):
-                raise StatementDamaged(
-                    "field amount",
-                    f"{amount[:40]!r} is not a positive amount: {_AMOUNT_FORM}",
-                    part=label,
-                    line=line_no,
-                )
-            if not _SIGNED_AMOUNT(balance_after):
-                raise StatementDamaged(
-                    "field balance_after",
-                    f"{balance_after[:40]!r} is not {_SIGNED_FORM}",
-                    part=label,
-                    line=line_no,
-                )
-            cents = int(amount[:-3] + amount[-2:])
-            if direction == "C":
-                expected_balance = balance + cents
-                credits += 1
-                credit_cents += cents
-            elif direction == "D":
-                expected_balance = balance - cents
-                debits += 1
-                debit_cents += cents
-            else:
-                raise StatementDamaged(
-                    "field direction", f"{direction[:8]!r}, expected C or D", part=label, line=line_no
-                )
-            after_cents = int(balance_after[:-3] + balance_after[-2:])
-            if after_cents != expected_balance:
-                raise StatementDamaged(
-                    "rule 3 (balance chain)",
-                    f"balance_after {balance_after}, expected {_format(expected_balance)} "
-                    f"(previous balance {_format(balance)} {'+' if direction == 'C' else '-'} {amount})",
-                    part=label,
-                    line=line_no,
-                )
-            balance = after_cents
-            if serial_no in serials:
-                raise StatementDamaged(
-                    "rule 6 (serial_no unique)",
-                    f"serial_no {serial_no} already appeared earlier in the statement",
-                    part=label,
-                    line=line_no,
-                )
-            serials.add(serial_no)
-            traded_at = traded_at_by_time.get(trade_time)
-            if traded_at is None:
-                traded_at = datetime(
-                    year,
-                    month,
-                    day,
-                    int(trade_time[:2]),
-                    int(trade_time[2:4]),
-                    int(trade_time[4:]),
-                    tzinfo=CHINA_STANDARD_TIME,
-                )
-                traded_at_by_time[trade_time] = traded_at
-            on_transaction(
-                Transaction(
-                    serial_no,
-                    traded_at,
-                    direction,
-                    Decimal(amount),
-                    Decimal(balance_after),
-                    account or None,
-                    name or None,
-                    memo or None,
-                )
+        if len(fields) != 10:
+            raise StatementDamaged(
+                "structure", f"D record has {len(fields)} fields, expected 10", part=label, line=line_no
             )
-    if trailer is None:
-        raise StatementDamaged("structure", "missing trailer (T record)", part=label, line=line_no)
-    found = _PartTotals(credits, debits, credit_cents, debit_cents, balance)
-    _check_trailer(trailer, found, label, trailer_line)
-    return found
+        _, trade_date, trade_time, serial_no, direction, amount, balance_after = fields[:7]
+        if trade_date != bill_date_text:
+            raise StatementDamaged(
+                "field trade_date",
+                f"{trade_date!r}, expected the bill_date {bill_date_text}",
+                part=label,
+                line=line_no,
+            )
+        if not _TIME(trade_time):
+            raise StatementDamaged(
+                "field trade_time", f"{trade_time!r} is not a time HHMMSS", part=label, line=line_no
+            )
+        if not _SERIAL_NO(serial_no):
+            raise StatementDamaged(
+                "field serial_no",
+                f"{serial_no[:40]!r} is not 1 to 32 characters of [0-9A-Za-z]",
+                part=label,
+                line=line_no,
+            )
+        if not _POSITIVE_AMOUNT(amount):
+            raise StatementDamaged(
+                "field amount",
+                f"{amount[:40]!r} is not a positive amount: {_AMOUNT_FORM}",
+                part=label,
+                line=line_no,
+            )
+        if not _SIGNED_AMOUNT(balance_after):
+            raise StatementDamaged(
+                "field balance_after",
+                f"{balance_after[:40]!r} is not {_SIGNED_FORM}",
+                part=label,
+                line=line_no,
+            )
+        balance = state.balance
+        cents = _cents(amount)
+        if direction == "C":
+            expected_balance = balance + cents
+            state.credits += 1
+            state.credit_cents += cents
+        elif direction == "D":
+            expected_balance = balance - cents
+            state.debits += 1
+            state.debit_cents += cents
+        else:
+            raise StatementDamaged(
+                "field direction", f"{direction[:8]!r}, expected C or D", part=label, line=line_no
+            )
+        if _cents(balance_after) != expected_balance:
+            raise StatementDamaged(
+                "rule 3 (balance chain)",
+                f"balance_after {balance_after}, expected {_format(expected_balance)} "
+                f"(previous balance {_format(balance)} {'+' if direction == 'C' else '-'} {amount})",
+                part=label,
+                line=line_no,
+            )
+        state.balance = expected_balance
+        serial_nos.append(serial_no)
+        trade_times.append(trade_time)
+        tails.append("|".join(fields[4:]))
+    return DetailLines(serial_nos, trade_times, tails)
 
 
 def _check_trailer(fields: list[str], found: _PartTotals, label: str, line: int) -> None:
@@ -594,29 +761,48 @@ def _check_trailer(fields: list[str], found: _PartTotals, label: str, line: int)
         )
 
 
-def _member_lines(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, inflation: _Inflation
-) -> Iterator[list[bytes]]:
-    """The member's lines without their LF, in batches, every inflated byte counted against the limits."""
+def _member_blocks(archive: zipfile.ZipFile, part: _Part, inflation: _Inflation) -> Iterator[bytes]:
+    """The part's lines after the header, in blocks of whole lines each ending with LF.
+
+    Every inflated byte is counted against the limits, and no line may outgrow its cap
+    while it waits for its end.
+    """
+    info, label = part.info, part.label
     try:
         stream = archive.open(info)
     except _ZIP_ERRORS as exc:
         raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
     with stream:
         member_bytes = 0
-        lines_before = 0
+        lines_before = 0  # the header is line 1
         pending = b""
+        in_header = True
         while chunk := _read(stream, label):
             member_bytes += len(chunk)
             inflation.add(len(chunk), member_bytes, info, label)
-            lines = (pending + chunk).split(b"\n")
-            pending = lines.pop()
-            _check_line_lengths(lines, lines_before, label)
-            _check_line_lengths([pending], lines_before + len(lines), label)
-            lines_before += len(lines)
-            yield lines
-        if pending:
-            yield [pending]
+            data = pending + chunk
+            if in_header:
+                end = data.find(b"\n")
+                if end < 0:
+                    pending = data
+                    continue
+                data = data[end + 1 :]
+                in_header = False
+                lines_before = 1
+            cut = data.rfind(b"\n") + 1
+            pending = data[cut:]
+            if cut:
+                yield data[:cut]
+                lines_before += data.count(b"\n", 0, cut)
+            if len(pending) > _MAX_LINE_BYTES:
+                raise StatementDamaged(
+                    "structure",
+                    f"line longer than {_MAX_LINE_BYTES} bytes",
+                    part=label,
+                    line=lines_before + 1,
+                )
+        if pending and not in_header:
+            yield pending + b"\n"
 
 
 def _check_line_lengths(lines: list[bytes], lines_before: int, label: str) -> None:

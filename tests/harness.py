@@ -18,6 +18,8 @@ from bankrecon.config import Settings
 from bankrecon.db import make_engine, statements, transactions
 from bankrecon.models import StatementKey
 from bankrecon.persistence import load_statement
+from bankrecon.records import RecordWriter
+from bankrecon.statement import CHINA_STANDARD_TIME, DetailLines, Transaction
 
 ACCOUNT = "6222020000000001"
 BILL_DATE = date(2026, 11, 24)
@@ -83,3 +85,29 @@ def readable_history(history_json: str) -> str:
 
     walk(json.loads(history_json))
     return "\n".join(texts)
+
+
+def write_records(data_dir: Path, name: str, txns: list[Transaction], key: StatementKey) -> str:
+    """A records file holding ``txns`` as decode writes it; its path relative to ``data_dir``."""
+    target = data_dir / "records" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    details = DetailLines(
+        [t.serial_no for t in txns],
+        [f"{t.traded_at.astimezone(CHINA_STANDARD_TIME):%H%M%S}" for t in txns],
+        [
+            "|".join(
+                (
+                    t.direction,
+                    str(t.amount),
+                    str(t.balance_after),
+                    t.counterparty_account or "",
+                    t.counterparty_name or "",
+                    t.memo or "",
+                )
+            )
+            for t in txns
+        ],
+    )
+    with target.open("wb") as out:
+        RecordWriter(out, key.account_no, key.bill_date).write(details)
+    return str(target.relative_to(data_dir))

@@ -11,11 +11,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.statements import StatementActivities
-from bankrecon.archive import staged_file
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
-from bankrecon.records import write_record
 from bankrecon.statement import CHINA_STANDARD_TIME, Transaction
-from tests.harness import ACCOUNT, BILL_DATE, count_rows, settings_for
+from tests.harness import ACCOUNT, BILL_DATE, count_rows, settings_for, write_records
 
 ROW = Transaction(
     serial_no="S77",
@@ -34,13 +32,11 @@ async def test_a_failed_persist_tells_temporal_no_statement_data(tmp_path: Path,
     activities = StatementActivities.from_settings(
         settings_for(data_dir, database_url, "http://127.0.0.1:9", "unused")
     )
-    records = data_dir / "records" / "twice.txt"
-    with staged_file(records.parent) as (out, staged):
-        for _ in range(2):  # the same serial twice: the database refuses the batch
-            write_record(out, ROW)
-    staged.replace(records)
+    key = StatementKey(account_no=ACCOUNT, bill_date=BILL_DATE)
+    # The same serial twice: the database refuses the batch.
+    write_records(data_dir, "twice.txt", [ROW, ROW], key)
     request = PersistRequest(
-        statement=StatementKey(account_no=ACCOUNT, bill_date=BILL_DATE),
+        statement=key,
         bank_code="0000",
         totals=StatementTotals.empty().model_copy(update={"transaction_count": 2, "currency": "CNY"}),
         records_file="records/twice.txt",

@@ -11,21 +11,48 @@ from pathlib import Path
 
 import pytest
 
-from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive, sweep_staged_files
+from bankrecon.archive import (
+    ArchiveDamaged,
+    Base64Content,
+    archive_path,
+    keep_archive,
+    staged_file,
+    sweep_staged_files,
+)
+from bankrecon.models import ArchiveRef
 
 ZIP = b"PK\x03\x04 pretend zip bytes " * 50
 SHA = hashlib.sha256(ZIP).hexdigest()
 TEXT = base64.b64encode(ZIP).decode()
 
 
+def store_base64_archive(
+    data_dir: Path, file_name: str, text: str, sha256: str, piece: int = 7
+) -> ArchiveRef:
+    """The content fed in small pieces, as a stream arrives: line breaks and padding fall anywhere."""
+    with staged_file(data_dir / "archives") as (out, staged):
+        content = Base64Content(out)
+        encoded = text.encode()
+        for start in range(0, len(encoded), piece):
+            content.feed(encoded[start : start + piece])
+    try:
+        return keep_archive(data_dir, staged, content, file_name, sha256)
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 def _leftovers(data_dir: Path) -> list[Path]:
     return sorted((data_dir / "archives").glob("*")) if (data_dir / "archives").exists() else []
 
 
+PIECES = pytest.mark.parametrize("piece", [1, 7, 77, 1 << 20])
+
+
+@PIECES
 @pytest.mark.parametrize("line_break", ["", "\r\n", "\n"])
-def test_base64_with_or_without_mime_line_breaks(tmp_path: Path, line_break: str) -> None:
+def test_base64_with_or_without_mime_line_breaks(tmp_path: Path, line_break: str, piece: int) -> None:
     wrapped = line_break.join(TEXT[i : i + 76] for i in range(0, len(TEXT), 76)) + line_break
-    ref = store_base64_archive(tmp_path, "a.zip", wrapped, SHA.upper())
+    ref = store_base64_archive(tmp_path, "a.zip", wrapped, SHA.upper(), piece)
     assert (ref.sha256, ref.size, ref.file_name) == (SHA, len(ZIP), "a.zip")
     assert archive_path(tmp_path, SHA).read_bytes() == ZIP
     assert _leftovers(tmp_path) == [archive_path(tmp_path, SHA)]
@@ -43,9 +70,12 @@ def test_base64_with_or_without_mime_line_breaks(tmp_path: Path, line_break: str
         (base64.b64encode(ZIP + b"!").decode(), "file_sha256 mismatch"),
     ],
 )
-def test_damaged_downloads_are_named_and_leave_nothing(tmp_path: Path, content: str, message: str) -> None:
+@PIECES
+def test_damaged_downloads_are_named_and_leave_nothing(
+    tmp_path: Path, content: str, message: str, piece: int
+) -> None:
     with pytest.raises(ArchiveDamaged, match=message):
-        store_base64_archive(tmp_path, "a.zip", content, SHA)
+        store_base64_archive(tmp_path, "a.zip", content, SHA, piece)
     assert _leftovers(tmp_path) == []
 
 

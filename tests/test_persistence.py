@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from bankrecon.archive import staged_file
 from bankrecon.db import create_schema, make_engine, statements, transactions
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
 from bankrecon.persistence import save_statement
-from bankrecon.records import write_record
 from bankrecon.statement import CHINA_STANDARD_TIME, Transaction
+from tests.harness import write_records
 
 KEY = StatementKey(account_no="6222020000000001", bill_date=date(2026, 11, 24))
 BIG = Decimal("123456789012345.67")
@@ -63,12 +62,7 @@ def engine(database_url: str) -> Engine:
 
 
 def _records(data_dir: Path, txns: list[Transaction], name: str = "r.txt") -> str:
-    target = data_dir / "records" / name
-    with staged_file(target.parent) as (out, staged):
-        for txn in txns:
-            write_record(out, txn)
-    staged.replace(target)
-    return str(target.relative_to(data_dir))
+    return write_records(data_dir, name, txns, KEY)
 
 
 def _request(records_file: str | None, sha: str | None = "a" * 64, **totals: object) -> PersistRequest:
@@ -177,7 +171,7 @@ def test_failure_midway_writes_nothing(engine: Engine, tmp_path: Path) -> None:
     records = _records(tmp_path, TRANSACTIONS)
     with (tmp_path / records).open("ab") as out:
         out.write(b"not|a|record\n")  # the crash point: after several batches went in
-    with pytest.raises(ValueError):
+    with pytest.raises(DBAPIError):
         save_statement(engine, tmp_path, _request(records))
     assert _count(engine) == (0, 0)
     # The retried activity, with the file intact, then lands the statement once.
@@ -233,7 +227,8 @@ def test_database_errors_quote_no_bound_parameters(engine: Engine, tmp_path: Pat
     with pytest.raises(IntegrityError) as failure:
         save_statement(engine, tmp_path, _request(_records(tmp_path, twice), transaction_count=2))
     message = str(failure.value)
-    assert "INSERT INTO transactions" in message  # the statement that failed is named...
+    # The statement that failed is named (SQLite inserts, PostgreSQL copies)...
+    assert "INSERT INTO transactions" in message or "COPY transactions" in message
     for value in ("123456789012345.67", "上海某某科技有限公司", "6217000000000001", "货款"):
         assert value not in message  # ...but not the rows it carried
     assert _count(engine) == (0, 0)
@@ -248,3 +243,13 @@ def test_postgresql_sessions_end_abandoned_transactions(database_url: str) -> No
         # The URL's own options (here the test schema's search_path) still apply.
         assert conn.execute(text("SHOW search_path")).scalar_one() == database_url.rsplit("%3D", 1)[1]
     engine.dispose()
+
+
+def test_backslashes_and_copy_escape_lookalikes_round_trip(engine: Engine, tmp_path: Path) -> None:
+    # The records file is COPY text, where a backslash starts an escape and \N means NULL.
+    memo = r"C:\temp\N \\ \t \. end\ "
+    txn = _txn(1, "C", "1.00", "1.00", memo=memo)
+    save_statement(engine, tmp_path, _request(_records(tmp_path, [txn]), transaction_count=1))
+    with engine.connect() as conn:
+        row = conn.execute(select(transactions)).one()
+    assert (row.memo, row.counterparty_name) == (memo, txn.counterparty_name)

@@ -1,0 +1,503 @@
+"""``./bench/run``: bankrecon against the raw shell pipeline at bank scale; a table and a JSON file.
+
+Three benchmarks, each on the same machine in the same run as its yardstick:
+
+ingest   the stored archive to committed rows (decode + persist, every rule checked), on
+         SQLite and PostgreSQL, against ``base64 -d | funzip | iconv | grep '^D|' | psql COPY``
+         into an equivalent table;
+memory   a real worker process (``python worker.py``) fetching, decoding and persisting one
+         statement through the Temporal dev server and the bank simulator: its peak RSS;
+fanout   N accounts x 1 date, 100 lines each, ready after 2 refusals, a 1-second window,
+         one merchant per account, through one worker: against the same workflows served by
+         a worker whose activities do nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import make_url
+
+from bankrecon.config import Settings
+from bankrecon.models import DailyStatementInput, DailyStatementResult
+from bankrecon.temporal_client import connect
+from simulator.generator import generate_statement
+from simulator.server import BankSimulator, StatementPlan
+from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
+from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
+
+ROOT = Path(__file__).resolve().parent.parent
+ACCOUNT = "6222020000000001"
+SEED = 20261124
+SCHEMA = "bench"
+RAW_TABLE = """
+DROP TABLE IF EXISTS bench_raw;
+CREATE TABLE bench_raw (
+    record_type char(1) NOT NULL,
+    trade_date date NOT NULL,
+    trade_time time NOT NULL,
+    serial_no varchar(32) PRIMARY KEY,
+    direction char(1) NOT NULL,
+    amount numeric(20, 2) NOT NULL,
+    balance_after numeric(20, 2) NOT NULL,
+    counterparty_account varchar(64),
+    counterparty_name varchar(256),
+    memo varchar(512)
+);
+"""
+STARTS_IN_FLIGHT = 32
+RAW_COPY = "COPY bench_raw FROM STDIN WITH (FORMAT text, DELIMITER '|', NULL '')"
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="./bench/run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=_sizes, default=[100_000], help="ingest sizes (default: 100000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each ingest (default: 3)")
+    parser.add_argument(
+        "--databases", default="sqlite,postgresql", help="ingest targets (default: sqlite,postgresql)"
+    )
+    parser.add_argument(
+        "--memory-lines",
+        type=_sizes,
+        default=[100_000, 200_000],
+        help="statement sizes for the worker's peak RSS (default: 100000,200000)",
+    )
+    parser.add_argument("--memory-database", default="sqlite", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--fanout-accounts", type=int, default=100, help="accounts in the fan-out, 0 to skip (default: 100)"
+    )
+    parser.add_argument("--only", choices=["ingest", "memory", "fanout"], action="append")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one ingest of the largest size with pyinstrument"
+    )
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".work")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get(
+            "BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    return parser
+
+
+# --- statements -------------------------------------------------------------------------------
+
+
+def statement_files(workdir: Path, lines: int, day: date) -> tuple[Path, Path]:
+    """The seeded statement's zip and its base64 (MIME-wrapped, as banks send it), made once."""
+    target = workdir / "statements"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / f"{ACCOUNT}_{day:%Y%m%d}_{lines}.zip"
+    encoded = archive.with_suffix(".b64")
+    if not encoded.exists():
+        print(f"generating a {lines:,}-line statement (seed {SEED})", file=sys.stderr)
+        statement = generate_statement(ACCOUNT, day, seed=SEED, lines=lines)
+        with archive.open("wb") as out:
+            statement.write_zip(out)
+        with archive.open("rb") as source, encoded.open("wb") as out:
+            subprocess.run(["base64", "-w", "76"], stdin=source, stdout=out, check=True)
+    return archive, encoded
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+class Postgres:
+    """The benchmark's own schema on the test server; psql reaches it through PGOPTIONS."""
+
+    def __init__(self, url: str):
+        parsed = make_url(url)
+        self.url = parsed.update_query_dict({"options": f"-csearch_path={SCHEMA}"}).render_as_string(
+            hide_password=False
+        )
+        self._psql = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", parsed.host or "127.0.0.1"]
+        self._psql += ["-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
+        self._psql += ["-d", parsed.database or "postgres"]
+        self._env = os.environ | {"PGOPTIONS": f"-csearch_path={SCHEMA}"}
+        if parsed.password:
+            self._env["PGPASSWORD"] = parsed.password
+
+    def psql(self, sql: str) -> str:
+        done = subprocess.run(
+            [*self._psql, "-c", sql], env=self._env, capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    def command(self) -> str:
+        return " ".join(self._psql)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self._env
+
+    def reset(self) -> None:
+        subprocess.run(
+            [*self._psql, "-c", f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"],
+            env=self._env | {"PGOPTIONS": ""},
+            capture_output=True,
+            check=True,
+        )
+
+
+def raw_pipeline(encoded: Path, lines: int, pg: Postgres) -> dict[str, float]:
+    pg.psql(RAW_TABLE)
+    pipeline = (
+        f"base64 -d '{encoded}' | funzip 2>/dev/null | iconv -f gb18030 -t utf-8 | grep '^D|' "
+        f'| {pg.command()} -c "{RAW_COPY}"'
+    )
+    started = time.perf_counter()
+    done = subprocess.run(["bash", "-c", pipeline], env=pg.env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0 or f"COPY {lines}" not in done.stdout:
+        raise SystemExit(f"the raw pipeline failed ({done.returncode}): {done.stdout} {done.stderr}")
+    return {"seconds": seconds, "rows": lines}
+
+
+def bankrecon_ingest(archive: Path, day: date, database: str, pg: Postgres, workdir: Path) -> dict[str, Any]:
+    data_dir = workdir / "ingest-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    if database == "sqlite":
+        db_file = workdir / "ingest.db"
+        for leftover in workdir.glob("ingest.db*"):
+            leftover.unlink()
+        url = f"sqlite:///{db_file}"
+    else:
+        pg.reset()
+        url = pg.url
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.ingest", str(archive), url, str(data_dir), ACCOUNT, f"{day:%Y%m%d}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"bankrecon ingest failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def ingest(args: argparse.Namespace, day: date, pg: Postgres) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    databases = [d for d in args.databases.split(",") if d]
+    for lines in args.lines:
+        archive, encoded = statement_files(args.workdir, lines, day)
+        runs: dict[str, list[dict[str, Any]]] = {"raw": [], **{d: [] for d in databases}}
+        pg.reset()
+        raw_pipeline(encoded, lines, pg)  # warms the caches for every contender alike
+        for attempt in range(args.repeat):
+            print(f"ingest {lines:,} lines, run {attempt + 1} of {args.repeat}", file=sys.stderr)
+            pg.reset()
+            runs["raw"].append(raw_pipeline(encoded, lines, pg))
+            for database in databases:
+                runs[database].append(bankrecon_ingest(archive, day, database, pg, args.workdir))
+        raw_median = statistics.median(r["seconds"] for r in runs["raw"])
+        for name, results in runs.items():
+            seconds = [r["seconds"] for r in results]
+            median = statistics.median(seconds)
+            row: dict[str, Any] = {
+                "benchmark": "ingest",
+                "target": "raw pipeline (PostgreSQL)" if name == "raw" else f"bankrecon {name}",
+                "lines": lines,
+                "runs": len(seconds),
+                "seconds_median": median,
+                "seconds_min": min(seconds),
+                "seconds_max": max(seconds),
+                "rows_per_second": lines / median,
+                "ratio_to_raw": median / raw_median,
+            }
+            if name != "raw":
+                row["decode_seconds_median"] = statistics.median(r["decode_seconds"] for r in results)
+                row["persist_seconds_median"] = statistics.median(r["persist_seconds"] for r in results)
+                row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+            rows.append(row)
+    return rows
+
+
+def profile(args: argparse.Namespace, day: date, pg: Postgres) -> Path:
+    """A pyinstrument profile of one PostgreSQL ingest of the largest size."""
+    lines = max(args.lines)
+    archive, _ = statement_files(args.workdir, lines, day)
+    pg.reset()
+    data_dir = args.workdir / "ingest-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    report: Path = args.workdir / f"profile-{lines}.txt"
+    with report.open("w") as out:
+        subprocess.run(
+            [
+                sys.executable, "-m", "pyinstrument", "--show-all", "-m", "bench.ingest",
+                str(archive), pg.url, str(data_dir), ACCOUNT, f"{day:%Y%m%d}",
+            ],
+            cwd=ROOT, stdout=out, check=True,
+        )  # fmt: skip
+    return report
+
+
+# --- a real worker through Temporal -----------------------------------------------------------
+
+
+def _status_kb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+def _settings(address: str) -> Settings:
+    return Settings(_env_file=None, temporal_address=address)
+
+
+def _start_noop_worker(group: ProcessGroup, env: dict[str, str]) -> Child:
+    child = group.start("noop-worker", [sys.executable, "-m", "bench.noop_worker"], env)
+    wait_until(
+        lambda: WORKER_READY in child.log.read_text(errors="replace") or not child.alive(),
+        60,
+        "the no-op worker to poll its task queue",
+        child.log,
+    )
+    assert child.alive()
+    return child
+
+
+async def memory(
+    args: argparse.Namespace, day: date, pg: Postgres, group: ProcessGroup, server: DevServer
+) -> list[dict[str, Any]]:
+    rows = []
+    client = await connect(_settings(server.address))
+    for lines in args.memory_lines:
+        archive, _ = statement_files(args.workdir, lines, day)
+        data_dir = args.workdir / f"memory-data-{lines}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        if args.memory_database == "sqlite":
+            url = f"sqlite:///{data_dir / 'bankrecon.db'}"
+        else:
+            pg.reset()
+            url = pg.url
+        # The archive is served from memory: the worker's time is not the generator's.
+        plan = StatementPlan(archive=archive.read_bytes(), mime_wrap=True)
+        with BankSimulator(min_interval=0, seed=SEED, default_plan=plan) as bank:
+            task_queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
+            env = worker_env(
+                temporal_address=server.address,
+                task_queue=task_queue,
+                data_dir=data_dir,
+                database_url=url,
+                bank_url=bank.url,
+                min_interval=0,
+                request_timeout=600,
+            )
+            print(f"memory: a worker loading a {lines:,}-line statement", file=sys.stderr)
+            worker = start_worker(group, env)
+            await asyncio.sleep(1)  # settled after start-up
+            idle = _status_kb(worker.pid, "VmRSS") / 1024
+            started = time.perf_counter()
+            result = await client.execute_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(account_no=ACCOUNT, bill_date=day, retry_interval_seconds=1),
+                id=f"{task_queue}-{ACCOUNT}",
+                task_queue=task_queue,
+            )
+            seconds = time.perf_counter() - started
+            peak = _status_kb(worker.pid, "VmHWM") / 1024
+            worker.terminate()
+        if result.transaction_count != lines:
+            raise SystemExit(f"the worker stored {result.transaction_count} of {lines} lines")
+        rows.append(
+            {
+                "benchmark": "memory",
+                "target": f"worker.py, {args.memory_database}",
+                "lines": lines,
+                "runs": 1,
+                "seconds_median": seconds,
+                "seconds_min": seconds,
+                "seconds_max": seconds,
+                "rows_per_second": lines / seconds,
+                "idle_rss_mb": idle,
+                "peak_rss_mb": peak,
+            }
+        )
+    return rows
+
+
+async def fanout(
+    args: argparse.Namespace, day: date, group: ProcessGroup, server: DevServer
+) -> list[dict[str, Any]]:
+    count = args.fanout_accounts
+    accounts = [f"62220300{n:08d}" for n in range(count)]
+    merchants = {f"M{n:06d}": f"secret-{n:06d}" for n in range(count)}
+    owners = dict(zip(accounts, merchants, strict=True))
+    accounts_file = args.workdir / f"fanout-accounts-{count}.toml"
+    accounts_file.write_text(
+        "".join(
+            f'[[merchant]]\nid = "{m}"\nsecret = "{s}"\nmin_interval_seconds = 1\n\n'
+            for m, s in merchants.items()
+        )
+        + "".join(f'[[account]]\naccount_no = "{a}"\nmerchant = "{m}"\n\n' for a, m in owners.items())
+    )
+    plan = StatementPlan(ready_after=2, lines=100)
+    # A thousand starts at once time out on the dev server; a few dozen in flight do not.
+    starting = asyncio.Semaphore(STARTS_IN_FLIGHT)
+    client = await connect(_settings(server.address))
+    rows = []
+    with BankSimulator(
+        merchants=merchants,
+        accounts={m: {a} for a, m in owners.items()},
+        min_interval=1.0,
+        seed=SEED,
+        default_plan=plan,
+    ) as bank:
+        for kind in ("no-op activities", "bankrecon"):
+            data_dir = args.workdir / f"fanout-data-{uuid.uuid4().hex[:8]}"
+            task_queue = f"bench-fanout-{uuid.uuid4().hex[:8]}"
+            env = worker_env(
+                temporal_address=server.address,
+                task_queue=task_queue,
+                data_dir=data_dir,
+                database_url=f"sqlite:///{data_dir / 'bankrecon.db'}",
+                bank_url=bank.url,
+                min_interval=1,
+                request_timeout=60,
+            ) | {"BANK_ACCOUNTS_FILE": str(accounts_file), "BENCH_REFUSALS": str(plan.ready_after)}
+            print(f"fan-out: {count} accounts, {kind}", file=sys.stderr)
+            worker = start_worker(group, env) if kind == "bankrecon" else _start_noop_worker(group, env)
+
+            async def statement(account: str, queue: str = task_queue) -> DailyStatementResult:
+                async with starting:
+                    handle = await client.start_workflow(
+                        DailyStatementWorkflow.run,
+                        DailyStatementInput(account_no=account, bill_date=day, retry_interval_seconds=1),
+                        id=f"{queue}-{account}",
+                        task_queue=queue,
+                    )
+                return await handle.result()
+
+            started = time.perf_counter()
+            results = await asyncio.gather(*(statement(account) for account in accounts))
+            seconds = time.perf_counter() - started
+            print(f"fan-out: {kind}: {seconds:.1f} s", file=sys.stderr)
+            peak = _status_kb(worker.pid, "VmHWM") / 1024
+            worker.terminate()
+            expected = 100 if kind == "bankrecon" else 0
+            if any(r.transaction_count != expected for r in results):
+                raise SystemExit(f"fan-out ({kind}): not every statement was stored")
+            rows.append(
+                {
+                    "benchmark": "fanout",
+                    "target": kind,
+                    "lines": 100 * count,
+                    "accounts": count,
+                    "runs": 1,
+                    "seconds_median": seconds,
+                    "seconds_min": seconds,
+                    "seconds_max": seconds,
+                    "rows_per_second": 100 * count / seconds,
+                    "peak_rss_mb": peak,
+                }
+            )
+    rows[1]["ratio_to_noop"] = rows[1]["seconds_median"] / rows[0]["seconds_median"]
+    return rows
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def hardware() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return (
+        f"{os.cpu_count()} x {cpu}, {memory_kb / 1024**2:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    def cell(row: dict[str, Any], key: str, form: Callable[[Any], str]) -> str:
+        return form(row[key]) if key in row else ""
+
+    header = ["benchmark", "target", "lines", "seconds median (min-max)", "rows/s", "ratio", "peak RSS MB"]
+    lines = [header]
+    for row in rows:
+        ratio = row.get("ratio_to_raw", row.get("ratio_to_noop"))
+        lines.append(
+            [
+                row["benchmark"],
+                row["target"],
+                f"{row['lines']:,}",
+                f"{row['seconds_median']:.2f} ({row['seconds_min']:.2f}-{row['seconds_max']:.2f})",
+                f"{row['rows_per_second']:,.0f}",
+                "" if ratio is None else f"{ratio:.2f}x",
+                cell(row, "peak_rss_mb", lambda v: f"{v:.0f}"),
+            ]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = [
+        " | ".join(value.ljust(width) for value, width in zip(line, widths, strict=True)) for line in lines
+    ]
+    out.insert(1, "-+-".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+async def run(args: argparse.Namespace) -> None:
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    only = set(args.only or ["ingest", "memory", "fanout"])
+    day = yesterday_in_china(datetime.now(UTC))
+    pg = Postgres(args.postgres)
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    if "ingest" in only:
+        rows += ingest(args, day, pg)
+    if args.profile:
+        extra["profile"] = str(profile(args, day, pg))
+    if only & {"memory", "fanout"}:
+        with ProcessGroup(args.workdir / "logs") as group:
+            server = DevServer(group, args.workdir / f"temporal-{uuid.uuid4().hex[:8]}.db")
+            server.start()
+            if "memory" in only and args.memory_lines:
+                rows += await memory(args, day, pg, group, server)
+            if "fanout" in only and args.fanout_accounts:
+                rows += await fanout(args, day, group, server)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": hardware(),
+        "command": " ".join(["./bench/run", *sys.argv[1:]]),
+        "rows": rows,
+        **extra,
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['date']}  {report['hardware']}")
+    print(table(rows))
+    print(f"written to {args.out}")
+
+
+def main() -> None:
+    asyncio.run(run(_parser().parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""One ingest in a fresh process: stored archive -> validated records -> committed rows.
+
+``python -m bench.ingest ARCHIVE DATABASE_URL DATA_DIR`` prints one JSON line: the seconds
+of decode and of persist, and the process's peak RSS. A process per run keeps one run's
+memory from showing in the next one's peak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import shutil
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bankrecon.archive import archive_path
+from bankrecon.db import create_schema, make_engine
+from bankrecon.decoding import decode_archive
+from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
+from bankrecon.persistence import save_statement
+from bankrecon.statement import ArchiveLimits
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -> dict[str, float]:
+    sha256 = _sha256(source)
+    target = archive_path(data_dir, sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    archive = ArchiveRef(sha256=sha256, size=target.stat().st_size, file_name=source.name)
+    engine = make_engine(database_url)
+    create_schema(engine)
+
+    started = time.perf_counter()
+    decoded = decode_archive(data_dir, key, archive, ArchiveLimits(), "CNY")
+    decoded_at = time.perf_counter()
+    result = save_statement(
+        engine,
+        data_dir,
+        PersistRequest(
+            statement=key,
+            bank_code="0000",
+            totals=decoded.totals,
+            records_file=decoded.records_file,
+            source_sha256=sha256,
+            fetched_at=datetime.now(UTC),
+        ),
+    )
+    finished = time.perf_counter()
+    engine.dispose()
+    return {
+        "seconds": finished - started,
+        "decode_seconds": decoded_at - started,
+        "persist_seconds": finished - decoded_at,
+        "rows": result.transaction_count,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    source, database_url, data_dir, account_no, bill_date = sys.argv[1:6]
+    key = StatementKey(account_no=account_no, bill_date=datetime.strptime(bill_date, "%Y%m%d").date())
+    print(json.dumps(ingest(Path(source), database_url, Path(data_dir), key)))
+
+
+if __name__ == "__main__":
+    main()
