@@ -29,6 +29,7 @@ from bankrecon.models import (
     StatementKey,
     StatementTotals,
 )
+from bankrecon.search_attributes import register_search_attributes
 from bankrecon.temporal_client import connect
 from worker import MAX_CONCURRENT_ACTIVITIES
 from workflows.daily_statement import DailyStatementWorkflow
@@ -66,6 +67,7 @@ class NoopActivities:
 
 async def serve(settings: Settings, refusals: int) -> None:
     client = await connect(settings)
+    await register_search_attributes(client)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
