@@ -25,6 +25,7 @@ from bankrecon.models import DailyStatementResult, NightlyStatementsInput, Night
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.server import BankSimulator, StatementPlan
+from tests.conftest import time_skipping_server
 from tests.harness import settings_for, stored_rows
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
@@ -212,11 +213,18 @@ async def statement_result_when_started(
 
 
 async def test_as_a_cron_workflow_each_night_starts_yesterdays_statements(
-    time_skipping_env: WorkflowEnvironment, tmp_path: Path, task_queue: str
+    tmp_path: Path, task_queue: str
 ) -> None:
-    client = time_skipping_env.client
+    # A server of its own: a cron workflow, even terminated, keeps the Java test server
+    # from skipping time for the tests after it.
+    async with time_skipping_server() as env:
+        await run_the_cron_workflow(env, tmp_path, task_queue)
+
+
+async def run_the_cron_workflow(env: WorkflowEnvironment, tmp_path: Path, task_queue: str) -> None:
+    client = env.client
     accounts = new_accounts(1)
-    first_night = next_half_past_midnight_in_china(await time_skipping_env.get_current_time())
+    first_night = next_half_past_midnight_in_china(await env.get_current_time())
     yesterday = first_night.date() - timedelta(days=1)
     with BankSimulator(min_interval=0, today=lambda: first_night.date()) as bank:
         settings = nightly_settings(tmp_path, bank, task_queue, accounts).model_copy(
