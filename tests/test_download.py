@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from temporalio.testing import ActivityEnvironment
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.statements import StatementActivities
 from bankrecon.archive import archive_path
@@ -30,12 +31,13 @@ def _staged_leftovers(data_dir: Path) -> list[Path]:
 
 
 async def _fetch(
-    tmp_path: Path, bank: BankSimulator, **overrides: object
+    client: Client, tmp_path: Path, bank: BankSimulator, **overrides: object
 ) -> tuple[FetchResult, list[object]]:
     data_dir = tmp_path / "data"
     settings = settings_for(data_dir, f"sqlite:///{tmp_path / 'db.sqlite'}", bank.url, "unused", **overrides)
     activities = StatementActivities.from_settings(settings)
-    env = ActivityEnvironment()
+    # The fetch reports each attempt to its workflow; here there is none, and it says so in the log.
+    env = ActivityEnvironment(client=client)
     beats: list[object] = []
     env.on_heartbeat = lambda *details: beats.append(details)
     try:
@@ -47,10 +49,12 @@ async def _fetch(
     return result, beats
 
 
-async def test_a_large_mime_wrapped_answer_is_stored_intact(tmp_path: Path, bank: BankSimulator) -> None:
+async def test_a_large_mime_wrapped_answer_is_stored_intact(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, bank: BankSimulator
+) -> None:
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=LARGE_LINES, parts=2, mime_wrap=True))
 
-    result, _ = await _fetch(tmp_path, bank)
+    result, _ = await _fetch(time_skipping_env.client, tmp_path, bank)
 
     statement = generate_statement(ACCOUNT, BILL_DATE, seed=bank.seed, lines=LARGE_LINES, parts=2)
     expected = hashlib.sha256(statement.to_zip_bytes()).hexdigest()
@@ -63,12 +67,12 @@ async def test_a_large_mime_wrapped_answer_is_stored_intact(tmp_path: Path, bank
 
 
 async def test_the_fetch_heartbeats_while_the_bank_takes_its_time(
-    tmp_path: Path, bank: BankSimulator
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, bank: BankSimulator
 ) -> None:
     # The answer comes after 6 s, past the 5 s HEARTBEAT_EVERY: beats must go on meanwhile.
     bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=20, faults=["stall:6"]))
 
-    result, beats = await _fetch(tmp_path, bank, bank_request_timeout_seconds=30)
+    result, beats = await _fetch(time_skipping_env.client, tmp_path, bank, bank_request_timeout_seconds=30)
 
     assert result.archive is not None
     assert len(beats) >= 2
