@@ -21,7 +21,8 @@ from temporalio.worker import Worker
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
-from bankrecon.temporal_client import TemporalUnreachable, connect
+from bankrecon.logs import configure_logging
+from bankrecon.temporal_client import TemporalConnectionError, connect
 from workflows.daily_statement import DailyStatementWorkflow
 
 log = logging.getLogger("bankrecon.worker")
@@ -57,7 +58,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 async def serve(settings: Settings) -> None:
     try:
         client = await connect(settings)
-    except TemporalUnreachable as exc:
+    except TemporalConnectionError as exc:
         raise SystemExit(str(exc)) from None
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -72,12 +73,13 @@ async def serve(settings: Settings) -> None:
         )
         await stop.wait()
         log.info("shutting down: letting running activities finish")
+    log.info("worker stopped")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        configure_logging(settings.log_format)
         # Read now, so that a mistake stops the worker before it takes any task.
         AccountDirectory.from_settings(settings)
     except (ValidationError, AccountsFileError) as exc:

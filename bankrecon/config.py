@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The simulator's demo merchant; a real deployment overrides both.
@@ -19,6 +20,18 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "bank-statements"
+    # Named as in Temporal's own environment configuration (the CLI and the SDKs read the same).
+    # TLS is on when TEMPORAL_TLS is set, when any file below is given, or with an API key.
+    temporal_tls: bool = False
+    temporal_tls_server_ca_cert_path: Path | None = None
+    temporal_tls_client_cert_path: Path | None = None
+    temporal_tls_client_key_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
+
+    # host:port for the Prometheus endpoint (/metrics) of the SDK and of bankrecon; unset: no metrics.
+    metrics_address: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
@@ -41,6 +54,15 @@ class Settings(BaseSettings):
     archive_max_members: int = Field(default=1_000, gt=0)
     archive_max_total_bytes: int = Field(default=2 * 1024**3, gt=0)
     archive_max_compression_ratio: int = Field(default=200, gt=0)
+
+    @model_validator(mode="after")
+    def _client_cert_with_its_key(self) -> Self:
+        if (self.temporal_tls_client_cert_path is None) != (self.temporal_tls_client_key_path is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together: "
+                "set both or neither"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

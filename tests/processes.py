@@ -24,7 +24,7 @@ from bankrecon.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables the worker reads (bankrecon/config.py); the developer's own values must not leak in.
-_WORKER_PREFIXES = ("TEMPORAL_", "BANK_", "DATABASE_URL", "DATA_DIR")
+_WORKER_PREFIXES = ("TEMPORAL_", "BANK_", "DATABASE_URL", "DATA_DIR", "METRICS_ADDRESS", "LOG_FORMAT")
 
 
 def free_port() -> int:
