@@ -109,7 +109,12 @@ async def connect(settings: Settings) -> Client:
             runtime=runtime(settings),
         )
     except RuntimeError as exc:
-        over = "over TLS (TEMPORAL_TLS_* settings; does the server speak TLS?)" if tls else "in plaintext"
+        over = (
+            "over TLS (check the TEMPORAL_TLS_* settings: does the server speak TLS, "
+            "does the CA vouch for it, does it accept the client certificate?)"
+            if tls
+            else "in plaintext"
+        )
         raise TemporalUnreachable(
             f"cannot reach Temporal at {settings.temporal_address} (TEMPORAL_ADDRESS) {over}: {exc}"
         ) from None
