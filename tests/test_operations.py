@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.config import DEMO_MERCHANT_SECRET
 from bankrecon.metrics import LATENESS_BUCKETS, lateness
 from bankrecon.models import DailyStatementInput, DailyStatementResult
+from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import ACCOUNT, BILL_DATE, fails_with, stored_rows
 from tests.processes import ProcessGroup, free_port, log_tail, start_worker, worker_env
@@ -62,6 +63,13 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
     """The one sample of ``name`` whose labels include ``labels``."""
     (found,) = [s for s in samples if s.name == name and labels.items() <= s.labels.items()]
     return found.value
+
+
+def test_lateness_counts_from_the_midnight_in_china_that_ends_the_bill_date() -> None:
+    assert lateness(date(2026, 11, 24), datetime(2026, 11, 24, 16, 0, tzinfo=UTC)) == timedelta(0)
+    stored = datetime(2026, 11, 25, 9, 30, tzinfo=CHINA_STANDARD_TIME)
+    assert lateness(date(2026, 11, 24), stored) == timedelta(hours=9, minutes=30)
+    assert lateness(date(2026, 11, 23), stored) == timedelta(days=1, hours=9, minutes=30)
 
 
 @pytest.fixture

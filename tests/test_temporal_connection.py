@@ -126,6 +126,23 @@ def test_tls_is_built_from_the_files_of_the_settings(certificates: Certificates)
     )
 
 
+def test_the_settings_are_read_under_temporals_own_variable_names(
+    certificates: Certificates, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(certificates.ca))
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(certificates.client_cert))
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_KEY_PATH", str(certificates.client_key))
+    monkeypatch.setenv("TEMPORAL_TLS_SERVER_NAME", SERVER_NAME)
+    monkeypatch.setenv("TEMPORAL_API_KEY", "cloud-key")
+    settings = Settings()
+    assert (
+        settings.temporal_api_key is not None and settings.temporal_api_key.get_secret_value() == "cloud-key"
+    )
+    assert "cloud-key" not in repr(settings)
+    assert tls_config(settings) == tls_config(_settings("temporal.internal:7233", **_mtls(certificates)))
+
+
 def test_plaintext_unless_tls_is_asked_for_and_an_api_key_asks_for_it() -> None:
     assert tls_config(_settings("localhost:7233")) is False
     # Temporal Cloud with an API key: TLS, the server verified against the system's roots.
