@@ -19,7 +19,7 @@ from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import ArchiveDamaged, archive_path, store_base64_archive, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, make_engine
+from bankrecon.db import create_schema, describe_error, make_engine
 from bankrecon.decoding import decode_archive
 from bankrecon.logs import statement_fields
 from bankrecon.models import (
@@ -260,16 +260,13 @@ class StatementActivities:
         try:
             stored = save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
         except DBAPIError as exc:
-            # The database's own words can quote rows (PostgreSQL names a conflicting key);
-            # they stay in the worker's log, and Temporal's history gets what kind of error it was.
-            activity.logger.warning("storing failed, to be retried: %s", exc, extra=statement_fields(key))
-            cause = exc.orig if exc.orig is not None else exc
-            sqlstate = getattr(cause, "sqlstate", None)
+            # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or
+            # key): the log and Temporal's history get what kind of error it was and where, not them.
+            what = describe_error(exc)
+            activity.logger.warning("storing failed, to be retried: %s", what, extra=statement_fields(key))
             raise ApplicationError(
-                f"database error while storing {key.account_no} {key.bill_date}: "
-                f"{type(cause).__name__}{f' (SQLSTATE {sqlstate})' if sqlstate else ''}"
-                f"{', connection lost' if exc.connection_invalidated else ''}; "
-                "nothing was stored, retrying; the worker log has the details",
+                f"database error while storing {key.account_no} {key.bill_date}: {what}; "
+                "nothing was stored, retrying",
                 type="DatabaseError",
             ) from None
         if stored.written:
