@@ -1,8 +1,8 @@
 """Operations, against a real worker process: its Prometheus endpoint and its JSON log lines.
 
 One worker (``python worker.py`` with METRICS_ADDRESS and LOG_FORMAT=json) collects a statement
-that is ready at the third request, and meets a damaged one; then the endpoint is scraped over
-HTTP and every log line is read back.
+that is ready at the third request, and another that arrives damaged twice; then the endpoint
+is scraped over HTTP and every log line is read back.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 
 DAMAGED_ACCOUNT = "6222020000000002"
 NOT_READY_TIMES = 2
+DAMAGED_DOWNLOADS = 2
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,12 @@ async def test_a_run_shows_in_the_metrics_endpoint_and_in_json_logs(
         await fails_with(
             client.execute_workflow(
                 DailyStatementWorkflow.run,
-                DailyStatementInput(account_no=DAMAGED_ACCOUNT, bill_date=BILL_DATE, max_damaged_downloads=1),
+                DailyStatementInput(
+                    account_no=DAMAGED_ACCOUNT,
+                    bill_date=BILL_DATE,
+                    max_damaged_downloads=DAMAGED_DOWNLOADS,
+                    retry_interval_seconds=0.5,
+                ),
                 id=statement_workflow_id(DAMAGED_ACCOUNT, BILL_DATE),
                 task_queue=task_queue,
             ),
@@ -131,14 +137,15 @@ async def test_a_run_shows_in_the_metrics_endpoint_and_in_json_logs(
     ]
     merchant = {"merchant": DEMO_MERCHANT_ID}
     assert value(samples, "bankrecon_fetch_attempts", bank_code="9999", **merchant) == NOT_READY_TIMES
-    assert (
-        value(samples, "bankrecon_fetch_attempts", bank_code="0000", **merchant) == 2
-    )  # and the damaged one
+    # The good statement's last request, and each damaged download's.
+    assert value(samples, "bankrecon_fetch_attempts", bank_code="0000", **merchant) == 1 + DAMAGED_DOWNLOADS
     assert value(samples, "bankrecon_statements_persisted", bank_code="0000", **merchant) == 1
     assert value(samples, "bankrecon_rows_persisted", **merchant) == result.transaction_count == 30
     archives = tmp_path / "data" / "archives"
     assert result.source_sha256 is not None
-    downloaded = (archives / f"{result.source_sha256}.zip").stat().st_size + len(damaged_archive)
+    downloaded = (archives / f"{result.source_sha256}.zip").stat().st_size + DAMAGED_DOWNLOADS * len(
+        damaged_archive
+    )
     assert value(samples, "bankrecon_archive_bytes_downloaded", **merchant) == downloaded
     # The statement was stored between ``started`` and ``finished``: its lateness lies between.
     earliest, latest = (lateness(BILL_DATE, t).total_seconds() for t in (started, finished))
@@ -172,10 +179,14 @@ async def test_a_run_shows_in_the_metrics_endpoint_and_in_json_logs(
         "bank request: 0000"
     ]
     (stored,) = events(ACCOUNT, "statement stored: 30 transactions")
-    (damaged,) = events(DAMAGED_ACCOUNT, "statement damaged, quarantined at ")
+    damaged = events(DAMAGED_ACCOUNT, "statement damaged, quarantined at ")
+    (fetching_again,) = events(DAMAGED_ACCOUNT, f"damaged download 1 of at most {DAMAGED_DOWNLOADS}")
+    assert len(damaged) == DAMAGED_DOWNLOADS
     for line in [*requests, stored]:
         assert line["workflow_id"] == good_id and line["bill_date"] == BILL_DATE.isoformat()
-    assert damaged["workflow_id"] == damaged_id and damaged["level"] == "WARNING"
+    for line in [*damaged, fetching_again]:
+        assert line["workflow_id"] == damaged_id and line["level"] == "WARNING"
+    assert fetching_again["logger"] == "temporalio.workflow"
     assert {line["message"] for line in lines if line["logger"] == "bankrecon.worker"} >= {
         "worker stopped",
         "shutting down: letting running activities finish",
