@@ -18,12 +18,16 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.nightly import NightlyActivities
+from activities.notifications import NotificationActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from bankrecon.logs import configure_logging
+from bankrecon.search_attributes import SearchAttributesMissing, register_search_attributes
 from bankrecon.temporal_client import TemporalConnectionError, connect
 from workflows.daily_statement import DailyStatementWorkflow
+from workflows.nightly_statements import NightlyStatementsWorkflow
 
 log = logging.getLogger("bankrecon.worker")
 
@@ -35,16 +39,20 @@ MAX_CONCURRENT_ACTIVITIES = 32
 async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A worker polling ``settings.temporal_task_queue`` until the block exits."""
     activities = StatementActivities.from_settings(settings)
+    nightly = NightlyActivities(settings)
+    notifications = NotificationActivities(settings)
     try:
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
             worker = Worker(
                 client,
                 task_queue=settings.temporal_task_queue,
-                workflows=[DailyStatementWorkflow],
+                workflows=[DailyStatementWorkflow, NightlyStatementsWorkflow],
                 activities=[
                     activities.fetch_statement,
                     activities.decode_statement,
                     activities.persist_statement,
+                    nightly.plan_nightly_statements,
+                    notifications.notify_operators,
                 ],
                 activity_executor=executor,
                 max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
@@ -52,14 +60,18 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
             async with worker:
                 yield worker
     finally:
+        nightly.close()
         await activities.close()
 
 
 async def serve(settings: Settings) -> None:
     try:
         client = await connect(settings)
-    except TemporalConnectionError as exc:
+        added = await register_search_attributes(client)
+    except (TemporalConnectionError, SearchAttributesMissing) as exc:
         raise SystemExit(str(exc)) from None
+    if added:
+        log.info("registered search attributes %s in namespace %r", ", ".join(added), client.namespace)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)

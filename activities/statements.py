@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError
 
 from bankrecon import metrics
 from bankrecon.accounts import Account, AccountDirectory
@@ -26,6 +27,7 @@ from bankrecon.models import (
     ArchiveRef,
     DecodedStatement,
     DecodeRequest,
+    FetchAttemptReport,
     FetchResult,
     PersistRequest,
     PersistResult,
@@ -34,7 +36,7 @@ from bankrecon.models import (
 from bankrecon.persistence import save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import MerchantWindow, RequestOrigin, requests_sent
+from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, requests_sent
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,14 @@ class StatementActivities:
         workflow_id, run_id = _workflow_run()
         merchant_id = self._account(key.account_no).merchant.id
         link = self._merchants[merchant_id]
+        paused = await asyncio.to_thread(merchant_pause, self._engine, merchant_id)
+        if paused is not None:
+            message = (
+                f"merchant {merchant_id} is paused since {paused.paused_at:%Y-%m-%d %H:%M} UTC "
+                f"({paused.reason}); `bankrecon resume {merchant_id}` lets it go on"
+            )
+            await self._report(None, message)
+            raise ApplicationError(message, type="MerchantPaused", category=ApplicationErrorCategory.BENIGN)
         origin = RequestOrigin(
             merchant_id=merchant_id,
             account_no=key.account_no,
@@ -159,9 +169,13 @@ class StatementActivities:
         claim = await asyncio.to_thread(link.window.try_claim, origin, datetime.now(UTC))
         if isinstance(claim, timedelta):
             wait = claim + link.margin
-            raise ApplicationError(
+            message = (
                 f"merchant {merchant_id}'s request window is in use by another statement; "
-                f"next request in {wait.total_seconds():.1f}s",
+                f"next request in {wait.total_seconds():.1f}s"
+            )
+            await self._report(None, message, next_attempt_in=wait)
+            raise ApplicationError(
+                message,
                 type="MerchantWindowBusy",
                 next_retry_delay=wait,
                 category=ApplicationErrorCategory.BENIGN,
@@ -174,11 +188,40 @@ class StatementActivities:
         except BankUnavailable as exc:
             outcome = str(exc)
             metrics.fetch_attempted(merchant_id, None)
+            await self._report(None, f"bank unavailable: {exc}")
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
+        await self._report(answer.code, answer.message, final=answer.outcome is not Outcome.NOT_YET)
         return await self._accept(key, answer, claim.sent_at)
+
+    async def _report(
+        self,
+        bank_code: str | None,
+        message: str,
+        *,
+        final: bool = False,
+        next_attempt_in: timedelta | None = None,
+    ) -> None:
+        """Tell the workflow what this attempt met; its status query shows it to operators."""
+        workflow_id, run_id = _workflow_run()
+        report = FetchAttemptReport(
+            bank_code=bank_code,
+            message=message,
+            bank_requests=await asyncio.to_thread(requests_sent, self._engine, workflow_id, run_id),
+            final=final,
+            next_attempt_in=next_attempt_in,
+        )
+        try:
+            await (
+                activity.client()
+                .get_workflow_handle(workflow_id, run_id=run_id)
+                .signal("fetch_attempted", report)
+            )
+        except RPCError as exc:
+            # Only the status shown to operators misses this attempt; the fetch itself goes on.
+            log.warning("could not report a fetch attempt to %s: %s", workflow_id, exc.message)
 
     async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:
         said = f"bank answered {answer.code} {answer.message}".rstrip()

@@ -80,9 +80,15 @@ class _AccountsFile(BaseModel):
 
 
 class AccountDirectory:
-    def __init__(self, accounts: dict[str, Account] | None, default_merchant: Merchant | None):
+    def __init__(
+        self,
+        accounts: dict[str, Account] | None,
+        default_merchant: Merchant | None,
+        nightly: list[str] | None = None,
+    ):
         self._accounts = accounts
         self._default = default_merchant
+        self._nightly = nightly or []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountDirectory:
@@ -95,6 +101,7 @@ class AccountDirectory:
                     base_url=settings.bank_base_url,
                     min_interval_seconds=settings.bank_min_interval_seconds,
                 ),
+                settings.bank_accounts,
             )
         return cls(_read_accounts_file(settings.bank_accounts_file, settings), None)
 
@@ -108,6 +115,12 @@ class AccountDirectory:
             assert self._default is not None
             return Account(account_no, self._default, None)
         return self._accounts.get(account_no)
+
+    def nightly_accounts(self) -> list[str]:
+        """The accounts collected every night: the file's accounts, or else BANK_ACCOUNTS."""
+        if self._accounts is not None:
+            return sorted(self._accounts)
+        return sorted(set(self._nightly))
 
     def merchants(self) -> list[Merchant]:
         if self._accounts is None:

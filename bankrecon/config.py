@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import time
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bankrecon.models import ACCOUNT_NO_PATTERN
 
 # The simulator's demo merchant; a real deployment overrides both.
 DEMO_MERCHANT_ID = "M100001"
@@ -41,6 +46,8 @@ class Settings(BaseSettings):
     # Several merchants and their accounts (see bankrecon/accounts.py); without it, one
     # merchant from BANK_MERCHANT_ID / BANK_MERCHANT_SECRET owns every account.
     bank_accounts_file: Path | None = None
+    # Without BANK_ACCOUNTS_FILE: the accounts the nightly run collects, comma-separated.
+    bank_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     bank_base_url: str = SIMULATOR_URL
     bank_merchant_id: str = DEMO_MERCHANT_ID
     bank_merchant_secret: SecretStr = SecretStr(DEMO_MERCHANT_SECRET)
@@ -54,6 +61,40 @@ class Settings(BaseSettings):
     archive_max_members: int = Field(default=1_000, gt=0)
     archive_max_total_bytes: int = Field(default=2 * 1024**3, gt=0)
     archive_max_compression_ratio: int = Field(default=200, gt=0)
+
+    # The nightly run: its Schedule, the statements it starts, and when they count as late.
+    schedule_id: str = "bankrecon-nightly"
+    nightly_time: time = time(0, 30)
+    nightly_timezone: str = "Asia/Shanghai"
+    nightly_catch_up_days: int = Field(default=7, ge=0, le=60)
+    statement_retry_interval_seconds: float = Field(default=1800.0, gt=0)
+    statement_deadline: time = time(9, 0)  # China Standard Time, on the day after the statement's date
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @field_validator("bank_accounts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("bank_accounts")
+    @classmethod
+    def _account_numbers(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not re.fullmatch(ACCOUNT_NO_PATTERN, item)]
+        if bad:
+            raise ValueError(f"not account numbers (10 to 32 digits): {', '.join(bad)}")
+        return value
+
+    @field_validator("nightly_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
+        return value
 
     @model_validator(mode="after")
     def _client_cert_with_its_key(self) -> Self:

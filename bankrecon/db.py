@@ -159,6 +159,15 @@ bank_requests = Table(
     Column("outcome", String(64)),  # bank code, or the transport failure
 )
 
+# Merchants an operator paused (``bankrecon pause``): their statements send nothing until resumed.
+merchant_pauses = Table(
+    "merchant_pauses",
+    metadata,
+    Column("merchant_id", String(64), primary_key=True),
+    Column("paused_at", UtcDateTime, nullable=False),
+    Column("reason", String(256), nullable=False),
+)
+
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()

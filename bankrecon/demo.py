@@ -31,6 +31,7 @@ from bankrecon.config import Settings
 from bankrecon.db import make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.persistence import load_statement
+from bankrecon.search_attributes import dev_server_flags
 from bankrecon.statement import CHINA_STANDARD_TIME
 from bankrecon.temporal_client import connect
 from workflows.daily_statement import (
@@ -145,14 +146,18 @@ async def run(args: argparse.Namespace) -> int:
     ):
         if not _port_free("127.0.0.1", port):
             raise SystemExit(f"port {port} for {what} is in use: stop what runs there or pick another port")
-    env = os.environ | {
+    env = {
         "TEMPORAL_ADDRESS": temporal_address,
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         "BANK_BASE_URL": bank_url,
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
-        "PYTHONUNBUFFERED": "1",
+        "BANK_ACCOUNTS": DEMO_ACCOUNT,
+        "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
     }
+    # The same settings for `bankrecon` commands in another shell: set -a; . data/demo.env; set +a
+    (data_dir / "demo.env").write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    env = os.environ | env | {"PYTHONUNBUFFERED": "1"}
     temporal = find_binary("temporal")
     bill_date = yesterday_in_china(datetime.now(UTC))
     workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)
@@ -164,7 +169,7 @@ async def run(args: argparse.Namespace) -> int:
             [
                 temporal, "server", "start-dev", "--db-filename", str(data_dir / "temporal.db"),
                 "--ip", "127.0.0.1", "--port", str(args.temporal_port), "--ui-port", str(args.ui_port),
-                "--log-level", "warn",
+                "--log-level", "warn", *dev_server_flags(),
             ],
         )  # fmt: skip
         _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
@@ -204,6 +209,11 @@ async def run(args: argparse.Namespace) -> int:
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
         _say(f"\ndatabase: {database_url.split('@')[-1]} (in SQLite, money is in integer cents)")
         _say(f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}")
+        scheduled = subprocess.run(
+            [sys.executable, "-m", "bankrecon.cli", "schedule"], env=env, capture_output=True, text=True
+        )
+        _say(f"\n$ bankrecon schedule\n{scheduled.stdout.strip() or scheduled.stderr.strip()}")
+        _say(f"bankrecon commands in another shell: set -a; . {data_dir / 'demo.env'}; set +a")
         if args.exit_when_done:
             return 0
         _say(f"\nEverything keeps running for the Web UI ({ui}); Ctrl-C stops it all.")

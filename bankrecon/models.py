@@ -6,7 +6,7 @@ summaries only: never statement lines, never credentials.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 
@@ -25,6 +25,10 @@ class DailyStatementInput(BaseModel):
     # A damaged download is fetched again after the interval (the bank may regenerate it),
     # until this many in a row were damaged.
     max_damaged_downloads: int = Field(default=3, ge=1)
+    # Operators are alerted when the statement is not stored by this time (China Standard
+    # Time) on the day after bill_date; the workflow keeps trying after the alert.
+    deadline: time = time(9, 0)
+    alert_when_late: bool = True
 
 
 class StatementKey(BaseModel):
@@ -102,9 +106,81 @@ class PersistResult(BaseModel):
 Phase = Literal["waiting_for_bank", "decoding", "persisting", "done", "failed"]
 
 
+class FetchAttemptReport(BaseModel):
+    """What one fetch attempt met, sent by the activity to its workflow for the status query."""
+
+    bank_code: str | None  # None: no answer (the bank was unreachable, or the window was busy)
+    message: str
+    bank_requests: int  # requests this workflow run has sent so far
+    final: bool  # no further attempt: the statement was fetched, or the bank refused for good
+    # When the next attempt comes other than one retry interval later (a busy window).
+    next_attempt_in: timedelta | None = None
+
+
+class BankAnswerSeen(BaseModel):
+    code: str
+    message: str
+    at: datetime
+
+
 class DailyStatementStatus(BaseModel):
     statement: StatementKey
     phase: Phase
+    fetch_attempts: int  # requests sent to the bank by this run
+    last_answer: BankAnswerSeen | None  # the bank's own answer, code and message
+    # What kept the latest attempt from an answer: a busy window, a paused merchant, no connection.
+    holdup: str | None
+    next_attempt_at: datetime | None
+    deadline: datetime
+    late: bool  # the deadline passed before the statement was stored (operators were alerted)
+
+
+NoticeKind = Literal["late", "recovered"]
+
+
+class OperatorNotice(BaseModel):
+    """A late-data alert or its recovery notice; statement references only, never its content."""
+
+    kind: NoticeKind
+    workflow_id: str
+    statement: StatementKey
+    deadline: datetime
+    at: datetime
+    fetch_attempts: int
+    last_answer: BankAnswerSeen | None
+
+
+class NightlyStatementsInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bill_date: date | None = None  # default: yesterday in China Standard Time, from the scheduled time
+    # Dates before bill_date that have no stored statement are started too (catch-up after an outage).
+    catch_up_days: int = Field(default=7, ge=0, le=60)
+    retry_interval_seconds: float = Field(default=1800.0, gt=0)
+    deadline: time = time(9, 0)
+    # A run starts at most this many statements, then continues as new with the rest: the
+    # server limits how many child workflows one execution may have pending.
+    max_starts_per_run: int = Field(default=500, ge=1, le=1000)
+    # Set by the run itself when it continues as new: the last statement already handled.
+    resume_after: StatementKey | None = None
+
+
+class NightlyPlanRequest(BaseModel):
+    first_date: date
+    last_date: date
+
+
+class NightlyPlan(BaseModel):
+    accounts: int  # configured accounts
+    missing: list[StatementKey]  # (account, date) pairs without a stored statement, oldest first
+
+
+class NightlyStatementsResult(BaseModel):
+    bill_date: date
+    accounts: int
+    started: list[str]  # workflow ids started by this run
+    # Workflow ids that already ran or are running (the id reuse policy made the start a no-op).
+    already_started: list[str]
 
 
 class DailyStatementResult(BaseModel):

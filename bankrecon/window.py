@@ -22,10 +22,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bankrecon.db import bank_requests, bank_windows
+from bankrecon.db import bank_requests, bank_windows, merchant_pauses
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -130,3 +130,44 @@ def requests_sent(engine: Engine, workflow_id: str, run_id: str) -> int:
             .select_from(bank_requests)
             .where(bank_requests.c.workflow_id == workflow_id, bank_requests.c.run_id == run_id)
         ).scalar_one()
+
+
+@dataclass(frozen=True)
+class MerchantPause:
+    merchant_id: str
+    paused_at: datetime
+    reason: str
+
+
+def pause_merchant(engine: Engine, merchant_id: str, reason: str, now: datetime) -> bool:
+    """Stop the merchant's requests until resumed; False if it was paused already."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(merchant_pauses).values(merchant_id=merchant_id, paused_at=now, reason=reason[:256])
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def resume_merchant(engine: Engine, merchant_id: str) -> bool:
+    """Let the merchant's requests go again; False if it was not paused."""
+    with engine.begin() as conn:
+        return bool(
+            conn.execute(delete(merchant_pauses).where(merchant_pauses.c.merchant_id == merchant_id)).rowcount
+        )
+
+
+def merchant_pauses_now(engine: Engine) -> list[MerchantPause]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(merchant_pauses).order_by(merchant_pauses.c.merchant_id)).all()
+    return [MerchantPause(row.merchant_id, row.paused_at, row.reason) for row in rows]
+
+
+def merchant_pause(engine: Engine, merchant_id: str) -> MerchantPause | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(merchant_pauses).where(merchant_pauses.c.merchant_id == merchant_id)
+        ).first()
+    return MerchantPause(row.merchant_id, row.paused_at, row.reason) if row else None

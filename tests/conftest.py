@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
+from bankrecon.search_attributes import register_search_attributes
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator
 from tests.harness import ACCOUNT, BILL_DATE, settings_for
 from worker import running_worker
@@ -32,6 +33,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
 
@@ -43,6 +45,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
     )
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
 

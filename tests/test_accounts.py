@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bankrecon.accounts import AccountDirectory, AccountsFileError
+from bankrecon.config import Settings
 from tests.harness import settings_for
 
 VALID = """
@@ -63,6 +65,8 @@ def test_accounts_map_to_their_merchants(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert directory.account("6222020000000003") is None
     assert sorted(m.id for m in directory.merchants()) == ["M1", "M2"]
+    # BANK_ACCOUNTS is for the single merchant only: the file's accounts are the nightly ones.
+    assert directory.nightly_accounts() == ["6222020000000001", "6222020000000002"]
 
 
 def test_without_a_file_one_merchant_owns_every_account(tmp_path: Path) -> None:
@@ -71,6 +75,18 @@ def test_without_a_file_one_merchant_owns_every_account(tmp_path: Path) -> None:
     )
     account = directory.account("1234567890")
     assert account is not None and account.merchant.id == "M9" and account.currency is None
+    assert directory.nightly_accounts() == []
+
+
+def test_without_a_file_the_nightly_accounts_come_from_bank_accounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BANK_ACCOUNTS", " 6222020000000002, 6222020000000001,6222020000000002 ")
+    directory = AccountDirectory.from_settings(Settings(_env_file=None))
+    assert directory.nightly_accounts() == ["6222020000000001", "6222020000000002"]
+    monkeypatch.setenv("BANK_ACCOUNTS", "6222020000000001,62-22")
+    with pytest.raises(ValidationError, match="not account numbers \\(10 to 32 digits\\): 62-22"):
+        Settings(_env_file=None)
 
 
 @pytest.mark.parametrize(

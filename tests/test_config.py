@@ -21,6 +21,10 @@ VARIABLES = [
     "BANK_MERCHANT_ID",
     "BANK_MERCHANT_SECRET",
     "BANK_MIN_INTERVAL_SECONDS",
+    "BANK_ACCOUNTS",
+    "NIGHTLY_TIME",
+    "NIGHTLY_TIMEZONE",
+    "ALERT_WEBHOOK_URL",
 ]
 
 
@@ -99,3 +103,22 @@ def test_the_worker_refuses_a_bad_configuration_before_connecting(tmp_path: Path
         f"configuration error: BANK_ACCOUNTS_FILE {tmp_path / 'missing.toml'}: cannot read it: "
         f"[Errno 2] No such file or directory: '{tmp_path / 'missing.toml'}'"
     )
+
+
+def test_the_nightly_settings_and_their_mistakes(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert (settings.nightly_time.isoformat(), settings.nightly_timezone) == ("00:30:00", "Asia/Shanghai")
+    assert (settings.nightly_catch_up_days, settings.statement_deadline.isoformat()) == (7, "09:00:00")
+    assert settings.alert_webhook_url is None
+    monkeypatch.setenv("NIGHTLY_TIMEZONE", "Asia/Beijing")
+    with pytest.raises(ValueError, match="unknown time zone 'Asia/Beijing'"):
+        Settings()
+    monkeypatch.setenv("NIGHTLY_TIMEZONE", "Europe/Berlin")
+    monkeypatch.setenv("NIGHTLY_TIME", "25:00")
+    with pytest.raises(ValueError, match="nightly_time"):
+        Settings()
+    monkeypatch.setenv("NIGHTLY_TIME", "01:15")
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", "https://hooks.example.com/T0/secret-token")
+    settings = Settings()
+    assert settings.nightly_time.isoformat() == "01:15:00"
+    assert "secret-token" not in repr(settings)

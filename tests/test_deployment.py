@@ -146,6 +146,7 @@ def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
         "BANK_MERCHANT_ID": REQUIRED["BANK_MERCHANT_ID"],
         "BANK_MERCHANT_SECRET": REQUIRED["BANK_MERCHANT_SECRET"],
         "BANK_MIN_INTERVAL_SECONDS": "1800",
+        "BANK_ACCOUNTS": "",
         "BANKRECON_ENCRYPTION_KEYS": REQUIRED["BANKRECON_ENCRYPTION_KEYS"],
         "METRICS_ADDRESS": "0.0.0.0:9464",
         "LOG_FORMAT": "json",

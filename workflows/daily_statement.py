@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import asyncio
+from datetime import date, datetime, time, timedelta
 
 from pydantic import ValidationError
 from temporalio import workflow
@@ -10,6 +11,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.notifications import NotificationActivities
     from activities.statements import (
         ACCOUNT_NOT_CONFIGURED,
         BANK_REJECTED,
@@ -18,17 +20,22 @@ with workflow.unsafe.imports_passed_through():
     )
     from bankrecon.logs import statement_fields
     from bankrecon.models import (
+        BankAnswerSeen,
         DailyStatementInput,
         DailyStatementResult,
         DailyStatementStatus,
         DecodedStatement,
         DecodeRequest,
+        FetchAttemptReport,
         FetchResult,
+        NoticeKind,
+        OperatorNotice,
         PersistRequest,
         Phase,
         StatementKey,
         StatementTotals,
     )
+    from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
     from bankrecon.statement import CHINA_STANDARD_TIME
 
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
@@ -41,6 +48,14 @@ LOAD_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[STATEMENT_DAMAGED],
+)
+# A webhook that is down for good must not keep the statement's workflow open: about 1.5 h of tries.
+NOTICE_TIMEOUT = timedelta(seconds=30)
+NOTICE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=10),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=10),
+    maximum_attempts=12,
 )
 
 
@@ -63,13 +78,32 @@ def statement_workflow_id(account_no: str, bill_date: date) -> str:
     return f"statement-{account_no}-{bill_date.isoformat()}"
 
 
+def statement_deadline(bill_date: date, deadline: time) -> datetime:
+    """When a statement counts as late: ``deadline`` in China Standard Time on the day after it."""
+    return datetime.combine(bill_date + timedelta(days=1), deadline, CHINA_STANDARD_TIME)
+
+
 # Invalid input (say a malformed account number from the CLI) fails the workflow with
 # pydantic's explanation, instead of failing its task over and over.
 @workflow.defn(name="DailyStatementWorkflow", failure_exception_types=[ValidationError])
 class DailyStatementWorkflow:
+    """Fetch, decode and store one statement; alert operators once if it misses its deadline.
+
+    The fetch's retries happen on the Temporal server, out of the workflow's sight; each
+    attempt reports what the bank said through the ``fetch_attempted`` signal, so the
+    ``status`` query can show attempts, the last answer and the next attempt.
+    """
+
     def __init__(self) -> None:
         self._phase: Phase = "waiting_for_bank"
         self._key: StatementKey | None = None
+        self._deadline: datetime | None = None
+        self._fetch_attempts = 0
+        self._last_answer: BankAnswerSeen | None = None
+        self._holdup: str | None = None
+        self._next_attempt_at: datetime | None = None
+        self._late = False
+        self._retry_interval = timedelta(0)
 
     @workflow.run
     async def run(self, request: DailyStatementInput) -> DailyStatementResult:
@@ -78,18 +112,81 @@ class DailyStatementWorkflow:
             bill_date=request.bill_date or yesterday_in_china(workflow.info().start_time),
         )
         self._key = key
+        self._deadline = statement_deadline(key.bill_date, request.deadline)
+        self._retry_interval = timedelta(seconds=request.retry_interval_seconds)
+        workflow.upsert_search_attributes(
+            [
+                BANK_ACCOUNT.value_set(key.account_no),
+                BILL_DATE.value_set(key.bill_date.isoformat()),
+            ]
+        )
+        watch = asyncio.create_task(self._alert_when_late()) if request.alert_when_late else None
         try:
-            fetched, decoded = await self._download(
-                key, timedelta(seconds=request.retry_interval_seconds), request.max_damaged_downloads
-            )
-            return await self._persist(key, fetched, decoded)
+            fetched, decoded = await self._download(key, self._retry_interval, request.max_damaged_downloads)
+            result = await self._persist(key, fetched, decoded)
         except ActivityError as err:
-            self._phase = "failed"
+            self._enter("failed")
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Fail with the activity's own words: they say what went wrong and what to fix.
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
             raise
+        finally:
+            if watch is not None and not self._late:
+                watch.cancel()
+        if watch is not None and self._late:
+            await watch  # the alert goes out before its recovery notice
+            await self._notify("recovered")
+        return result
+
+    def _enter(self, phase: Phase) -> None:
+        self._phase = phase
+        workflow.upsert_search_attributes([STATEMENT_PHASE.value_set(phase)])
+
+    async def _alert_when_late(self) -> None:
+        assert self._deadline is not None
+        remaining = self._deadline - workflow.now()
+        if remaining > timedelta(0):
+            await workflow.sleep(remaining)
+        self._late = True
+        workflow.upsert_search_attributes([STATEMENT_LATE.value_set(True)])
+        await self._notify("late")
+
+    async def _notify(self, kind: NoticeKind) -> None:
+        assert self._key is not None and self._deadline is not None
+        notice = OperatorNotice(
+            kind=kind,
+            workflow_id=workflow.info().workflow_id,
+            statement=self._key,
+            deadline=self._deadline,
+            at=workflow.now(),
+            fetch_attempts=self._fetch_attempts,
+            last_answer=self._last_answer,
+        )
+        try:
+            await workflow.execute_activity_method(
+                NotificationActivities.notify_operators,
+                notice,
+                start_to_close_timeout=NOTICE_TIMEOUT,
+                retry_policy=NOTICE_RETRY,
+            )
+        except ActivityError as err:
+            # The statement matters more than its notice: carry on, and say so in the worker's log.
+            workflow.logger.error("could not deliver the %s notice: %s", kind, err.cause or err)
+
+    @workflow.signal(name="fetch_attempted")
+    def record_fetch_attempt(self, report: FetchAttemptReport) -> None:
+        now = workflow.now()
+        self._fetch_attempts = max(self._fetch_attempts, report.bank_requests)
+        if report.bank_code is None:
+            self._holdup = report.message
+        else:
+            self._holdup = None
+            self._last_answer = BankAnswerSeen(code=report.bank_code, message=report.message, at=now)
+        if report.final:
+            self._next_attempt_at = None
+        else:
+            self._next_attempt_at = now + (report.next_attempt_in or self._retry_interval)
 
     async def _download(
         self, key: StatementKey, retry_interval: timedelta, max_damaged: int
@@ -97,7 +194,7 @@ class DailyStatementWorkflow:
         """Fetch until the bank has the statement, and fetch again while what it sends is damaged."""
         damaged = 0
         while True:
-            self._phase = "waiting_for_bank"
+            self._enter("waiting_for_bank")
             fetched = await workflow.execute_activity_method(
                 StatementActivities.fetch_statement,
                 key,
@@ -107,7 +204,7 @@ class DailyStatementWorkflow:
             )
             if fetched.archive is None:
                 return fetched, None
-            self._phase = "decoding"
+            self._enter("decoding")
             try:
                 decoded = await workflow.execute_activity_method(
                     StatementActivities.decode_statement,
@@ -122,7 +219,7 @@ class DailyStatementWorkflow:
                     raise
                 damaged += 1
                 if damaged >= max_damaged:
-                    self._phase = "failed"
+                    self._enter("failed")
                     raise ApplicationError(
                         f"{damaged} damaged download(s) in a row, giving up; the last: {err.cause.message}",
                         type=STATEMENT_DAMAGED,
@@ -144,7 +241,7 @@ class DailyStatementWorkflow:
     ) -> DailyStatementResult:
         totals = decoded.totals if decoded else StatementTotals.empty()
         records_file = decoded.records_file if decoded else None
-        self._phase = "persisting"
+        self._enter("persisting")
         source_sha256 = fetched.archive.sha256 if fetched.archive else None
         persisted = await workflow.execute_activity_method(
             StatementActivities.persist_statement,
@@ -160,7 +257,8 @@ class DailyStatementWorkflow:
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=LOAD_RETRY,
         )
-        self._phase = "done"
+        self._next_attempt_at = None
+        self._enter("done")
         return DailyStatementResult(
             account_no=key.account_no,
             bill_date=key.bill_date,
@@ -176,6 +274,15 @@ class DailyStatementWorkflow:
 
     @workflow.query
     def status(self) -> DailyStatementStatus | None:
-        if self._key is None:
+        if self._key is None or self._deadline is None:
             return None
-        return DailyStatementStatus(statement=self._key, phase=self._phase)
+        return DailyStatementStatus(
+            statement=self._key,
+            phase=self._phase,
+            fetch_attempts=self._fetch_attempts,
+            last_answer=self._last_answer,
+            holdup=self._holdup,
+            next_attempt_at=self._next_attempt_at,
+            deadline=self._deadline,
+            late=self._late,
+        )

@@ -1,0 +1,55 @@
+"""Telling operators that a statement is late, and later that it arrived."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+from temporalio import activity
+
+from bankrecon.config import Settings
+from bankrecon.models import OperatorNotice
+
+log = logging.getLogger("bankrecon.alerts")
+
+_SAID = {
+    "late": "statement not stored by its deadline; still trying",
+    "recovered": "late statement now stored",
+}
+
+
+class NotificationActivities:
+    def __init__(self, settings: Settings):
+        self._webhook_url = settings.alert_webhook_url
+        self._timeout = settings.alert_webhook_timeout_seconds
+
+    @activity.defn(name="notify_operators")
+    async def notify_operators(self, notice: OperatorNotice) -> None:
+        """One log record per notice, and a POST to the webhook when there is one (retried by Temporal)."""
+        if activity.info().attempt == 1:
+            log.warning(
+                "%s: %s %s (deadline %s, %d bank requests, last answer %s)",
+                _SAID[notice.kind],
+                notice.statement.account_no,
+                notice.statement.bill_date,
+                notice.deadline.isoformat(),
+                notice.fetch_attempts,
+                f"{notice.last_answer.code} {notice.last_answer.message}" if notice.last_answer else "none",
+                extra={"notice": notice.model_dump(mode="json")},
+            )
+        if self._webhook_url is None:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as http:
+                response = await http.post(
+                    self._webhook_url.get_secret_value(),
+                    json={"event": f"statement_{notice.kind}", "summary": _SAID[notice.kind]}
+                    | notice.model_dump(mode="json"),
+                    # A retry after a lost response repeats the POST; receivers drop repeats by this key.
+                    headers={"Idempotency-Key": f"{notice.workflow_id}/{notice.kind}"},
+                )
+        except httpx.HTTPError as exc:
+            # The URL may carry a token: name the failure, not the address.
+            raise RuntimeError(f"alert webhook unreachable: {type(exc).__name__}") from None
+        if response.is_error:
+            raise RuntimeError(f"alert webhook answered HTTP {response.status_code}")

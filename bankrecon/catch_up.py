@@ -1,0 +1,36 @@
+"""Which statements of a run of days are not stored yet: what a nightly run must start."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import Engine, select
+
+from bankrecon.db import statements
+from bankrecon.models import StatementKey
+
+
+def days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def missing_statements(engine: Engine, accounts: list[str], first: date, last: date) -> list[StatementKey]:
+    """Every (account, date) from ``first`` to ``last`` without a stored statement, oldest date first."""
+    if not accounts:
+        return []
+    with engine.connect() as conn:
+        stored = {
+            (row.account_no, row.bill_date)
+            for row in conn.execute(
+                select(statements.c.account_no, statements.c.bill_date).where(
+                    statements.c.bill_date.between(first, last),
+                    statements.c.account_no.in_(accounts),
+                )
+            )
+        }
+    return [
+        StatementKey(account_no=account, bill_date=day)
+        for day in days(first, last)
+        for account in accounts
+        if (account, day) not in stored
+    ]

@@ -1,0 +1,439 @@
+"""bankrecon: the operator's console for the nightly statements.
+
+    bankrecon schedule                      create or update the nightly Schedule from the settings
+    bankrecon backfill ACCOUNT FROM TO      collect a range of dates, with progress and a summary
+    bankrecon status [--late] [--all]       what runs now: phase, attempts, last answer, next attempt
+    bankrecon refetch ACCOUNT DATE          fetch a stored date again (replaces it if the bank's file changed)
+    bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
+
+Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import TextIO
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
+from bankrecon.catch_up import days
+from bankrecon.config import Settings
+from bankrecon.db import create_schema, make_engine
+from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
+from bankrecon.nightly_schedule import apply_nightly_schedule
+from bankrecon.temporal_client import TemporalConnectionError, connect
+from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
+from workflows.nightly_statements import NIGHTLY_ID_REUSE
+
+StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
+BAR_WIDTH = 30
+
+
+class CommandError(Exception):
+    """A mistake in what was asked; the message says what to do instead."""
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Engine]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url()
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        yield engine
+    except OperationalError as exc:
+        where = url.split("@")[-1]
+        raise CommandError(f"cannot use the database {where} (DATABASE_URL): {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def _account(settings: Settings, account_no: str) -> Account:
+    account = AccountDirectory.from_settings(settings).account(account_no)
+    if account is None:
+        raise CommandError(f"account {account_no} is not configured in BANK_ACCOUNTS_FILE")
+    return account
+
+
+def _statement_input(settings: Settings, account_no: str, bill_date: date) -> DailyStatementInput:
+    # An operator's backfill or re-fetch of a past date is late by definition: no alert for it.
+    return DailyStatementInput(
+        account_no=account_no,
+        bill_date=bill_date,
+        retry_interval_seconds=settings.statement_retry_interval_seconds,
+        deadline=settings.statement_deadline,
+        alert_when_late=False,
+    )
+
+
+# --- schedule -------------------------------------------------------------------------
+
+
+async def schedule_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    client = await connect(settings)
+    applied = await apply_nightly_schedule(client, settings)
+    out.write(
+        f"schedule {applied.schedule_id} {applied.change}: every day at "
+        f"{settings.nightly_time:%H:%M} {applied.time_zone} (cron {applied.cron!r}), "
+        f"NightlyStatementsWorkflow on task queue {settings.temporal_task_queue!r}, "
+        f"catching up {settings.nightly_catch_up_days} days\n"
+    )
+    description = await client.get_schedule_handle(applied.schedule_id).describe()
+    upcoming = description.info.next_action_times[:3]
+    if upcoming:
+        out.write("next runs: " + ", ".join(_local(moment) for moment in upcoming) + "\n")
+    if description.schedule.state.paused:
+        out.write(
+            "the schedule is paused: "
+            f"temporal schedule toggle --schedule-id {applied.schedule_id} --unpause\n"
+        )
+    return 0
+
+
+# --- backfill -------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    bill_date: date
+    result: DailyStatementResult | None = None
+    failure: str | None = None
+
+
+class Progress:
+    """One line redrawn in place on a terminal; a line per change elsewhere (logs, CI)."""
+
+    def __init__(self, out: TextIO, total: int, pace: timedelta):
+        self._out = out
+        self._total = total
+        self._pace = pace
+        self._live = out.isatty()
+        self.stored = 0
+        self.failed = 0
+
+    def show(self) -> None:
+        done = self.stored + self.failed
+        filled = BAR_WIDTH * done // self._total
+        remaining = self._total - done
+        eta = f"  expected done by {_local(datetime.now(UTC) + remaining * self._pace)}" if remaining else ""
+        line = (
+            f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{self._total}  "
+            f"stored {self.stored}  failed {self.failed}{eta}"
+        )
+        self._out.write(f"\r{line}" if self._live else f"{line}\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._live:
+            self._out.write("\n")
+
+
+async def _outcome(handle: StatementHandle, bill_date: date) -> Outcome:
+    try:
+        return Outcome(bill_date, result=await handle.result())
+    except WorkflowFailureError as err:
+        cause = err.cause
+        return Outcome(bill_date, failure=str(getattr(cause, "message", cause)))
+
+
+async def backfill_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    first, last = args.first, args.last
+    if first > last:
+        raise CommandError(f"FROM ({first}) is after TO ({last})")
+    latest = yesterday_in_china(datetime.now(UTC))
+    if last > latest:
+        raise CommandError(
+            f"the bank has no statement for {last} before that day ends in China; latest: {latest}"
+        )
+    account = _account(settings, args.account)
+    client = await connect(settings)
+    dates = days(first, last)
+    reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE if args.refetch else NIGHTLY_ID_REUSE
+    handles: dict[date, StatementHandle] = {}
+    new = 0
+    for day in dates:
+        workflow_id = statement_workflow_id(account.account_no, day)
+        try:
+            handles[day] = await client.start_workflow(
+                DailyStatementWorkflow.run,
+                _statement_input(settings, account.account_no, day),
+                id=workflow_id,
+                task_queue=settings.temporal_task_queue,
+                id_reuse_policy=reuse,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+            new += 1
+        except WorkflowAlreadyStartedError:
+            handles[day] = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+    pace = timedelta(seconds=account.merchant.min_interval_seconds)
+    out.write(
+        f"{len(dates)} dates of {account.account_no} ({first} to {last}): {new} started, "
+        f"{len(dates) - new} already started or collected\n"
+        f"merchant {account.merchant.id} allows one request every {pace}: with the bank ready, "
+        f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
+    )
+    if args.no_wait:
+        out.write("the workflows go on without this command: `bankrecon status` shows them\n")
+        return 0
+    progress = Progress(out, len(dates), pace)
+    progress.show()
+    outcomes: list[Outcome] = []
+    try:
+        for finished in asyncio.as_completed([_outcome(handle, day) for day, handle in handles.items()]):
+            outcome = await finished
+            outcomes.append(outcome)
+            if outcome.result is not None:
+                progress.stored += 1
+            else:
+                progress.failed += 1
+            progress.show()
+    finally:
+        progress.close()
+    _backfill_summary(sorted(outcomes, key=lambda o: o.bill_date), out)
+    return 1 if progress.failed else 0
+
+
+def _backfill_summary(outcomes: list[Outcome], out: TextIO) -> None:
+    rows = [["DATE", "OUTCOME", "TRANSACTIONS", "BANK REQUESTS", "CLOSING BALANCE"]]
+    for outcome in outcomes:
+        result = outcome.result
+        if result is None:
+            rows.append([str(outcome.bill_date), f"failed: {outcome.failure}", "", "", ""])
+            continue
+        said = {"persisted": "stored", "already_persisted": "already stored"}[result.status]
+        if result.bank_code == "2001":
+            said += " (no transactions)"
+        closing = f"{result.closing_balance} {result.currency}" if result.closing_balance is not None else ""
+        rows.append(
+            [str(result.bill_date), said, str(result.transaction_count), str(result.fetch_attempts), closing]
+        )
+    out.write("\n")
+    _table(rows, out)
+
+
+# --- status ---------------------------------------------------------------------------
+
+
+async def _live_status(client: Client, workflow_id: str) -> DailyStatementStatus | str:
+    handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+    try:
+        status = await handle.query(DailyStatementWorkflow.status, rpc_timeout=timedelta(seconds=5))
+    except RPCError as exc:
+        return f"no answer from a worker ({exc.message})"
+    return status if status is not None else "starting"
+
+
+async def status_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    with _database(settings) as engine:
+        for pause in merchant_pauses_now(engine):
+            since = _local(pause.paused_at)
+            out.write(f"merchant {pause.merchant_id} PAUSED since {since}: {pause.reason}\n")
+    clauses = ["WorkflowType = 'DailyStatementWorkflow'"]
+    if not args.all:
+        clauses.append("ExecutionStatus = 'Running'")
+    if args.late:
+        clauses.append("StatementLate = true")
+    if args.account:
+        clauses.append(f"BankAccount = '{args.account}'")
+    if args.date:
+        clauses.append(f"BillDate = '{args.date.isoformat()}'")
+    client = await connect(settings)
+    rows = [["BILL DATE", "ACCOUNT", "STATE", "ATTEMPTS", "LAST ANSWER", "NEXT ATTEMPT", "DEADLINE", "LATE"]]
+    async for execution in client.list_workflows(" AND ".join(clauses), limit=args.limit):
+        state = execution.status.name.lower() if execution.status else "unknown"
+        if execution.status != WorkflowExecutionStatus.RUNNING:
+            rows.append(["", execution.id, state, "", "", "", "", ""])
+            continue
+        status = await _live_status(client, execution.id)
+        if isinstance(status, str):
+            rows.append(["", execution.id, status, "", "", "", "", ""])
+            continue
+        answer = status.last_answer
+        rows.append(
+            [
+                str(status.statement.bill_date),
+                status.statement.account_no,
+                status.phase,
+                str(status.fetch_attempts),
+                status.holdup or (f"{answer.code} {answer.message} ({_local(answer.at)})" if answer else ""),
+                _local(status.next_attempt_at) if status.next_attempt_at else "",
+                _local(status.deadline),
+                "LATE" if status.late else "",
+            ]
+        )
+    if len(rows) == 1:
+        out.write("no statement workflows match\n")
+    else:
+        _table(rows, out)
+    return 0
+
+
+# --- refetch, pause, resume -----------------------------------------------------------
+
+
+async def refetch_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    account = _account(settings, args.account)
+    client = await connect(settings)
+    workflow_id = statement_workflow_id(account.account_no, args.date)
+    try:
+        handle = await client.start_workflow(
+            DailyStatementWorkflow.run,
+            _statement_input(settings, account.account_no, args.date),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        raise CommandError(
+            f"{workflow_id} is running already; to start over: "
+            f"temporal workflow cancel --workflow-id {workflow_id}"
+        ) from None
+    out.write(f"started {workflow_id} (run {handle.result_run_id})\n")
+    if args.wait:
+        outcome = await _outcome(handle, args.date)
+        _backfill_summary([outcome], out)
+        return 0 if outcome.result else 1
+    return 0
+
+
+def _known_merchant(settings: Settings, merchant_id: str) -> None:
+    known = [merchant.id for merchant in AccountDirectory.from_settings(settings).merchants()]
+    if merchant_id not in known:
+        raise CommandError(f"unknown merchant {merchant_id}; configured: {', '.join(known)}")
+
+
+async def pause_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    _known_merchant(settings, args.merchant)
+    with _database(settings) as engine:
+        if args.resume:
+            changed = resume_merchant(engine, args.merchant)
+        else:
+            changed = pause_merchant(engine, args.merchant, args.reason, datetime.now(UTC))
+    if args.resume:
+        out.write(
+            f"merchant {args.merchant} resumed: each statement asks the bank at its next attempt\n"
+            if changed
+            else f"merchant {args.merchant} was not paused\n"
+        )
+    else:
+        out.write(
+            f"merchant {args.merchant} paused: no request goes to its bank until `bankrecon resume "
+            f"{args.merchant}`; its workflows keep waiting\n"
+            if changed
+            else f"merchant {args.merchant} was paused already\n"
+        )
+    return 0
+
+
+# --- the command line -----------------------------------------------------------------
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+Command = Callable[[argparse.Namespace, Settings, TextIO], Awaitable[int]]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="bankrecon", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = root.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("schedule", schedule_command, "create or update the nightly Schedule from the settings")
+    backfill = command("backfill", backfill_command, "collect an account's statements for a range of dates")
+    backfill.add_argument("account")
+    backfill.add_argument("first", metavar="FROM", type=_date)
+    backfill.add_argument("last", metavar="TO", type=_date)
+    backfill.add_argument("--refetch", action="store_true", help="fetch dates collected already again")
+    backfill.add_argument("--no-wait", action="store_true", help="start the workflows and return")
+    status = command("status", status_command, "the statements being collected, and paused merchants")
+    status.add_argument("--late", action="store_true", help="only statements past their deadline")
+    status.add_argument("--all", action="store_true", help="finished ones too")
+    status.add_argument("--account")
+    status.add_argument("--date", type=_date)
+    status.add_argument("--limit", type=int, default=100)
+    refetch = command("refetch", refetch_command, "fetch one stored date again")
+    refetch.add_argument("account")
+    refetch.add_argument("date", type=_date)
+    refetch.add_argument("--wait", action="store_true", help="wait for the outcome")
+    pause = command("pause", pause_command, "send nothing to a merchant's bank until resumed")
+    pause.add_argument("merchant")
+    pause.add_argument("--reason", default="paused by an operator")
+    pause.set_defaults(resume=False)
+    resume = command("resume", pause_command, "let a paused merchant's requests go again")
+    resume.add_argument("merchant")
+    resume.set_defaults(resume=True)
+    return root
+
+
+async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings()
+        command: Command = args.run
+        return await command(args, settings, out)
+    except (ValidationError, AccountsFileError) as exc:
+        sys.stderr.write(f"configuration error: {exc}\n")
+    except (CommandError, TemporalConnectionError) as exc:
+        sys.stderr.write(f"bankrecon: {exc}\n")
+    return 2
+
+
+def main() -> None:
+    try:
+        code = asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The SDK's core threads can call into Python while the interpreter finalizes, which
+    # aborts the process (SIGABRT) after an RPC error; everything is done and flushed here.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Which dates a nightly run must start: every date of the range without a stored statement."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bankrecon.catch_up import days, missing_statements
+from bankrecon.db import create_schema, make_engine
+from bankrecon.models import PersistRequest, StatementKey, StatementTotals
+from bankrecon.persistence import save_statement
+
+ACCOUNTS = ["6222020000000001", "6222020000000002"]
+
+
+def test_only_dates_without_a_stored_statement_are_missing(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url)
+    try:
+        create_schema(engine)
+        stored = [
+            (ACCOUNTS[0], date(2026, 11, 22)),
+            (ACCOUNTS[1], date(2026, 11, 24)),
+            ("6222020000000009", date(2026, 11, 23)),
+        ]
+        for account, day in stored:
+            save_statement(
+                engine,
+                tmp_path,
+                PersistRequest(
+                    statement=StatementKey(account_no=account, bill_date=day),
+                    bank_code="2001",
+                    totals=StatementTotals.empty(),
+                    records_file=None,
+                    source_sha256=None,
+                    fetched_at=datetime(2026, 11, 25, tzinfo=UTC),
+                ),
+            )
+        missing = missing_statements(engine, ACCOUNTS, date(2026, 11, 22), date(2026, 11, 24))
+    finally:
+        engine.dispose()
+    assert [(key.account_no, key.bill_date.day) for key in missing] == [
+        (ACCOUNTS[1], 22),
+        (ACCOUNTS[0], 23),
+        (ACCOUNTS[1], 23),
+        (ACCOUNTS[0], 24),
+    ]
+
+
+def test_no_accounts_nothing_missing_and_days_are_inclusive(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    assert missing_statements(engine, [], date(2026, 11, 1), date(2026, 11, 30)) == []
+    engine.dispose()
+    assert days(date(2026, 12, 30), date(2027, 1, 2)) == [
+        date(2026, 12, 30),
+        date(2026, 12, 31),
+        date(2027, 1, 1),
+        date(2027, 1, 2),
+    ]
+    assert days(date(2026, 12, 30), date(2026, 12, 29)) == []

@@ -1,0 +1,193 @@
+"""The `bankrecon` console commands, run as processes against the dev server, a worker and the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from bankrecon.config import Settings
+from bankrecon.models import DailyStatementInput
+from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from tests.harness import settings_for, stored_rows
+from tests.test_nightly import new_accounts
+from worker import running_worker
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+
+WINDOW = 1.0
+TODAY = date(2026, 11, 25)
+
+
+@dataclass
+class Console:
+    """Runs `bankrecon` as an operator would, configured like the test's worker."""
+
+    settings: Settings
+    cwd: Path
+
+    async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        settings = self.settings
+        env = os.environ | {
+            "TEMPORAL_ADDRESS": settings.temporal_address,
+            "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+            "DATA_DIR": str(settings.data_dir),
+            "DATABASE_URL": settings.resolved_database_url(),
+            "BANK_BASE_URL": settings.bank_base_url,
+            "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
+            "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
+        }
+        # A thread, so that the test's event loop (and the worker on it) keeps running.
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bankrecon.cli", *args],
+            env=env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+
+@pytest.fixture
+def bank() -> Iterator[BankSimulator]:
+    with BankSimulator(min_interval=WINDOW, today=lambda: TODAY) as sim:
+        yield sim
+
+
+@pytest.fixture
+def settings(dev_env: WorkflowEnvironment, bank: BankSimulator, task_queue: str, tmp_path: Path) -> Settings:
+    return settings_for(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'bankrecon.db'}",
+        bank.url,
+        task_queue,
+        temporal_address=dev_env.client.service_client.config.target_host,
+        bank_min_interval_seconds=WINDOW,
+        statement_retry_interval_seconds=1,
+    )
+
+
+@pytest.fixture
+def console(settings: Settings, tmp_path: Path) -> Console:
+    return Console(settings, tmp_path)
+
+
+async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summary(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    account = new_accounts(1)[0]
+    dates = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
+    bank.plan(account, dates[1], StatementPlan(outcome="2001"))
+    async with running_worker(dev_env.client, settings):
+        done = await console.run("backfill", account, "2026-11-20", "2026-11-22")
+        again = await console.run("backfill", account, "2026-11-20", "2026-11-22")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert (
+        lines[0]
+        == f"3 dates of {account} (2026-11-20 to 2026-11-22): 3 started, 0 already started or collected"
+    )
+    assert lines[1].startswith(f"merchant {DEMO_MERCHANT_ID} allows one request every 0:00:01: ")
+    assert "all done by about" in lines[1]
+    progress = [line for line in lines if line.startswith("[")]
+    assert progress[0].startswith("[------------------------------] 0/3")
+    assert progress[-1].startswith("[##############################] 3/3  stored 3  failed 0")
+    table = lines[lines.index("") + 1 :]
+    assert table[0].split() == ["DATE", "OUTCOME", "TRANSACTIONS", "BANK", "REQUESTS", "CLOSING", "BALANCE"]
+    assert [row.split()[:2] for row in table[1:]] == [[str(day), "stored"] for day in dates]
+    assert "(no transactions)" in table[2]
+
+    # Paced by the window: arrivals at least one window apart, and the bank never said 1005.
+    arrivals = sorted(r.arrived_monotonic for r in bank.requests)
+    assert len(arrivals) == 3
+    assert all(later - earlier >= WINDOW for earlier, later in pairwise(arrivals))
+    assert {r.code for r in bank.requests} == {"0000", "2001"}
+    for day in (dates[0], dates[2]):
+        statement, rows = stored_rows(settings.resolved_database_url(), account, day)
+        assert statement is not None and len(rows) == statement.transaction_count > 0
+
+    # A second backfill starts nothing and reports what is stored.
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0].endswith("0 started, 3 already started or collected")
+    assert len(bank.requests) == 3
+
+
+async def test_backfill_refuses_bad_ranges_with_a_reason(console: Console) -> None:
+    backwards = await console.run("backfill", "6222020000000001", "2026-11-22", "2026-11-20")
+    assert backwards.returncode == 2
+    assert backwards.stderr.strip() == "bankrecon: FROM (2026-11-22) is after TO (2026-11-20)"
+    future = await console.run("backfill", "6222020000000001", "2026-11-20", "2099-01-01")
+    assert future.returncode == 2 and "before that day ends in China" in future.stderr
+    not_a_date = await console.run("backfill", "6222020000000001", "2026-11-20", "2026-13-01")
+    assert not_a_date.returncode == 2 and "not a date (YYYY-MM-DD): '2026-13-01'" in not_a_date.stderr
+
+
+async def test_pause_status_resume_and_refetch(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    account = new_accounts(1)[0]
+    bill_date = date(2026, 11, 23)
+    workflow_id = statement_workflow_id(account, bill_date)
+    paused = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "bank maintenance")
+    assert paused.returncode == 0, paused.stderr
+    assert paused.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} paused")
+    async with asyncio.timeout(240), running_worker(client, settings):
+        handle = await client.start_workflow(
+            DailyStatementWorkflow.run,
+            DailyStatementInput(account_no=account, bill_date=bill_date, retry_interval_seconds=1),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+        )
+        while True:
+            status = await handle.query(DailyStatementWorkflow.status)
+            if status is not None and status.holdup is not None:
+                break
+            await asyncio.sleep(0.2)
+        assert "is paused since" in status.holdup and "bank maintenance" in status.holdup
+        assert bank.requests_for(account, bill_date) == []
+
+        shown = await _listed(console, "status", "--account", account)
+        assert f"merchant {DEMO_MERCHANT_ID} PAUSED since" in shown.stdout
+        assert "bank maintenance" in shown.stdout
+        row = next(line for line in shown.stdout.splitlines() if line.startswith(str(bill_date)))
+        assert row.split()[:4] == [str(bill_date), account, "waiting_for_bank", "0"]
+        assert "is paused since" in row
+
+        running = await console.run("refetch", account, str(bill_date))
+        assert running.returncode == 2
+        assert f"{workflow_id} is running already" in running.stderr
+
+        resumed = await console.run("resume", DEMO_MERCHANT_ID)
+        assert resumed.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} resumed")
+        result = await handle.result()
+        assert result.status == "persisted" and result.fetch_attempts == 1
+
+        refetched = await console.run("refetch", account, str(bill_date), "--wait")
+        assert refetched.returncode == 0, refetched.stderr
+        assert refetched.stdout.startswith(f"started {workflow_id}")
+        assert f"{bill_date}  already stored" in refetched.stdout
+        finished = await _listed(console, "status", "--all", "--account", account)
+        assert finished.stdout.count(f"{workflow_id}  completed") == 2
+    assert len(bank.requests_for(account, bill_date)) == 2
+
+
+async def _listed(console: Console, *args: str) -> subprocess.CompletedProcess[str]:
+    """`bankrecon status` once the visibility store lists what it should (it lags a moment)."""
+    for _ in range(50):
+        shown = await console.run(*args)
+        assert shown.returncode == 0, shown.stderr
+        if "no statement workflows match" not in shown.stdout:
+            return shown
+        await asyncio.sleep(timedelta(milliseconds=200).total_seconds())
+    raise AssertionError(f"bankrecon {' '.join(args)} never listed anything: {shown.stdout}")

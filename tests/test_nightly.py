@@ -1,0 +1,292 @@
+"""The nightly trigger: catch-up, per-date isolation, cron and Schedule, against real servers.
+
+Statements run concurrently here, so most tests use the dev server in real time with
+one-second intervals: the time-skipping server jumps its clock while an activity is
+really running, which times out heartbeats of concurrent workflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from bankrecon.binaries import find_binary
+from bankrecon.config import Settings
+from bankrecon.models import DailyStatementResult, NightlyStatementsInput, NightlyStatementsResult
+from bankrecon.nightly_schedule import apply_nightly_schedule
+from bankrecon.statement import CHINA_STANDARD_TIME
+from simulator.server import BankSimulator, StatementPlan
+from tests.harness import settings_for, stored_rows
+from worker import running_worker
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
+from workflows.nightly_statements import NightlyStatementsWorkflow
+
+NEVER = StatementPlan(ready_after=1_000_000)
+TODAY = date(2026, 11, 25)
+
+
+def new_accounts(count: int) -> list[str]:
+    """Account numbers no other test used: workflow ids outlive a test on the shared dev server."""
+    return [f"62{random.randrange(10**14, 10**15)}{n}" for n in range(count)]
+
+
+@pytest.fixture
+def bank() -> Iterator[BankSimulator]:
+    with BankSimulator(min_interval=0.2, today=lambda: TODAY) as sim:
+        yield sim
+
+
+def nightly_settings(tmp_path: Path, bank: BankSimulator, task_queue: str, accounts: list[str]) -> Settings:
+    return settings_for(
+        tmp_path / "data",
+        f"sqlite:///{tmp_path / 'bankrecon.db'}",
+        bank.url,
+        task_queue,
+        bank_accounts=accounts,
+        bank_min_interval_seconds=0.2,
+    )
+
+
+async def run_nightly(client: Client, task_queue: str, **given: Any) -> NightlyStatementsResult:
+    return await client.execute_workflow(
+        NightlyStatementsWorkflow.run,
+        NightlyStatementsInput(retry_interval_seconds=1, **given),
+        id=f"nightly-test-{random.getrandbits(64):x}",
+        task_queue=task_queue,
+    )
+
+
+async def statement_result(client: Client, account: str, bill_date: date) -> DailyStatementResult:
+    handle = client.get_workflow_handle_for(
+        DailyStatementWorkflow.run, statement_workflow_id(account, bill_date)
+    )
+    return await handle.result()
+
+
+async def test_after_an_outage_the_next_night_starts_each_missing_date_once(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
+) -> None:
+    client = dev_env.client
+    accounts = sorted(new_accounts(2))
+    night = date(2026, 11, 24)
+    stuck = (accounts[0], night - timedelta(days=1))
+    bank.plan(*stuck, NEVER)
+    settings = nightly_settings(tmp_path, bank, task_queue, accounts)
+    async with asyncio.timeout(240), running_worker(client, settings):
+        # Before the outage: the night of the 22nd ran and stored its statements.
+        before = await run_nightly(client, task_queue, bill_date=night - timedelta(days=2), catch_up_days=0)
+        assert len(before.started) == 2
+        for account in accounts:
+            await statement_result(client, account, night - timedelta(days=2))
+
+        # Down for days; the first night back catches up the last 3 days.
+        back = await run_nightly(client, task_queue, bill_date=night, catch_up_days=3)
+        expected = [
+            statement_workflow_id(account, night - timedelta(days=back_by))
+            for back_by in range(3, -1, -1)
+            if back_by != 2
+            for account in accounts
+        ]
+        assert back.started == expected
+        assert back.already_started == []
+        for workflow_id in expected:
+            _, account, day = workflow_id.split("-", 2)
+            bill_date = date.fromisoformat(day)
+            if (account, bill_date) != stuck:
+                result = await statement_result(client, account, bill_date)
+                assert result.status == "persisted" and result.fetch_attempts == 1
+
+        # A night run again: only the stuck date lacks a statement, and its workflow runs.
+        again = await run_nightly(client, task_queue, bill_date=night, catch_up_days=3)
+        assert again.started == []
+        assert again.already_started == [statement_workflow_id(*stuck)]
+        stuck_handle = client.get_workflow_handle(statement_workflow_id(*stuck))
+        assert (await stuck_handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        await stuck_handle.terminate("test over")
+
+    per_statement: dict[tuple[str, str], int] = {}
+    for request in bank.requests:
+        per_statement[(request.account_no, request.bill_date)] = (
+            per_statement.get((request.account_no, request.bill_date), 0) + 1
+        )
+    stuck_key = (stuck[0], f"{stuck[1]:%Y%m%d}")
+    per_statement.pop(stuck_key, None)  # it may have lost every race for the window by then
+    assert len(per_statement) == 7 and set(per_statement.values()) == {1}
+    statement, rows = stored_rows(settings.resolved_database_url(), accounts[1], night - timedelta(days=2))
+    assert statement is not None and len(rows) == statement.transaction_count
+
+
+async def test_a_date_that_never_comes_delays_no_other_date_or_account(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
+) -> None:
+    client = dev_env.client
+    accounts = sorted(new_accounts(2))
+    day1, day2, day3 = date(2026, 11, 22), date(2026, 11, 23), date(2026, 11, 24)
+    bank.plan(accounts[0], day1, NEVER)
+    for account in accounts:
+        for day in (day2, day3):
+            bank.plan(account, day, StatementPlan(ready_after=1, lines=5))
+    settings = nightly_settings(tmp_path, bank, task_queue, accounts)
+    async with asyncio.timeout(240), running_worker(client, settings):
+        first = await run_nightly(client, task_queue, bill_date=day1, catch_up_days=0)
+        assert len(first.started) == 2
+        # Each later night finds day 1 missing and its workflow running: no second start.
+        for day in (day2, day3):
+            night = await run_nightly(client, task_queue, bill_date=day)
+            assert statement_workflow_id(accounts[0], day1) in night.already_started
+            results = await asyncio.gather(*(statement_result(client, account, day) for account in accounts))
+            # On time: one refusal, then the statement, whatever day 1 is doing.
+            assert [r.fetch_attempts for r in results] == [2, 2]
+        stuck = client.get_workflow_handle_for(
+            DailyStatementWorkflow.run, statement_workflow_id(accounts[0], day1)
+        )
+        status = await stuck.query(DailyStatementWorkflow.status)
+        assert status is not None and status.phase == "waiting_for_bank" and status.fetch_attempts >= 2
+        assert status.last_answer is not None and status.last_answer.code == "9999"
+        await stuck.terminate("test over")
+    assert (await statement_result(client, accounts[1], day1)).status == "persisted"
+
+
+async def test_the_schedule_is_created_and_updated_from_the_settings_and_its_run_starts_yesterday(
+    dev_env: WorkflowEnvironment, tmp_path: Path, task_queue: str
+) -> None:
+    client = dev_env.client
+    accounts = new_accounts(1)
+    yesterday = yesterday_in_china(datetime.now(UTC))
+    with BankSimulator(min_interval=0.2) as bank:
+        settings = nightly_settings(tmp_path, bank, task_queue, accounts).model_copy(
+            update={"schedule_id": f"nightly-{task_queue}", "statement_retry_interval_seconds": 1}
+        )
+        first = await apply_nightly_schedule(client, settings)
+        again = await apply_nightly_schedule(client, settings)
+        assert (first.change, again.change) == ("created", "updated")
+        handle = client.get_schedule_handle(settings.schedule_id)
+        try:
+            spec = (await handle.describe()).schedule.spec
+            assert spec.time_zone_name == "Asia/Shanghai"
+            assert [(c.hour[0].start, c.minute[0].start) for c in spec.calendars] == [(0, 30)]
+
+            # An operator paused it; new settings move it to 01:15 and leave it paused.
+            await handle.pause(note="bank maintenance")
+            moved = settings.model_copy(update={"nightly_time": datetime.strptime("01:15", "%H:%M").time()})
+            await apply_nightly_schedule(client, moved)
+            described = await handle.describe()
+            assert [(c.hour[0].start, c.minute[0].start) for c in described.schedule.spec.calendars] == [
+                (1, 15)
+            ]
+            assert described.schedule.state.paused
+            next_run = described.info.next_action_times[0].astimezone(CHINA_STANDARD_TIME)
+            assert (next_run.hour, next_run.minute) == (1, 15)
+
+            await handle.unpause()
+            async with asyncio.timeout(240), running_worker(client, settings):
+                await handle.trigger()
+                result = await statement_result_when_started(client, accounts[0], yesterday)
+            assert result.status == "persisted" and result.bill_date == yesterday
+            runs = (await handle.describe()).info.recent_actions
+            assert len(runs) == 1
+        finally:
+            await handle.delete()
+
+
+async def statement_result_when_started(
+    client: Client, account: str, bill_date: date
+) -> DailyStatementResult:
+    """The statement's result, once the nightly run (started elsewhere) has started its workflow."""
+    while True:
+        try:
+            return await statement_result(client, account, bill_date)
+        except Exception as exc:  # not started yet
+            if "not found" not in str(exc).lower():
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_as_a_cron_workflow_each_night_starts_yesterdays_statements(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, task_queue: str
+) -> None:
+    client = time_skipping_env.client
+    accounts = new_accounts(1)
+    first_night = next_half_past_midnight_in_china(await time_skipping_env.get_current_time())
+    yesterday = first_night.date() - timedelta(days=1)
+    with BankSimulator(min_interval=0, today=lambda: first_night.date()) as bank:
+        settings = nightly_settings(tmp_path, bank, task_queue, accounts).model_copy(
+            update={"bank_min_interval_seconds": 0}
+        )
+        async with asyncio.timeout(240), running_worker(client, settings):
+            # The Java test server has no CRON_TZ: 16:30 UTC is 00:30 in China (no daylight saving there).
+            handle = await client.start_workflow(
+                NightlyStatementsWorkflow.run,
+                NightlyStatementsInput(catch_up_days=0, retry_interval_seconds=60),
+                id=f"nightly-cron-{task_queue}",
+                task_queue=task_queue,
+                cron_schedule="30 16 * * *",
+            )
+            try:
+                with pytest.raises(WorkflowContinuedAsNewError) as next_run:
+                    await handle.result(follow_runs=False)  # a cron run ends by scheduling the next
+                result = await statement_result(client, accounts[0], yesterday)
+                assert result.status == "persisted" and result.bill_date == yesterday
+                handle = client.get_workflow_handle(handle.id, run_id=next_run.value.new_execution_run_id)
+                described = await handle.describe()
+                assert described.status == WorkflowExecutionStatus.RUNNING
+                assert described.execution_time is not None
+                second_night = first_night + timedelta(days=1)
+                assert abs(described.execution_time - second_night) < timedelta(seconds=1)
+            finally:
+                await handle.terminate("test over")
+
+
+def next_half_past_midnight_in_china(now: datetime) -> datetime:
+    china = now.astimezone(CHINA_STANDARD_TIME)
+    today_at = datetime.combine(china.date(), time(0, 30), CHINA_STANDARD_TIME)
+    return today_at if china < today_at else today_at + timedelta(days=1)
+
+
+async def test_the_readme_cron_command_runs_first_at_half_past_midnight_in_china(
+    dev_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    workflow_id = f"nightly-cron-{task_queue}"
+    address = dev_env.client.service_client.config.target_host
+    command = [
+        find_binary("temporal"), "workflow", "start", "--address", address,
+        "--type", "NightlyStatementsWorkflow", "--task-queue", task_queue, "--workflow-id", workflow_id,
+        "--cron", "CRON_TZ=Asia/Shanghai 30 0 * * *", "--input", "{}",
+    ]  # fmt: skip
+    started = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    handle = dev_env.client.get_workflow_handle(workflow_id)
+    try:
+        described = await handle.describe()
+        assert described.execution_time is not None
+        first_run = next_half_past_midnight_in_china(described.start_time)
+        assert abs(described.execution_time - first_run) < timedelta(seconds=1)
+    finally:
+        await handle.terminate("test over")
+
+
+async def test_a_night_with_more_to_start_than_one_run_may_continues_as_new(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
+) -> None:
+    client = dev_env.client
+    accounts = sorted(new_accounts(2))
+    night = date(2026, 11, 24)
+    settings = nightly_settings(tmp_path, bank, task_queue, accounts)
+    async with asyncio.timeout(240), running_worker(client, settings):
+        last = await run_nightly(client, task_queue, bill_date=night, catch_up_days=2, max_starts_per_run=4)
+        # The last run of the chain started what the first four left.
+        assert last.started == [statement_workflow_id(account, night) for account in accounts]
+        for back_by in range(3):
+            for account in accounts:
+                result = await statement_result(client, account, night - timedelta(days=back_by))
+                assert result.status == "persisted"
+    assert len(bank.requests) == 6

@@ -1,0 +1,98 @@
+"""NightlyStatementsWorkflow: start each account's statement workflow for yesterday, and catch up.
+
+Runs under a Temporal Schedule (``bankrecon schedule``) or as a cron workflow. It only
+starts workflows and ends within seconds: every statement is its own execution,
+abandoned when this run closes, so a date whose data is late delays nothing else and
+the next night starts on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.nightly import NightlyActivities
+    from bankrecon.models import (
+        DailyStatementInput,
+        NightlyPlanRequest,
+        NightlyStatementsInput,
+        NightlyStatementsResult,
+        StatementKey,
+    )
+    from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
+
+SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+PLAN_TIMEOUT = timedelta(minutes=5)
+# A statement that ran already is not fetched again by the nightly run: only a failed one
+# is started anew. Operators re-fetch a stored date on purpose (``bankrecon refetch``).
+NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+
+
+def nightly_start_time() -> datetime:
+    """When this run was due: the Schedule's time, so a run that starts late still picks the right day."""
+    scheduled = workflow.info().typed_search_attributes.get(SCHEDULED_START_TIME)
+    return scheduled if scheduled is not None else workflow.info().start_time
+
+
+@workflow.defn(name="NightlyStatementsWorkflow")
+class NightlyStatementsWorkflow:
+    @workflow.run
+    async def run(self, request: NightlyStatementsInput) -> NightlyStatementsResult:
+        bill_date = request.bill_date or yesterday_in_china(nightly_start_time())
+        plan = await workflow.execute_activity_method(
+            NightlyActivities.plan_nightly_statements,
+            NightlyPlanRequest(
+                first_date=bill_date - timedelta(days=request.catch_up_days), last_date=bill_date
+            ),
+            start_to_close_timeout=PLAN_TIMEOUT,
+        )
+        pending = plan.missing
+        if request.resume_after is not None:
+            done = request.resume_after
+            pending = [
+                key for key in pending if (key.bill_date, key.account_no) > (done.bill_date, done.account_no)
+            ]
+        batch = pending[: request.max_starts_per_run]
+        # All starts go out in one workflow task; each is confirmed, or refused as a duplicate.
+        outcomes = await asyncio.gather(*(self._start(key, request) for key in batch))
+        started = [workflow_id for workflow_id, is_new in outcomes if is_new]
+        already = [workflow_id for workflow_id, is_new in outcomes if not is_new]
+        workflow.logger.info(
+            "nightly run for %s: %d accounts, %d statements started, %d already started",
+            bill_date,
+            plan.accounts,
+            len(started),
+            len(already),
+        )
+        if len(pending) > len(batch):
+            workflow.continue_as_new(
+                request.model_copy(update={"bill_date": bill_date, "resume_after": batch[-1]})
+            )
+        return NightlyStatementsResult(
+            bill_date=bill_date, accounts=plan.accounts, started=started, already_started=already
+        )
+
+    async def _start(self, key: StatementKey, request: NightlyStatementsInput) -> tuple[str, bool]:
+        workflow_id = statement_workflow_id(key.account_no, key.bill_date)
+        try:
+            await workflow.start_child_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(
+                    account_no=key.account_no,
+                    bill_date=key.bill_date,
+                    retry_interval_seconds=request.retry_interval_seconds,
+                    deadline=request.deadline,
+                ),
+                id=workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=NIGHTLY_ID_REUSE,
+            )
+        except WorkflowAlreadyStartedError:
+            return workflow_id, False
+        return workflow_id, True
