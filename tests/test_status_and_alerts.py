@@ -14,20 +14,18 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.binaries import find_binary
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
 from bankrecon.search_attributes import (
     BANK_ACCOUNT,
     BILL_DATE,
     STATEMENT_LATE,
     STATEMENT_PHASE,
-    register_search_attributes,
 )
 from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from tests.conftest import time_skipping_server
 from tests.harness import ACCOUNT, settings_for
 from tests.webhook import WebhookReceiver, webhook_receiver
 from worker import running_worker
@@ -37,13 +35,8 @@ from workflows.daily_statement import DailyStatementWorkflow, statement_deadline
 @pytest.fixture
 async def fresh_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping server of its own: the shared one's clock runs far ahead after a while."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=find_binary("temporal-test-server"),
-        data_converter=pydantic_data_converter,
-    )
-    await register_search_attributes(env.client)
-    yield env
-    await env.shutdown()
+    async with time_skipping_server() as env:
+        yield env
 
 
 @pytest.fixture
