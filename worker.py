@@ -24,8 +24,9 @@ from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
+from bankrecon.logs import configure_logging
 from bankrecon.search_attributes import SearchAttributesMissing, register_search_attributes
-from bankrecon.temporal_client import TemporalUnreachable, connect, key_ring
+from bankrecon.temporal_client import TemporalConnectionError, connect, key_ring
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
 
@@ -68,7 +69,7 @@ async def serve(settings: Settings) -> None:
     try:
         client = await connect(settings)
         added = await register_search_attributes(client)
-    except (TemporalUnreachable, SearchAttributesMissing) as exc:
+    except (TemporalConnectionError, SearchAttributesMissing) as exc:
         raise SystemExit(str(exc)) from None
     if added:
         log.info("registered search attributes %s in namespace %r", ", ".join(added), client.namespace)
@@ -87,12 +88,13 @@ async def serve(settings: Settings) -> None:
         )
         await stop.wait()
         log.info("shutting down: letting running activities finish")
+    log.info("worker stopped")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        configure_logging(settings.log_format)
         # Read now, so that a mistake stops the worker before it takes any task.
         AccountDirectory.from_settings(settings)
         key_ring(settings)

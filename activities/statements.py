@@ -15,12 +15,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
+from bankrecon import metrics
 from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, make_engine
+from bankrecon.db import create_schema, describe_error, make_engine
 from bankrecon.decoding import decode_archive
+from bankrecon.logs import statement_fields
 from bankrecon.models import (
     DecodedStatement,
     DecodeRequest,
@@ -183,12 +185,15 @@ class StatementActivities:
                 key.account_no, key.bill_date, claim.request_id, self._data_dir
             )
             outcome = answer.code
+            metrics.fetch_attempted(merchant_id, answer)
         except BankUnavailable as exc:
             outcome = str(exc)
+            metrics.fetch_attempted(merchant_id, None)
             await self._report(None, f"bank unavailable: {exc}")
             raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
+            activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
         damaged = answer.outcome is Outcome.READY and answer.archive is None
         final = answer.outcome is not Outcome.NOT_YET and not damaged
         await self._report(answer.code, answer.message, final=final)
@@ -244,8 +249,9 @@ class StatementActivities:
                     f"download damaged: {answer.damage}; fetching again", type="ArchiveDamaged"
                 )
             archive = answer.archive
+            metrics.archive_downloaded(self._account(key.account_no).merchant.id, archive)
         requests = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
-        log.info("statement %s %s fetched: %s", key.account_no, key.bill_date, said)
+        activity.logger.info("statement fetched: %s", said, extra=statement_fields(key))
         return FetchResult(
             code="0000" if archive else "2001",
             archive=archive,
@@ -264,6 +270,9 @@ class StatementActivities:
             )
         except StatementDamaged as exc:
             kept = quarantine_archive(self._data_dir, key, request.archive, exc, _workflow_run()[0])
+            activity.logger.warning(
+                "statement damaged, quarantined at %s: %s", kept, exc, extra=statement_fields(key)
+            )
             raise ApplicationError(
                 f"statement {key.account_no} {key.bill_date} is damaged, nothing of it was stored: {exc}; "
                 f"the archive is quarantined at {kept}",
@@ -280,19 +289,25 @@ class StatementActivities:
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:
         activity.heartbeat()
+        key = request.statement
         try:
-            return save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
+            stored = save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
         except DBAPIError as exc:
-            # The database's own words can quote rows (PostgreSQL names a conflicting key);
-            # they stay in the worker's log, and Temporal's history gets what kind of error it was.
-            key = request.statement
-            log.warning("storing %s %s failed, to be retried: %s", key.account_no, key.bill_date, exc)
-            cause = exc.orig if exc.orig is not None else exc
-            sqlstate = getattr(cause, "sqlstate", None)
+            # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or
+            # key): the log and Temporal's history get what kind of error it was and where, not them.
+            what = describe_error(exc)
+            activity.logger.warning("storing failed, to be retried: %s", what, extra=statement_fields(key))
             raise ApplicationError(
-                f"database error while storing {key.account_no} {key.bill_date}: "
-                f"{type(cause).__name__}{f' (SQLSTATE {sqlstate})' if sqlstate else ''}"
-                f"{', connection lost' if exc.connection_invalidated else ''}; "
-                "nothing was stored, retrying; the worker log has the details",
+                f"database error while storing {key.account_no} {key.bill_date}: {what}; "
+                "nothing was stored, retrying",
                 type="DatabaseError",
             ) from None
+        if stored.written:
+            metrics.statement_persisted(self._account(key.account_no).merchant.id, request, datetime.now(UTC))
+        activity.logger.info(
+            "statement %s: %d transactions",
+            "stored" if stored.written else "already stored",
+            stored.transaction_count,
+            extra=statement_fields(key),
+        )
+        return stored

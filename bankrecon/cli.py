@@ -41,7 +41,7 @@ from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
 from bankrecon.nightly_schedule import apply_nightly_schedule
-from bankrecon.temporal_client import TemporalUnreachable, connect
+from bankrecon.temporal_client import TemporalConnectionError, connect
 from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 from workflows.nightly_statements import NIGHTLY_ID_REUSE
@@ -418,7 +418,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         return await command(args, settings, out)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
-    except (CommandError, TemporalUnreachable) as exc:
+    except (CommandError, TemporalConnectionError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
     return 2
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bankrecon.models import ACCOUNT_NO_PATTERN
@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     temporal_task_queue: str = "bank-statements"
+    # Named as in Temporal's own environment configuration (the CLI and the SDKs read the same).
+    # TLS is on when TEMPORAL_TLS is set, when any file below is given, or with an API key.
+    temporal_tls: bool = False
+    temporal_tls_server_ca_cert_path: Path | None = None
+    temporal_tls_client_cert_path: Path | None = None
+    temporal_tls_client_key_path: Path | None = None
+    temporal_tls_server_name: str | None = None
+    temporal_api_key: SecretStr | None = None
+
+    # host:port for the Prometheus endpoint (/metrics) of the SDK and of bankrecon; unset: no metrics.
+    metrics_address: str | None = None
+    log_format: Literal["text", "json"] = "text"
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
@@ -96,6 +108,15 @@ class Settings(BaseSettings):
         default="http://localhost:8233,http://127.0.0.1:8233",
         description="comma-separated Web UI origins allowed to call the codec server",
     )
+
+    @model_validator(mode="after")
+    def _client_cert_with_its_key(self) -> Self:
+        if (self.temporal_tls_client_cert_path is None) != (self.temporal_tls_client_key_path is None):
+            raise ValueError(
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together: "
+                "set both or neither"
+            )
+        return self
 
     def resolved_database_url(self) -> str:
         if self.database_url:

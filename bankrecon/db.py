@@ -23,6 +23,7 @@ from sqlalchemy import (
     event,
     make_url,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 CENT = Decimal("0.01")
@@ -209,3 +210,22 @@ def make_engine(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
+
+
+def describe_error(error: DBAPIError) -> str:
+    """What kind of database error it was and where, without its message: PostgreSQL's DETAIL
+    quotes the failing row or key, which must go neither into logs nor into Temporal."""
+    cause = error.orig if error.orig is not None else error
+    diagnostics = getattr(cause, "diag", None)
+    sqlstate = getattr(cause, "sqlstate", None)
+    table = getattr(diagnostics, "table_name", None)
+    constraint = getattr(diagnostics, "constraint_name", None)
+    kind = [
+        type(cause).__name__,
+        f"(SQLSTATE {sqlstate})" if sqlstate else "",
+        getattr(cause, "sqlite_errorname", None) or "",
+        f"on table {table}" if table else "",
+        f"constraint {constraint}" if constraint else "",
+    ]
+    said = " ".join(part for part in kind if part)
+    return f"{said}, connection lost" if error.connection_invalidated else said

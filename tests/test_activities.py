@@ -27,7 +27,9 @@ ROW = Transaction(
 )
 
 
-async def test_a_failed_persist_tells_temporal_no_statement_data(tmp_path: Path, database_url: str) -> None:
+async def test_a_failed_persist_tells_temporal_and_the_log_no_statement_data(
+    tmp_path: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     data_dir = tmp_path / "data"
     activities = StatementActivities.from_settings(
         settings_for(data_dir, database_url, "http://127.0.0.1:9", "unused")
@@ -53,6 +55,11 @@ async def test_a_failed_persist_tells_temporal_no_statement_data(tmp_path: Path,
     assert error.message.startswith(f"database error while storing {ACCOUNT} {BILL_DATE}: ")
     assert "IntegrityError" in error.message or "UniqueViolation" in error.message
     assert error.__cause__ is None  # nothing of the database's own message travels along
+    (logged,) = [r for r in caplog.records if r.getMessage().startswith("storing failed, to be retried: ")]
+    # Where it failed, not what was in the row (PostgreSQL's DETAIL would name the serial).
+    assert "SQLITE_CONSTRAINT_PRIMARYKEY" in error.message or (
+        "(SQLSTATE 23505) on table transactions constraint transactions_pkey" in error.message
+    )
     for value in ("S77", "98765.43", "6217000000000042", "上海某某科技有限公司", "货款"):
-        assert value not in error.message
+        assert value not in error.message and value not in logged.getMessage()
     assert count_rows(database_url) == 0

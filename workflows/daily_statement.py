@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
         STATEMENT_DAMAGED,
         StatementActivities,
     )
+    from bankrecon.logs import statement_fields
     from bankrecon.models import (
         BankAnswerSeen,
         DailyStatementInput,
@@ -230,6 +231,7 @@ class DailyStatementWorkflow:
                     max_damaged,
                     retry_interval,
                     err.cause.message,
+                    extra=statement_fields(key),
                 )
                 # The bank may regenerate the file; asking again at once would only meet the window.
                 await workflow.sleep(retry_interval)
