@@ -8,6 +8,7 @@ import httpx
 from temporalio import activity
 
 from bankrecon.config import Settings
+from bankrecon.logs import statement_fields
 from bankrecon.models import OperatorNotice
 
 log = logging.getLogger("bankrecon.alerts")
@@ -35,7 +36,11 @@ class NotificationActivities:
                 notice.deadline.isoformat(),
                 notice.fetch_attempts,
                 f"{notice.last_answer.code} {notice.last_answer.message}" if notice.last_answer else "none",
-                extra={"notice": notice.model_dump(mode="json")},
+                extra={
+                    "notice": notice.model_dump(mode="json"),
+                    "workflow_id": notice.workflow_id,
+                    **statement_fields(notice.statement),
+                },
             )
         if self._webhook_url is None:
             return

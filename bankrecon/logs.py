@@ -19,7 +19,7 @@ from bankrecon.models import StatementKey
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Record attributes, set through ``extra``, that a JSON line carries as they are.
-STATEMENT_FIELDS = ("account_no", "bill_date")
+STATEMENT_FIELDS = ("workflow_id", "account_no", "bill_date")
 # Temporal's details, renamed where the workflow and activity loggers spell them differently.
 TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
