@@ -196,8 +196,8 @@ class StatementActivities:
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
         damaged = answer.outcome is Outcome.READY and answer.archive is None
         final = answer.outcome is not Outcome.NOT_YET and not damaged
-        await self._report(answer.code, answer.message, final=final)
-        return await self._accept(key, answer, claim.sent_at)
+        sent = await self._report(answer.code, answer.message, final=final)
+        return self._accept(key, answer, claim.sent_at, sent)
 
     async def _report(
         self,
@@ -206,13 +206,14 @@ class StatementActivities:
         *,
         final: bool = False,
         next_attempt_in: timedelta | None = None,
-    ) -> None:
-        """Tell the workflow what this attempt met; its status query shows it to operators."""
+    ) -> int:
+        """Tell the workflow what this attempt met (its status query shows it); the requests sent so far."""
         workflow_id, run_id = _workflow_run()
+        sent = await asyncio.to_thread(requests_sent, self._engine, workflow_id, run_id)
         report = FetchAttemptReport(
             bank_code=bank_code,
             message=message,
-            bank_requests=await asyncio.to_thread(requests_sent, self._engine, workflow_id, run_id),
+            bank_requests=sent,
             final=final,
             next_attempt_in=next_attempt_in,
         )
@@ -225,8 +226,9 @@ class StatementActivities:
         except RPCError as exc:
             # Only the status shown to operators misses this attempt; the fetch itself goes on.
             log.warning("could not report a fetch attempt to %s: %s", workflow_id, exc.message)
+        return sent
 
-    async def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime) -> FetchResult:
+    def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime, sent: int) -> FetchResult:
         said = f"bank answered {answer.code} {answer.message}".rstrip()
         if answer.outcome is Outcome.REJECTED:
             raise ApplicationError(
@@ -250,13 +252,12 @@ class StatementActivities:
                 )
             archive = answer.archive
             metrics.archive_downloaded(self._account(key.account_no).merchant.id, archive)
-        requests = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
         activity.logger.info("statement fetched: %s", said, extra=statement_fields(key))
         return FetchResult(
             code="0000" if archive else "2001",
             archive=archive,
             fetched_at=sent_at,
-            bank_requests=requests,
+            bank_requests=sent,
         )
 
     @activity.defn(name="decode_statement")
