@@ -131,6 +131,9 @@ transactions = Table(
     Column("counterparty_name", String(256)),
     Column("memo", String(512)),
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
+    # In SQLite the rows live in the primary key's B-tree instead of beside it: a statement's
+    # load writes one tree, not two.
+    sqlite_with_rowid=False,
 )
 
 # One row per merchant: when its next request may be sent (see window.py).

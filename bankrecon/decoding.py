@@ -29,7 +29,7 @@ def decode_archive(
     target = records_path(data_dir, archive.sha256, key.account_no, key.bill_date.isoformat())
     expected = ExpectedStatement(key.account_no, key.bill_date, currency)
     with staged_file(target.parent) as (out, staged):
-        records = RecordWriter(out, key.account_no, key.bill_date)
+        records = RecordWriter(out)
 
         def keep(details: DetailLines) -> None:
             records.write(details)

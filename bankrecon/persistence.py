@@ -14,20 +14,18 @@ from sqlalchemy.exc import DBAPIError
 
 from bankrecon.db import statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
-from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, read_record_fields
+from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
 
 log = logging.getLogger(__name__)
 
-# Of the records file at a time: bytes per write to COPY (PostgreSQL), characters per
-# executemany (SQLite: some 5,000 rows).
-COPY_BLOCK_BYTES = 1024 * 1024
-INSERT_BLOCK_CHARS = 512 * 1024
+# Characters of the records file loaded at a time: some 5,000 rows, one write to COPY
+# (PostgreSQL) or one executemany (SQLite).
+LOAD_BLOCK_CHARS = 512 * 1024
 _COLUMNS = ", ".join(RECORD_COLUMNS)
 _COPY = f"COPY transactions ({_COLUMNS}) FROM STDIN WITH ({COPY_OPTIONS})"
 # SQLite turns the records' texts into stored values itself, in C: money into integer cents
 # (db.Money), "" into NULL; a Python loop over the rows would cost more than the inserts.
 _SQLITE_VALUES = {
-    "seq": "CAST(? AS INTEGER)",
     "amount": "CAST(REPLACE(?, '.', '') AS INTEGER)",
     "balance_after": "CAST(REPLACE(?, '.', '') AS INTEGER)",
     "counterparty_account": "NULLIF(?, '')",
@@ -97,7 +95,10 @@ def save_statement(
         written = 0
         if request.records_file is not None:
             load = _copy_records if engine.dialect.name == "postgresql" else _insert_records
-            written = load(conn, data_dir / request.records_file, on_progress)
+            records = StatementRecords(
+                data_dir / request.records_file, key.account_no, key.bill_date, LOAD_BLOCK_CHARS
+            )
+            written = load(conn, records, on_progress)
         if written != totals.transaction_count:
             raise RuntimeError(
                 f"records file holds {written} transactions, the statement says "
@@ -107,16 +108,16 @@ def save_statement(
     return PersistResult(written=True, transaction_count=written)
 
 
-def _copy_records(conn: Connection, path: Path, on_progress: Callable[[int], None]) -> int:
-    """Stream the records file to COPY as it is: the file is already in COPY's text format."""
+def _copy_records(conn: Connection, records: StatementRecords, on_progress: Callable[[int], None]) -> int:
+    """COPY the records in, each block made while the server is still busy with the one before."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     written = 0
     try:
-        with path.open("rb") as records, raw.cursor() as cursor, cursor.copy(_COPY) as copy:
-            while block := records.read(COPY_BLOCK_BYTES):
+        with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
+            for block, rows in records.copy_text():
                 copy.write(block)
-                written += block.count(b"\n")
+                written += rows
                 on_progress(written)
     except psycopg.Error as exc:
         # Raised past SQLAlchemy, which would otherwise have wrapped it, hiding parameters
@@ -135,10 +136,10 @@ def _copy_records(conn: Connection, path: Path, on_progress: Callable[[int], Non
     return written
 
 
-def _insert_records(conn: Connection, path: Path, on_progress: Callable[[int], None]) -> int:
+def _insert_records(conn: Connection, records: StatementRecords, on_progress: Callable[[int], None]) -> int:
     """Batched inserts of the records' texts, past SQLAlchemy's per-value type processing."""
     written = 0
-    for batch in read_record_fields(path, INSERT_BLOCK_CHARS):
+    for batch in records.sqlite_rows():
         conn.exec_driver_sql(_INSERT, batch)
         written += len(batch)
         on_progress(written)

@@ -1,18 +1,17 @@
 """The validated detail lines of one statement, as a file between decode and persist.
 
-The file is in PostgreSQL's COPY text format, so that persisting on PostgreSQL streams it
-to the server unchanged: UTF-8, one line per transaction, the ``RECORD_COLUMNS`` of the
-transactions table separated by ``|`` (statement fields never hold ``|``, CR or LF), an
-empty field for None, and every backslash doubled. ``traded_at`` is the UTC text that
-SQLite stores (db.stored_utc_text), which PostgreSQL reads as the same instant; money is
-the statement's own decimal text.
+The file holds the statement's D records as the bank wrote them (statement-format.md),
+in statement order, decoded to UTF-8, each ending with LF:
+``D|trade_date|trade_time|serial_no|direction|amount|balance_after|counterparty_account|counterparty_name|memo``.
+Decode writes it as it validates, with no work per line; persist turns it into what the
+database loads, a block at a time: COPY text for PostgreSQL (built while the server is
+busy with the previous block, so it costs no time) and parameter rows for SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime
-from itertools import repeat
 from operator import methodcaller
 from pathlib import Path
 from typing import IO
@@ -33,16 +32,32 @@ RECORD_COLUMNS = (
     "counterparty_name",
     "memo",
 )
-# For COPY ... FROM STDIN: what makes the records file's format.
+# For COPY ... FROM STDIN: the format of the text that copy_text makes.
 COPY_OPTIONS = "FORMAT text, DELIMITER '|', NULL ''"
+# A row as SQLite gets it: the RECORD_COLUMNS' texts (seq an int), "" for None.
+SqliteRow = tuple[str, str, str, int, str, str, str, str, str, str, str]
 
 
 def records_path(data_dir: Path, source_sha256: str, account_no: str, bill_date: str) -> Path:
-    return data_dir / "records" / f"{source_sha256}-{account_no}-{bill_date}.txt"
+    return data_dir / "records" / f"{source_sha256}-{account_no}-{bill_date}.lines"
+
+
+class RecordWriter:
+    """Appends a statement's valid detail lines to its records file."""
+
+    def __init__(self, out: IO[bytes]):
+        self._out = out
+        self.count = 0
+
+    def write(self, details: DetailLines) -> None:
+        self._out.write(details.text.encode("utf-8"))
+        self.count += len(details.serial_nos)
 
 
 # A block's worth of clock times; a whole day's (86,400) would hold some 15 MB.
 _UTC_CACHE_ENTRIES = 16_384
+_FIELDS = methodcaller("split", "|")
+_SERIAL_AND_TAIL = methodcaller("split", "|", 4)
 
 
 class _UtcTimes(dict[str, str]):
@@ -58,6 +73,8 @@ class _UtcTimes(dict[str, str]):
         self._hours: dict[str, str] = {}
 
     def __missing__(self, hhmmss: str) -> str:
+        if len(self) > _UTC_CACHE_ENTRIES:
+            self.clear()
         hour = self._hours.get(hhmmss[:2])
         if hour is None:
             day = self._day
@@ -68,51 +85,64 @@ class _UtcTimes(dict[str, str]):
         return text
 
 
-class RecordWriter:
-    """Appends detail lines to a records file, numbering them in statement order from 1."""
+class StatementRecords:
+    """A records file read back as the transactions table's rows, numbered in statement order from 1.
 
-    def __init__(self, out: IO[bytes], account_no: str, bill_date: date):
-        self._out = out
-        self._key = f"{account_no}|{bill_date.isoformat()}"
-        self._utc = _UtcTimes(bill_date)
-        self.count = 0
+    ``traded_at`` is the UTC text that SQLite stores (db.stored_utc_text), which PostgreSQL
+    reads as the same instant; money is the statement's own decimal text.
+    """
 
-    def write(self, details: DetailLines) -> None:
-        if not details.serial_nos:
-            return
-        if len(self._utc) > _UTC_CACHE_ENTRIES:
-            self._utc.clear()
-        first = self.count + 1
-        self.count += len(details.serial_nos)
-        # Built by C loops (map, join): this runs for every line of every statement.
-        fields = zip(
-            repeat(self._key),
-            details.serial_nos,
-            map(str, range(first, self.count + 1)),
-            map(self._utc.__getitem__, details.trade_times),
-            details.tails,
-        )
-        text = "\n".join(map("|".join, fields)) + "\n"
-        # Only the free-text fields can hold one; COPY reads a doubled backslash as one.
-        if "\\" in text:
-            text = text.replace("\\", "\\\\")
-        self._out.write(text.encode("utf-8"))
+    def __init__(self, path: Path, account_no: str, bill_date: date, block_chars: int):
+        self._path = path
+        self._account_no = account_no
+        self._bill_date = bill_date.isoformat()
+        self._block_chars = block_chars
 
+    def copy_text(self) -> Iterator[tuple[bytes, int]]:
+        """Blocks of COPY text (COPY_OPTIONS), with the number of rows in each."""
+        key = f"{self._account_no}|{self._bill_date}"
+        utc = _UtcTimes(date.fromisoformat(self._bill_date))
+        for seqs, lines in self._blocks():
+            text = "\n".join(
+                [
+                    f"{key}|{serial_no}|{n}|{utc[time]}|{tail}"
+                    for n, (_, _, time, serial_no, tail) in zip(
+                        seqs, map(_SERIAL_AND_TAIL, lines), strict=True
+                    )
+                ]
+            )
+            # Only the free-text fields can hold one; COPY reads a doubled backslash as one.
+            if "\\" in text:
+                text = text.replace("\\", "\\\\")
+            yield f"{text}\n".encode(), len(lines)
 
-def read_record_fields(path: Path, block_chars: int) -> Iterator[list[tuple[str, ...]]]:
-    """Each record as its ``RECORD_COLUMNS`` texts (backslashes undoubled, "" for None), a block at a time."""
-    split_fields = methodcaller("split", "|")
-    with path.open("r", encoding="utf-8", newline="\n") as records:
-        pending = ""
-        while chunk := records.read(block_chars):
-            text = pending + chunk
-            cut = text.rfind("\n")
-            pending = text[cut + 1 :]
-            if cut < 0:
-                continue
-            block = text[:cut]
-            if "\\" in block:
-                block = block.replace("\\\\", "\\")
-            yield list(map(tuple, map(split_fields, block.split("\n"))))
-    if pending:
-        raise ValueError("the records file ends inside a record")
+    def sqlite_rows(self) -> Iterator[list[SqliteRow]]:
+        """Blocks of rows for SQLite's executemany."""
+        account_no, bill_date = self._account_no, self._bill_date
+        utc = _UtcTimes(date.fromisoformat(bill_date))
+        for seqs, lines in self._blocks():
+            yield [
+                (account_no, bill_date, serial, n, utc[time], direction, amount, balance, account, name, memo)
+                for n, (_, _, time, serial, direction, amount, balance, account, name, memo) in zip(
+                    seqs, map(_FIELDS, lines), strict=True
+                )
+            ]
+
+    def _blocks(self) -> Iterator[tuple[range, list[str]]]:
+        """The file's lines, a block of whole lines at a time, each with their seq numbers."""
+        first = 1
+        with self._path.open("r", encoding="utf-8", newline="\n") as records:
+            pending = ""
+            while chunk := records.read(self._block_chars):
+                text = pending + chunk
+                cut = text.rfind("\n")
+                pending = text[cut + 1 :]
+                if cut < 0:
+                    continue
+                lines = text[:cut].split("\n")
+                if not lines[0].startswith("D|"):
+                    raise ValueError(f"{self._path} does not hold D records: written by an older version?")
+                yield range(first, first + len(lines)), lines
+                first += len(lines)
+        if pending:
+            raise ValueError(f"{self._path} ends inside a record")

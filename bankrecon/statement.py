@@ -67,15 +67,15 @@ class Transaction:
 
 @dataclass(frozen=True, slots=True)
 class DetailLines:
-    """Consecutive valid detail lines of a statement, in order, as parallel sequences of their text.
+    """Consecutive valid detail lines of a statement, in order.
 
-    A tail is the line from its direction field on:
-    ``direction|amount|balance_after|counterparty_account|counterparty_name|memo``.
+    ``text`` is the lines as the bank wrote them, decoded, each ending with LF (a CR before
+    it dropped): ``D|trade_date|trade_time|serial_no|direction|amount|balance_after|``
+    ``counterparty_account|counterparty_name|memo``. ``serial_nos`` are theirs, in the same order.
     """
 
     serial_nos: Sequence[str]
-    trade_times: Sequence[str]  # HHMMSS, China Standard Time, on the bill_date
-    tails: Sequence[str]
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +237,8 @@ def read_statement_archive(
     day = expected.bill_date
 
     def each(details: DetailLines) -> None:
-        for serial_no, trade_time, tail in zip(
-            details.serial_nos, details.trade_times, details.tails, strict=True
-        ):
-            direction, amount, balance_after, account, name, memo = tail.split("|")
+        for line in details.text.split("\n")[:-1]:
+            _, _, trade_time, serial_no, direction, amount, balance, account, name, memo = line.split("|")
             traded_at = datetime(
                 day.year,
                 day.month,
@@ -256,7 +254,7 @@ def read_statement_archive(
                     traded_at,
                     direction,
                     Decimal(amount),
-                    Decimal(balance_after),
+                    Decimal(balance),
                     account or None,
                     name or None,
                     memo or None,
@@ -555,14 +553,14 @@ def _stream_part(
 
 
 def _detail_finder(bill_date_text: str) -> Callable[[str], list[tuple[str, ...]]]:
-    """Every whole line of a text that is a valid D record of this bill_date, as its fields.
+    """Every whole line of a text that is a valid D record of this bill_date, as the fields rules need.
 
-    The groups: trade_time, serial_no, the tail from direction on, direction, amount, balance_after.
+    The groups: serial_no, direction, amount, balance_after.
     """
     free = r"[^|\r\n]*"
     return re.compile(
-        rf"^D\|{re.escape(bill_date_text)}\|({_TIME_PATTERN})\|({_SERIAL_NO_PATTERN})\|"
-        rf"(([CD])\|({_POSITIVE_AMOUNT_PATTERN})\|({_SIGNED_AMOUNT_PATTERN})\|{free}\|{free}\|{free})$",
+        rf"^D\|{re.escape(bill_date_text)}\|{_TIME_PATTERN}\|({_SERIAL_NO_PATTERN})\|"
+        rf"([CD])\|({_POSITIVE_AMOUNT_PATTERN})\|({_SIGNED_AMOUNT_PATTERN})\|{free}\|{free}\|{free}$",
         re.MULTILINE,
     ).findall
 
@@ -585,8 +583,8 @@ def _valid_block(
     if len(rows) != line_count:
         return None
     if not rows:
-        return DetailLines((), (), ())
-    trade_times, serial_nos, tails, directions, amounts, balances = zip(*rows, strict=True)
+        return DetailLines((), "")
+    serial_nos, directions, amounts, balances = zip(*rows, strict=True)
     cents = list(map(int, map(_WITHOUT_POINT, amounts)))
     signed = list(map(mul, cents, map(_SIGN.__getitem__, directions)))
     chain = list(accumulate(signed, initial=state.balance))
@@ -600,7 +598,7 @@ def _valid_block(
     state.credit_cents += (total + net) // 2
     state.debit_cents += (total - net) // 2
     state.balance = chain[-1]
-    return DetailLines(serial_nos, trade_times, tails)
+    return DetailLines(serial_nos, text)
 
 
 def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartState) -> DetailLines:
@@ -608,8 +606,7 @@ def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartSt
     label = part.label
     bill_date_text = part.bill_date_text
     serial_nos: list[str] = []
-    trade_times: list[str] = []
-    tails: list[str] = []
+    valid: list[str] = []
     for raw in lines:
         line_no += 1
         if raw[-1:] == b"\r":
@@ -622,7 +619,8 @@ def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartSt
             raise StatementDamaged("structure", "empty line before the trailer", part=label, line=line_no)
         if b"\r" in raw:
             raise StatementDamaged("structure", "CR inside a line", part=label, line=line_no)
-        fields = _decode(raw, label, line_no).split("|")
+        line = _decode(raw, label, line_no)
+        fields = line.split("|")
         kind = fields[0]
         if kind == "T":
             state.trailer = fields
@@ -693,9 +691,8 @@ def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartSt
             )
         state.balance = expected_balance
         serial_nos.append(serial_no)
-        trade_times.append(trade_time)
-        tails.append("|".join(fields[4:]))
-    return DetailLines(serial_nos, trade_times, tails)
+        valid.append(line)
+    return DetailLines(serial_nos, "".join(f"{line}\n" for line in valid))
 
 
 def _check_trailer(fields: list[str], found: _PartTotals, label: str, line: int) -> None:

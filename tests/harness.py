@@ -91,23 +91,24 @@ def write_records(data_dir: Path, name: str, txns: list[Transaction], key: State
     """A records file holding ``txns`` as decode writes it; its path relative to ``data_dir``."""
     target = data_dir / "records" / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    details = DetailLines(
-        [t.serial_no for t in txns],
-        [f"{t.traded_at.astimezone(CHINA_STANDARD_TIME):%H%M%S}" for t in txns],
-        [
-            "|".join(
-                (
-                    t.direction,
-                    str(t.amount),
-                    str(t.balance_after),
-                    t.counterparty_account or "",
-                    t.counterparty_name or "",
-                    t.memo or "",
-                )
+    lines = [
+        "|".join(
+            (
+                "D",
+                f"{key.bill_date:%Y%m%d}",
+                f"{t.traded_at.astimezone(CHINA_STANDARD_TIME):%H%M%S}",
+                t.serial_no,
+                t.direction,
+                str(t.amount),
+                str(t.balance_after),
+                t.counterparty_account or "",
+                t.counterparty_name or "",
+                t.memo or "",
             )
-            for t in txns
-        ],
-    )
+        )
+        for t in txns
+    ]
+    details = DetailLines([t.serial_no for t in txns], "".join(f"{line}\n" for line in lines))
     with target.open("wb") as out:
-        RecordWriter(out, key.account_no, key.bill_date).write(details)
+        RecordWriter(out).write(details)
     return str(target.relative_to(data_dir))

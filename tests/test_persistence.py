@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 
 from bankrecon.db import create_schema, make_engine, statements, transactions
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
@@ -170,13 +170,25 @@ def test_rerun_leaves_exactly_one_copy(engine: Engine, tmp_path: Path) -> None:
 def test_failure_midway_writes_nothing(engine: Engine, tmp_path: Path) -> None:
     records = _records(tmp_path, TRANSACTIONS)
     with (tmp_path / records).open("ab") as out:
-        out.write(b"not|a|record\n")  # the crash point: after several batches went in
-    with pytest.raises(DBAPIError):
+        out.write(b"D|not|a|record\n")  # the crash point: after several batches went in
+    with pytest.raises(ValueError, match="not enough values to unpack"):
         save_statement(engine, tmp_path, _request(records))
     assert _count(engine) == (0, 0)
     # The retried activity, with the file intact, then lands the statement once.
     save_statement(engine, tmp_path, _request(_records(tmp_path, TRANSACTIONS)))
     assert _count(engine) == (1, len(TRANSACTIONS))
+
+
+def test_a_records_file_in_another_format_is_refused_and_nothing_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # What a worker before the current format left between decode and persist.
+    older = tmp_path / "records" / "older.txt"
+    older.parent.mkdir()
+    older.write_text("S000001|2026-11-24T09:30:01+08:00|C|1.00|1.00|||\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not hold D records"):
+        save_statement(engine, tmp_path, _request("records/older.txt", transaction_count=1))
+    assert _count(engine) == (0, 0)
 
 
 def test_count_disagreement_writes_nothing(engine: Engine, tmp_path: Path) -> None:
