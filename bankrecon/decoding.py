@@ -15,6 +15,7 @@ from bankrecon.statement import (
     ExpectedStatement,
     validate_statement_archive,
 )
+from bankrecon.statement_shards import MIN_ARCHIVE_BYTES, available_shards, validate_in_shards
 
 
 def decode_archive(
@@ -24,18 +25,33 @@ def decode_archive(
     limits: ArchiveLimits,
     currency: str | None = None,
     on_progress: Callable[[int], None] = lambda _count: None,
+    shards: int | None = None,
 ) -> DecodedStatement:
-    """Validate the whole statement; the records file exists only if every rule held."""
+    """Validate the whole statement; the records file exists only if every rule held.
+
+    A large archive is validated by ``shards`` processes (default: one per core), and
+    validated again in this one wherever they had a doubt, to name the fault.
+    """
     target = records_path(data_dir, archive.sha256, key.account_no, key.bill_date.isoformat())
     expected = ExpectedStatement(key.account_no, key.bill_date, currency)
+    zip_path = archive_path(data_dir, archive.sha256)
+    if shards is None:
+        shards = available_shards() if archive.size >= MIN_ARCHIVE_BYTES else 1
     with staged_file(target.parent) as (out, staged):
-        records = RecordWriter(out)
+        summary = None
+        if shards > 1:
+            summary = validate_in_shards(zip_path, expected, limits, out, target.parent, shards, on_progress)
+            if summary is None:
+                out.seek(0)
+                out.truncate()
+        if summary is None:
+            records = RecordWriter(out)
 
-        def keep(details: DetailLines) -> None:
-            records.write(details)
-            on_progress(records.count)
+            def keep(details: DetailLines) -> None:
+                records.write(details)
+                on_progress(records.count)
 
-        summary = validate_statement_archive(archive_path(data_dir, archive.sha256), expected, limits, keep)
+            summary = validate_statement_archive(zip_path, expected, limits, keep)
     os.replace(staged, target)
     return DecodedStatement(
         totals=StatementTotals(

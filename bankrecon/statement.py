@@ -24,6 +24,7 @@ import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -214,6 +215,15 @@ def validate_statement_archive(
     limits: ArchiveLimits,
     on_details: Callable[[DetailLines], None],
 ) -> StatementSummary:
+    with _statement_parts(zip_path, expected, limits) as (archive, parts):
+        return _stream_statement(archive, parts, limits, on_details)
+
+
+@contextmanager
+def _statement_parts(
+    zip_path: Path, expected: ExpectedStatement, limits: ArchiveLimits
+) -> Iterator[tuple[zipfile.ZipFile, list[_Part]]]:
+    """The open archive and its parts in part-number order, their headers checked (rules 1 and 4)."""
     # Opening the file ourselves lets a missing or unreadable file surface as the
     # OSError it is, not as a damaged download to fetch again.
     with zip_path.open("rb") as file:
@@ -223,8 +233,10 @@ def validate_statement_archive(
             raise StatementDamaged("archive", f"not a readable zip archive: {exc}") from exc
         with archive:
             members = _part_members(archive, limits)
-            parts = _ordered_parts([_read_header(archive, info, expected) for info in members], expected)
-            return _stream_statement(archive, parts, limits, on_details)
+            yield (
+                archive,
+                _ordered_parts([_read_header(archive, info, expected) for info in members], expected),
+            )
 
 
 def read_statement_archive(
@@ -419,37 +431,43 @@ def _stream_statement(
 ) -> StatementSummary:
     inflation = _Inflation(limits)
     serials = _SerialNumbers()
-    credit_count = debit_count = credit_cents = debit_cents = 0
-    previous: _PartTotals | None = None
+    totals: list[_PartTotals] = []
     for part in parts:
-        if previous is not None and part.opening_cents != previous.closing_cents:
-            raise StatementDamaged(
-                "rule 5 (part continuity)",
-                f"opening_balance {part.opening_text}, but part {part.part_no - 1} "
-                f"closes at {_format(previous.closing_cents)}",
-                part=part.label,
-                line=1,
-            )
-        previous = _stream_part(archive, part, inflation, serials, on_details)
-        credit_count += previous.credit_count
-        debit_count += previous.debit_count
-        credit_cents += previous.credit_cents
-        debit_cents += previous.debit_cents
-    assert previous is not None  # _part_members guarantees at least one part
+        _check_continuity(part, totals)
+        totals.append(_stream_part(archive, part, inflation, serials, on_details))
     candidates = serials.repeated_hashes()
     if candidates:
         _find_repeated_serial(archive, parts, candidates, limits)
+    return _summary(parts, totals)
+
+
+def _check_continuity(part: _Part, totals_before: list[_PartTotals]) -> None:
+    """Rule 5: the part opens where the one before it closed."""
+    if totals_before and part.opening_cents != totals_before[-1].closing_cents:
+        raise StatementDamaged(
+            "rule 5 (part continuity)",
+            f"opening_balance {part.opening_text}, but part {part.part_no - 1} "
+            f"closes at {_format(totals_before[-1].closing_cents)}",
+            part=part.label,
+            line=1,
+        )
+
+
+def _summary(parts: list[_Part], totals: list[_PartTotals]) -> StatementSummary:
+    """The whole statement's figures from its parts' (at least one)."""
     first = parts[0]
+    credit_count = sum(part.credit_count for part in totals)
+    debit_count = sum(part.debit_count for part in totals)
     return StatementSummary(
         account_no=first.account_no,
         bill_date=first.bill_date,
         currency=first.currency,
         opening_balance=Decimal(first.opening_text),
-        closing_balance=_decimal(previous.closing_cents),
+        closing_balance=_decimal(totals[-1].closing_cents),
         credit_count=credit_count,
         debit_count=debit_count,
-        credit_total=_decimal(credit_cents),
-        debit_total=_decimal(debit_cents),
+        credit_total=_decimal(sum(part.credit_cents for part in totals)),
+        debit_total=_decimal(sum(part.debit_cents for part in totals)),
         transaction_count=credit_count + debit_count,
         part_count=len(parts),
     )
@@ -463,20 +481,20 @@ class _SerialNumbers:
     """
 
     def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(_SERIAL_BUCKETS)]
+        self.buckets = [array("q") for _ in range(_SERIAL_BUCKETS)]
 
     def add(self, serial_nos: Sequence[str]) -> None:
         hashes = sorted(map(hash, serial_nos))
         start = 0
-        for bucket, bound in zip(self._buckets, _SERIAL_BUCKET_BOUNDS, strict=False):
+        for bucket, bound in zip(self.buckets, _SERIAL_BUCKET_BOUNDS, strict=False):
             end = bisect_left(hashes, bound, start)
             bucket.extend(hashes[start:end])
             start = end
-        self._buckets[-1].extend(hashes[start:])
+        self.buckets[-1].extend(hashes[start:])
 
     def repeated_hashes(self) -> set[int]:
         repeated: set[int] = set()
-        for bucket in self._buckets:
+        for bucket in self.buckets:
             if len(set(bucket)) != len(bucket):
                 ordered = sorted(bucket)
                 repeated.update(a for a, b in pairwise(ordered) if a == b)
@@ -491,7 +509,7 @@ def _find_repeated_serial(
     inflation = _Inflation(limits)
     for part in parts:
         line_no = 1
-        for block in _member_blocks(archive, part, inflation):
+        for block in _member_blocks(archive, part.info, part.label, inflation):
             for line in block.decode("gb18030").split("\n")[:-1]:
                 line_no += 1
                 if not line.startswith("D|"):
@@ -520,6 +538,17 @@ class _PartState:
         self.trailer: list[str] | None = None
         self.trailer_line = 0
 
+    def add(self, records: _ChainedTotals) -> None:
+        """Records that continue the chain so far (the caller checked their opening balance)."""
+        self.credits += records.credits
+        self.debits += records.records - records.credits
+        self.credit_cents += records.credit_cents
+        self.debit_cents += records.debit_cents
+        self.balance = records.closing_cents
+
+    def totals(self) -> _PartTotals:
+        return _PartTotals(self.credits, self.debits, self.credit_cents, self.debit_cents, self.balance)
+
 
 def _stream_part(
     archive: zipfile.ZipFile,
@@ -532,7 +561,7 @@ def _stream_part(
     find_details = _detail_finder(part.bill_date_text)
     state = _PartState(part.opening_cents)
     line_no = 1  # the header, validated in the first pass
-    for block in _member_blocks(archive, part, inflation):
+    for block in _member_blocks(archive, part.info, part.label, inflation):
         lines = block.split(b"\n")
         lines.pop()  # the block ends with LF
         _check_line_lengths(lines, line_no, label)
@@ -547,7 +576,7 @@ def _stream_part(
             on_details(details)
     if state.trailer is None:
         raise StatementDamaged("structure", "missing trailer (T record)", part=label, line=line_no)
-    found = _PartTotals(state.credits, state.debits, state.credit_cents, state.debit_cents, state.balance)
+    found = state.totals()
     _check_trailer(state.trailer, found, label, state.trailer_line)
     return found
 
@@ -565,40 +594,82 @@ def _detail_finder(bill_date_text: str) -> Callable[[str], list[tuple[str, ...]]
     ).findall
 
 
-def _valid_block(
-    block: bytes, line_count: int, find_details: Callable[[str], list[tuple[str, ...]]], state: _PartState
-) -> DetailLines | None:
-    """The block's details if every line is a valid D record continuing the balance chain, else None.
+@dataclass(frozen=True, slots=True)
+class _ChainedTotals:
+    """What consecutive D records add up to, their balance chain holding from the first to the last."""
 
-    The common case, checked a block at a time in C loops; any doubt (a trailer, a bad byte,
-    a broken chain) leaves the block to ``_checked_lines``, which finds and names the fault.
-    """
+    records: int
+    credits: int
+    credit_cents: int
+    debit_cents: int
+    opening_cents: int  # the balance before the first record
+    closing_cents: int  # the balance after the last
+
+
+@dataclass(frozen=True, slots=True)
+class _Records:
+    details: DetailLines
+    totals: _ChainedTotals
+
+
+FindDetails = Callable[[str], list[tuple[str, ...]]]
+
+
+def _block_text(block: bytes) -> str | None:
+    """A block of lines decoded, with LF endings; None if it is not GB18030."""
     try:
         text = block.decode("gb18030")
     except UnicodeDecodeError:
         return None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
+    return text.replace("\r\n", "\n") if "\r" in text else text
+
+
+def _valid_records(text: str, line_count: int, find_details: FindDetails) -> _Records | None:
+    """The lines of ``text`` if all ``line_count`` are valid D records chained to each other, else None.
+
+    The common case, checked a block at a time in C loops. The balance before the first
+    record is what it implies; whether that continues the chain so far is the caller's check.
+    """
     rows = find_details(text)
-    if len(rows) != line_count:
+    if len(rows) != line_count or not rows:
         return None
-    if not rows:
-        return DetailLines((), "")
     serial_nos, directions, amounts, balances = zip(*rows, strict=True)
     cents = list(map(int, map(_WITHOUT_POINT, amounts)))
     signed = list(map(mul, cents, map(_SIGN.__getitem__, directions)))
-    chain = list(accumulate(signed, initial=state.balance))
+    balance_cents = list(map(int, map(_WITHOUT_POINT, balances)))
+    opening = balance_cents[0] - signed[0]
+    chain = list(accumulate(signed, initial=opening))
     del chain[0]
-    if chain != list(map(int, map(_WITHOUT_POINT, balances))):
+    if chain != balance_cents:
         return None
     total, net = sum(cents), sum(signed)
-    credits = directions.count("C")
-    state.credits += credits
-    state.debits += line_count - credits
-    state.credit_cents += (total + net) // 2
-    state.debit_cents += (total - net) // 2
-    state.balance = chain[-1]
-    return DetailLines(serial_nos, text)
+    return _Records(
+        DetailLines(serial_nos, text),
+        _ChainedTotals(
+            records=line_count,
+            credits=directions.count("C"),
+            credit_cents=(total + net) // 2,
+            debit_cents=(total - net) // 2,
+            opening_cents=opening,
+            closing_cents=chain[-1],
+        ),
+    )
+
+
+def _valid_block(
+    block: bytes, line_count: int, find_details: FindDetails, state: _PartState
+) -> DetailLines | None:
+    """The block's details if every line is a valid D record continuing the balance chain, else None.
+
+    Any doubt (a trailer, a bad byte, a broken chain) leaves the block to ``_checked_lines``,
+    which finds and names the fault.
+    """
+    text = _block_text(block)
+    records = _valid_records(text, line_count, find_details) if text is not None else None
+    if records is None or records.totals.opening_cents != state.balance:
+        return None
+    state.add(records.totals)
+    return records.details
 
 
 def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartState) -> DetailLines:
@@ -758,13 +829,18 @@ def _check_trailer(fields: list[str], found: _PartTotals, label: str, line: int)
         )
 
 
-def _member_blocks(archive: zipfile.ZipFile, part: _Part, inflation: _Inflation) -> Iterator[bytes]:
+def _member_blocks(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    label: str,
+    inflation: _Inflation,
+    chunk_bytes: int = _CHUNK_BYTES,
+) -> Iterator[bytes]:
     """The part's lines after the header, in blocks of whole lines each ending with LF.
 
     Every inflated byte is counted against the limits, and no line may outgrow its cap
-    while it waits for its end.
+    while it waits for its end. The blocks are the same on every read of the same archive.
     """
-    info, label = part.info, part.label
     try:
         stream = archive.open(info)
     except _ZIP_ERRORS as exc:
@@ -774,7 +850,7 @@ def _member_blocks(archive: zipfile.ZipFile, part: _Part, inflation: _Inflation)
         lines_before = 0  # the header is line 1
         pending = b""
         in_header = True
-        while chunk := _read(stream, label):
+        while chunk := _read(stream, label, chunk_bytes):
             member_bytes += len(chunk)
             inflation.add(len(chunk), member_bytes, info, label)
             data = pending + chunk
@@ -815,9 +891,9 @@ def _check_line_lengths(lines: list[bytes], lines_before: int, label: str) -> No
         )
 
 
-def _read(stream: IO[bytes], label: str) -> bytes:
+def _read(stream: IO[bytes], label: str, chunk_bytes: int) -> bytes:
     try:
-        return stream.read(_CHUNK_BYTES)
+        return stream.read(chunk_bytes)
     except _ZIP_ERRORS as exc:
         raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
 

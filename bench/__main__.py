@@ -35,6 +35,7 @@ from sqlalchemy import make_url
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.temporal_client import connect
+from bench.children import ChildrenPeak, status_kb
 from simulator.generator import generate_statement
 from simulator.server import BankSimulator, StatementPlan
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
@@ -228,6 +229,9 @@ def ingest(args: argparse.Namespace, day: date, pg: Postgres) -> list[dict[str, 
                 row["decode_seconds_median"] = statistics.median(r["decode_seconds"] for r in results)
                 row["persist_seconds_median"] = statistics.median(r["persist_seconds"] for r in results)
                 row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+                row["validation_process_peak_rss_mb"] = max(
+                    r["validation_process_peak_rss_mb"] for r in results
+                )
             rows.append(row)
     return rows
 
@@ -252,13 +256,6 @@ def profile(args: argparse.Namespace, day: date, pg: Postgres) -> Path:
 
 
 # --- a real worker through Temporal -----------------------------------------------------------
-
-
-def _status_kb(pid: int, field: str) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return float(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
 def _settings(address: str) -> Settings:
@@ -307,18 +304,19 @@ async def memory(
             print(f"memory: a worker loading a {lines:,}-line statement", file=sys.stderr)
             worker = start_worker(group, env)
             await asyncio.sleep(1)  # settled after start-up
-            idle = _status_kb(worker.pid, "VmRSS") / 1024
+            idle = status_kb(worker.pid, "VmRSS") / 1024
             started = time.perf_counter()
-            result = await client.execute_workflow(
-                DailyStatementWorkflow.run,
-                DailyStatementInput(
-                    account_no=ACCOUNT, bill_date=day, retry_interval_seconds=1, alert_when_late=False
-                ),
-                id=f"{task_queue}-{ACCOUNT}",
-                task_queue=task_queue,
-            )
+            with ChildrenPeak(worker.pid) as children:
+                result = await client.execute_workflow(
+                    DailyStatementWorkflow.run,
+                    DailyStatementInput(
+                        account_no=ACCOUNT, bill_date=day, retry_interval_seconds=1, alert_when_late=False
+                    ),
+                    id=f"{task_queue}-{ACCOUNT}",
+                    task_queue=task_queue,
+                )
             seconds = time.perf_counter() - started
-            peak = _status_kb(worker.pid, "VmHWM") / 1024
+            peak = status_kb(worker.pid, "VmHWM") / 1024
             worker.terminate()
         if result.transaction_count != lines:
             raise SystemExit(f"the worker stored {result.transaction_count} of {lines} lines")
@@ -334,6 +332,8 @@ async def memory(
                 "rows_per_second": lines / seconds,
                 "idle_rss_mb": idle,
                 "peak_rss_mb": peak,
+                "validation_processes": len(children.seen),
+                "validation_process_peak_rss_mb": children.mb,
             }
         )
     return rows
@@ -397,7 +397,7 @@ async def fanout(
             results = await asyncio.gather(*(statement(account) for account in accounts))
             seconds = time.perf_counter() - started
             print(f"fan-out: {kind}: {seconds:.1f} s", file=sys.stderr)
-            peak = _status_kb(worker.pid, "VmHWM") / 1024
+            peak = status_kb(worker.pid, "VmHWM") / 1024
             worker.terminate()
             expected = 100 if kind == "bankrecon" else 0
             if any(r.transaction_count != expected for r in results):
@@ -444,7 +444,16 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     def cell(row: dict[str, Any], key: str, form: Callable[[Any], str]) -> str:
         return form(row[key]) if key in row else ""
 
-    header = ["benchmark", "target", "lines", "seconds median (min-max)", "rows/s", "ratio", "peak RSS MB"]
+    header = [
+        "benchmark",
+        "target",
+        "lines",
+        "seconds median (min-max)",
+        "rows/s",
+        "ratio",
+        "peak RSS MB",
+        "validation processes' MB",
+    ]
     lines = [header]
     for row in rows:
         ratio = row.get("ratio_to_raw", row.get("ratio_to_noop"))
@@ -457,6 +466,7 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 f"{row['rows_per_second']:,.0f}",
                 "" if ratio is None else f"{ratio:.2f}x",
                 cell(row, "peak_rss_mb", lambda v: f"{v:.0f}"),
+                cell(row, "validation_process_peak_rss_mb", lambda v: f"{v:.0f} each" if v else ""),
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

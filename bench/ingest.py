@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import sys
@@ -22,6 +23,7 @@ from bankrecon.decoding import decode_archive
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
 from bankrecon.persistence import save_statement
 from bankrecon.statement import ArchiveLimits
+from bench.children import ChildrenPeak
 
 
 def _sha256(path: Path) -> str:
@@ -42,7 +44,8 @@ def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -
     create_schema(engine)
 
     started = time.perf_counter()
-    decoded = decode_archive(data_dir, key, archive, ArchiveLimits(), "CNY")
+    with ChildrenPeak(os.getpid()) as validation:
+        decoded = decode_archive(data_dir, key, archive, ArchiveLimits(), "CNY")
     decoded_at = time.perf_counter()
     result = save_statement(
         engine,
@@ -64,6 +67,9 @@ def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -
         "persist_seconds": finished - decoded_at,
         "rows": result.transaction_count,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # The largest of the processes that validated a share of the blocks, if any did.
+        "validation_processes": len(validation.seen),
+        "validation_process_peak_rss_mb": validation.mb,
     }
 
 

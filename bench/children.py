@@ -1,0 +1,60 @@
+"""The peak memory of a process's children: the processes that validate a large statement's blocks."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
+
+
+def status_kb(pid: int, field: str) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return float(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+def children_of(pid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command's closing parenthesis: the state, then the parent's pid.
+            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if int(parent) == pid:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+class ChildrenPeak:
+    """Samples the children of ``pid`` while the block runs: how many there were, the highest peak RSS.
+
+    Each child's own VmHWM, read while it lives: getrusage's figure for children would also
+    count the parent's pages a child shares between fork and exec.
+    """
+
+    def __init__(self, pid: int, every: float = 0.05):
+        self._pid = pid
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.mb = 0.0
+        self.seen: set[int] = set()
+
+    def __enter__(self) -> ChildrenPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self._every):
+            for child in children_of(self._pid):
+                try:
+                    self.mb = max(self.mb, status_kb(child, "VmHWM") / 1024)
+                except (OSError, RuntimeError):  # it ended meanwhile
+                    continue
+                self.seen.add(child)
