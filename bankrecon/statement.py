@@ -12,8 +12,13 @@ StatementSummary, or raises StatementDamaged naming the part, line and rule. The
 caller must treat everything passed to ``on_details`` as void when StatementDamaged
 is raised. ``read_statement_archive`` is the same with one Transaction per call.
 
-Memory stays flat whatever the statement's size: the archive is read a megabyte at a
-time, and the serial numbers that rule 6 needs are kept as 8-byte hashes.
+Memory stays flat whatever the statement's size: the archive is read a quarter of a
+megabyte at a time, and the serial numbers that rule 6 needs are kept as 8-byte hashes.
+
+Most blocks hold nothing but valid D records: ``_valid_records`` checks such a block
+whole, in C loops, and only a block it doubts goes through the line-by-line checks that
+name a fault. ``bankrecon.statement_shards`` shares that block check out over several
+processes for large statements, and uses the helpers here to join their verdicts.
 """
 
 from __future__ import annotations
