@@ -65,6 +65,8 @@ MIN_ARCHIVE_BYTES = 4 * 1024 * 1024
 MAX_SHARDS = 4
 # How often the progress of children still running is reported (the activity heartbeats with it).
 _PROGRESS_SECONDS = 2.0
+# Where the children find this very bankrecon, whether it is installed or run from a checkout.
+_PACKAGES = Path(__file__).resolve().parent.parent
 
 
 def available_shards() -> int:
@@ -107,9 +109,10 @@ def validate_in_shards(
     with _statement_parts(zip_path, expected, limits) as (archive, parts):
         infos = archive.infolist()
         members = [infos.index(part.info) for part in parts]
+    workdir = workdir.resolve()  # the children run elsewhere
     jobs = [
         _Job(
-            zip_path=str(zip_path),
+            zip_path=str(zip_path.resolve()),
             members=members,
             bill_dates=[part.bill_date_text for part in parts],
             limits=asdict(limits),
@@ -153,7 +156,10 @@ def _run_children(jobs: list[_Job], on_progress: Callable[[int], None]) -> list[
     try:
         for job in jobs:
             child = subprocess.Popen(
-                [sys.executable, "-m", "bankrecon.statement_shards"], stdin=subprocess.PIPE, env=env
+                [sys.executable, "-m", "bankrecon.statement_shards"],
+                stdin=subprocess.PIPE,
+                env=env,
+                cwd=_PACKAGES,
             )
             assert child.stdin is not None
             child.stdin.write(json.dumps(asdict(job)).encode())

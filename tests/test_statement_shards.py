@@ -214,6 +214,17 @@ def test_decode_with_shards_writes_the_records_file_one_process_writes(tmp_path:
     assert files[1] == files[2]
 
 
+def test_shards_run_from_any_working_directory_with_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("s.zip").write_bytes(zipped(generated(300)))
+
+    summary, records = sharded(Path("s.zip"), Path("work"), 2)
+
+    assert summary is not None and (summary, records) == sequential(Path("s.zip"))
+
+
 def test_a_child_that_cannot_do_its_job_makes_the_parent_doubt(tmp_path: Path) -> None:
     names = [str(tmp_path / name) for name in ("r.lines", "r.json", "r.hashes")]
     for name in names:
