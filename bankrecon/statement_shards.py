@@ -19,6 +19,7 @@ A child: ``python -m bankrecon.statement_shards`` with its job as JSON on stdin.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import subprocess
@@ -27,6 +28,7 @@ import tempfile
 import zipfile
 from array import array
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from itertools import groupby
 from operator import itemgetter
@@ -58,6 +60,8 @@ from bankrecon.statement import (
     _summary,
     _valid_records,
 )
+
+log = logging.getLogger(__name__)
 
 # Below this size of archive, starting processes costs more than sharing the work saves.
 MIN_ARCHIVE_BYTES = 4 * 1024 * 1024
@@ -152,19 +156,23 @@ def _run_children(jobs: list[_Job], on_progress: Callable[[int], None]) -> list[
     # Python's str hash is salted per process: the children share one salt, so that their
     # serials' hashes can be compared. Nothing outside this statement ever sees them.
     env = os.environ | {"PYTHONHASHSEED": str(random.randrange(1, 2**32))}
-    children: list[subprocess.Popen[bytes]] = []
-    try:
+    with ExitStack() as cleanup:
+        children: list[subprocess.Popen[bytes]] = []
+        errors: list[IO[bytes]] = []
+        cleanup.callback(_stop, children)
         for job in jobs:
+            errors.append(cleanup.enter_context(tempfile.TemporaryFile()))
             child = subprocess.Popen(
                 [sys.executable, "-m", "bankrecon.statement_shards"],
                 stdin=subprocess.PIPE,
+                stderr=errors[-1],
                 env=env,
                 cwd=_PACKAGES,
             )
+            children.append(child)
             assert child.stdin is not None
             child.stdin.write(json.dumps(asdict(job)).encode())
             child.stdin.close()
-            children.append(child)
         for child in children:
             while True:
                 try:
@@ -172,20 +180,31 @@ def _run_children(jobs: list[_Job], on_progress: Callable[[int], None]) -> list[
                     break
                 except subprocess.TimeoutExpired:
                     on_progress(sum(_records_in(entry) for job in jobs for entry in _results(job)))
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-    said = [_results(job) for job in jobs]
-    if any(child.returncode != 0 for child in children) or any(
-        not entries or entries[-1] != {"done": True} for entries in said
-    ):
+        for child, stderr in zip(children, errors, strict=True):
+            if child.returncode != 0:
+                stderr.seek(0)
+                said = stderr.read().decode(errors="replace").strip().splitlines() or ["(nothing)"]
+                log.warning(
+                    "a validation process failed (exit %d: %s); validating in one process",
+                    child.returncode,
+                    said[-1],
+                )
+                return None
+    results = [_results(job) for job in jobs]
+    if any(not entries or entries[-1] != {"done": True} for entries in results):
         return None
-    blocks = sorted((entry for entries in said for entry in entries[:-1]), key=itemgetter("block"))
+    blocks = sorted((entry for entries in results for entry in entries[:-1]), key=itemgetter("block"))
     if [block["block"] for block in blocks] != list(range(len(blocks))):
         return None
     return blocks
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """Children still running when their parent gives up (an exception, a cancelled activity)."""
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
 
 
 def _results(job: _Job) -> list[dict[str, Any]]:

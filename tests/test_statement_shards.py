@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from bankrecon import statement_shards
 from bankrecon.archive import archive_path
 from bankrecon.decoding import decode_archive
 from bankrecon.models import ArchiveRef, StatementKey
@@ -225,7 +227,40 @@ def test_shards_run_from_any_working_directory_with_relative_paths(
     assert summary is not None and (summary, records) == sequential(Path("s.zip"))
 
 
-def test_a_child_that_cannot_do_its_job_makes_the_parent_doubt(tmp_path: Path) -> None:
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if int(parent) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def test_a_parent_that_gives_up_leaves_no_child_running_and_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(statement_shards, "_PROGRESS_SECONDS", 0.01)
+    path = tmp_path / "s.zip"
+    path.write_bytes(zipped(generated(3000)))
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+
+    def cancelled(_count: int) -> None:  # as a heartbeat raises in an activity that was cancelled
+        raise RuntimeError("the activity was cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        validate_in_shards(path, EXPECTED, ArchiveLimits(), io.BytesIO(), workdir, 2, cancelled, CHUNK)
+
+    assert _children_of(os.getpid()) == []
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_child_that_cannot_do_its_job_makes_the_parent_doubt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     names = [str(tmp_path / name) for name in ("r.lines", "r.json", "r.hashes")]
     for name in names:
         Path(name).touch()
@@ -243,3 +278,4 @@ def test_a_child_that_cannot_do_its_job_makes_the_parent_doubt(tmp_path: Path) -
     )
 
     assert _run_children([job], lambda _count: None) is None
+    assert "a validation process failed (exit 1: FileNotFoundError" in caplog.text
