@@ -7,8 +7,9 @@ take and return a ``Payloads`` message in protobuf JSON (``{"payloads": [{"metad
 {"encoding": "<base64>"}, "data": "<base64>"}]}``); only the last path segment picks the
 route. Every POST must carry the token, either as ``Authorization: Bearer <token>`` (the
 CLI's ``--codec-auth``) or as the first path segment (``http://host:port/<token>``, for
-the Web UI, which sends no Authorization header unless it has an OIDC login). Browsers
-get CORS headers only for the configured Web UI origins.
+the Web UI, which sends no Authorization header unless it has an OIDC login, and then
+its own access token); one of the two matching is enough. Browsers get CORS headers
+only for the configured Web UI origins.
 
 Settings (bankrecon/config.py): BANKRECON_ENCRYPTION_KEYS or BANKRECON_ENCRYPTION_KEYS_FILE,
 CODEC_SERVER_TOKEN, CODEC_SERVER_HOST, CODEC_SERVER_PORT, CODEC_SERVER_CORS_ORIGINS.
@@ -61,11 +62,19 @@ class CodecServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def authorized(self, authorization: str | None, first_segment: str) -> bool:
-        presented = first_segment
+        bearer = ""
         if authorization is not None:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "bearer":
-                presented = credentials.strip()
+                bearer = credentials.strip()
+        # Either one will do: a Web UI with an OIDC login sends its own access token as the
+        # bearer, and ours in the path. Both are always compared, so that the time taken
+        # does not tell which one matched.
+        path_matches = self._matches(first_segment)
+        bearer_matches = self._matches(bearer)
+        return path_matches or bearer_matches
+
+    def _matches(self, presented: str) -> bool:
         # Header values arrive as latin-1 text; compare bytes so that any value compares safely.
         return hmac.compare_digest(presented.encode("utf-8", errors="replace"), self.token)
 

@@ -82,12 +82,27 @@ def test_token_in_the_first_path_segment_is_accepted_and_only_the_last_segment_r
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
+        # A Web UI with an OIDC login (passAccessToken) sends its own access token as the bearer.
+        (f"/{TOKEN}/decode", {"Authorization": "Bearer an-oidc-access-token"}),
+        ("/some-ui-prefix/decode", BEARER),
+    ],
+)
+def test_either_the_path_token_or_the_bearer_token_is_enough(
+    server: CodecServer, path: str, headers: dict[str, str]
+) -> None:
+    response = httpx.post(f"{server.url}{path}", content=as_json(PLAIN), headers=headers)
+    assert response.status_code == 200 and from_json(response.text) == [PLAIN]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
         ("/decode", {}),
         ("/decode", {"Authorization": "Bearer wrong"}),
         ("/decode", {"Authorization": f"Bearer {TOKEN}x"}),
         ("/decode", {"Authorization": TOKEN}),
         ("/wrong/decode", {}),
-        (f"/{TOKEN}/decode", {"Authorization": "Bearer wrong"}),  # a wrong header is not overridden
+        ("/wrong/decode", {"Authorization": "Bearer wrong"}),
     ],
 )
 def test_requests_without_the_token_are_refused(
