@@ -12,7 +12,7 @@ its own access token); one of the two matching is enough. Browsers get CORS head
 only for the configured Web UI origins.
 
 Settings (bankrecon/config.py): BANKRECON_ENCRYPTION_KEYS or BANKRECON_ENCRYPTION_KEYS_FILE,
-CODEC_SERVER_TOKEN, CODEC_SERVER_HOST, CODEC_SERVER_PORT, CODEC_SERVER_CORS_ORIGINS.
+CODEC_SERVER_TOKEN, CODEC_SERVER_HOST, CODEC_SERVER_PORT, CODEC_SERVER_CORS_ORIGINS, LOG_FORMAT.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from temporalio.api.common.v1 import Payloads
 
 from bankrecon.codec import EncryptionCodec, KeyRing, KeyRingError, PayloadDecryptionError
 from bankrecon.config import Settings
+from bankrecon.logs import configure_logging
 from bankrecon.temporal_client import key_ring
 
 log = logging.getLogger("bankrecon.codec_server")
@@ -168,9 +169,9 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        configure_logging(settings.log_format)
         server = build_server(settings)
     except (ValidationError, KeyRingError, ValueError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None

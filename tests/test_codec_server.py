@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +19,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from bankrecon.codec import EncryptionCodec, KeyRing, new_key
 from bankrecon.codec_server import CodecServer, build_server
 from bankrecon.config import Settings
+from tests.processes import ProcessGroup, environment_without_settings, free_port, listening, wait_until
 
 TOKEN = "codec-token-for-tests-0123456789"
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -180,6 +184,44 @@ def test_the_log_never_holds_the_token(server: CodecServer, caplog: pytest.LogCa
     assert caplog.records, "the server logs each request"
     assert TOKEN not in caplog.text
     assert base64.b64encode(TOKEN.encode()).decode() not in caplog.text
+
+
+def test_a_server_process_with_log_format_json_logs_one_object_per_line(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with ProcessGroup(tmp_path / "logs") as group:
+        process = group.start(
+            "codec-server",
+            [sys.executable, "-m", "bankrecon.codec_server"],
+            environment_without_settings()
+            | {
+                "BANKRECON_ENCRYPTION_KEYS": f"k2:{KEY}",
+                "CODEC_SERVER_TOKEN": TOKEN,
+                "CODEC_SERVER_PORT": str(port),
+                "LOG_FORMAT": "json",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        wait_until(lambda: listening(port) or not process.alive(), 30, "the codec server", process.log)
+        assert httpx.post(f"{url}/{TOKEN}/decode", content=as_json(PLAIN)).status_code == 200
+        assert httpx.post(f"{url}/decode", content=as_json(PLAIN), headers=BEARER).status_code == 200
+        assert httpx.post(f"{url}/decode", content=as_json(PLAIN)).status_code == 401
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(f"POST /{TOKEN}/decode HTTP/1.1 junk\r\n\r\n".encode())
+            assert b"400" in raw.recv(4096)
+        assert process.terminate() == 0
+    text = process.log.read_text()
+    not_json = [line for line in text.splitlines() if not line.startswith("{")]
+    assert not_json == [], text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    messages = [line["message"] for line in lines]
+    assert messages[0].startswith(f"codec server on {url}")
+    assert messages.count("127.0.0.1 POST .../decode -> 200") >= 2
+    assert "127.0.0.1 POST .../decode -> 401" in messages
+    assert "127.0.0.1: malformed request" in messages
+    assert TOKEN not in text and base64.b64encode(TOKEN.encode()).decode() not in text
+    assert "Authorization" not in text and "Bearer" not in text
 
 
 def test_incomplete_configuration_is_refused() -> None:
