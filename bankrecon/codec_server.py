@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import signal
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +79,18 @@ class CodecServer(ThreadingHTTPServer):
     def _matches(self, presented: str) -> bool:
         # Header values arrive as latin-1 text; compare bytes so that any value compares safely.
         return hmac.compare_digest(presented.encode("utf-8", errors="replace"), self.token)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # The base class prints the traceback to stderr, past the log's format (with
+        # LOG_FORMAT=json, one object a line). A client that hangs up before its answer (a
+        # browser leaving the page) is worth a line, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.warning(
+                "%s: the client went away before its answer (%s)", client_address[0], type(error).__name__
+            )
+        else:
+            log.exception("%s: the request failed", client_address[0])
 
 
 class CodecRequestHandler(BaseHTTPRequestHandler):

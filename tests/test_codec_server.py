@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import socket
+import struct
 import sys
 import threading
 from collections.abc import Iterator
@@ -209,6 +210,15 @@ def test_a_server_process_with_log_format_json_logs_one_object_per_line(tmp_path
         with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
             raw.sendall(f"POST /{TOKEN}/decode HTTP/1.1 junk\r\n\r\n".encode())
             assert b"400" in raw.recv(4096)
+        # Clients that hang up (reset) before their answer: the failed write is logged too.
+        body = as_json(PLAIN)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                raw.sendall(
+                    f"POST /{TOKEN}/decode HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+                )
+        wait_until(lambda: "went away" in process.log.read_text(), 10, "the hang-ups in the log", process.log)
         assert process.terminate() == 0
     text = process.log.read_text()
     not_json = [line for line in text.splitlines() if not line.startswith("{")]
