@@ -351,10 +351,14 @@ async def test_credentials_never_reach_history_logs_or_exceptions(
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_the_console_never_prints_the_database_password(database_url: str, tmp_path: Path) -> None:
+def test_the_console_and_the_worker_never_print_the_database_password(
+    database_url: str, tmp_path: Path
+) -> None:
     reachable = with_password(database_url)
     closed_port = free_port()
     no_temporal = f"127.0.0.1:{free_port()}"
+    # Unencoded, the '@' would end the password there and the rest would pass for the host.
+    raw_at_sign = reachable.replace(DATABASE_PASSWORD, f"pass@{DATABASE_PASSWORD}")
 
     def failing(*command: str, database: str) -> str:
         env = environment_without_settings() | {
@@ -377,10 +381,14 @@ def test_the_console_never_prints_the_database_password(database_url: str, tmp_p
         "no such database": failing(
             *console, "pause", DEMO_MERCHANT_ID, database=changed_url(reachable, database="nosuchdb")
         ),
+        "raw @, console": failing(*console, "status", database=raw_at_sign),
+        "raw @, worker": failing(str(ROOT / "worker.py"), database=raw_at_sign),
     }
     assert f"cannot reach Temporal at {no_temporal}" in said["Temporal unreachable"]
     assert f"cannot use the database 127.0.0.1:{closed_port}/" in said["database unreachable"]
     assert 'database "nosuchdb" does not exist' in said["no such database"]
+    for raw_at in ("raw @, console", "raw @, worker"):
+        assert "configuration error" in said[raw_at] and "as %40" in said[raw_at], said[raw_at]
     assert [what for what, text in said.items() if DATABASE_PASSWORD in text] == []
 
 
