@@ -34,7 +34,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from bankrecon.binaries import find_binary
 from bankrecon.codec import new_key
 from bankrecon.config import Settings
-from bankrecon.db import make_engine
+from bankrecon.db import database_location, make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.persistence import load_statement
 from bankrecon.search_attributes import dev_server_flags
@@ -175,7 +175,9 @@ def _show_rows(database_url: str, key: StatementKey) -> None:
     stmt, rows = load_statement(engine, key)
     engine.dispose()
     if stmt is None:
-        raise SystemExit(f"the workflow completed but {database_url} holds no statement for {key}")
+        raise SystemExit(
+            f"the workflow completed but {database_location(database_url)} holds no statement for {key}"
+        )
     _say(
         f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.currency} "
         f"opening {stmt.opening_balance} closing {stmt.closing_balance}, "
@@ -289,7 +291,7 @@ async def run(args: argparse.Namespace) -> int:
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
-        _say(f"\ndatabase: {database_url.split('@')[-1]} (in SQLite, money is in integer cents)")
+        _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
             f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"
             + codec_options

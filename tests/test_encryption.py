@@ -20,10 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import make_url
 from temporalio.client import WorkflowFailureError
 
 from bankrecon.binaries import find_binary
@@ -32,7 +30,7 @@ from bankrecon.config import DEMO_MERCHANT_ID, Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.temporal_client import connect
 from simulator.server import BankSimulator, StatementPlan
-from tests.harness import ACCOUNT, BILL_DATE, readable_history
+from tests.harness import ACCOUNT, BILL_DATE, changed_url, readable_history
 from tests.processes import (
     Child,
     DevServer,
@@ -63,10 +61,6 @@ CREDENTIALS = {
     "old key": OLD_KEY,
     "database password": DATABASE_PASSWORD,
 }
-
-
-def changed_url(database_url: str, **parts: Any) -> str:
-    return make_url(database_url).set(**parts).render_as_string(hide_password=False)
 
 
 def with_password(database_url: str) -> str:

@@ -18,7 +18,10 @@ from temporalio.api.common.v1 import Payload
 
 from bankrecon.binaries import find_binary
 from bankrecon.codec import EncryptionCodec, load_key_ring
-from tests.harness import ACCOUNT, readable_history, stored_rows
+from bankrecon.db import create_schema, make_engine
+from bankrecon.demo import _show_rows
+from bankrecon.models import StatementKey
+from tests.harness import ACCOUNT, changed_url, readable_history, stored_rows
 from tests.processes import DevServer, ProcessGroup, environment_without_settings, wait_until
 from workflows.daily_statement import statement_workflow_id, yesterday_in_china
 
@@ -57,6 +60,18 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     for port in (temporal_port, ui_port, bank_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_demo_never_prints_its_database_password(database_url: str) -> None:
+    with_password = changed_url(database_url, password="demo-database-password")
+    engine = make_engine(with_password)
+    create_schema(engine)
+    engine.dispose()
+    key = StatementKey(account_no=ACCOUNT, bill_date=yesterday_in_china(datetime.now(UTC)))
+    with pytest.raises(SystemExit, match=r"the workflow completed but .* holds no statement") as nothing:
+        _show_rows(with_password, key)
+    assert "demo-database-password" not in str(nothing.value)
 
 
 def printed(output: str, label: str) -> str:
