@@ -24,6 +24,7 @@ from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
+from bankrecon.db import database_location
 from bankrecon.logs import configure_logging
 from bankrecon.search_attributes import SearchAttributesMissing, register_search_attributes
 from bankrecon.temporal_client import TemporalConnectionError, connect, key_ring
@@ -83,7 +84,7 @@ async def serve(settings: Settings) -> None:
             settings.temporal_task_queue,
             settings.temporal_address,
             settings.temporal_namespace,
-            settings.resolved_database_url().split("@")[-1],
+            database_location(settings.resolved_database_url()),
             f"on (key id {ring.current_id!r})" if ring else "off",
         )
         await stop.wait()

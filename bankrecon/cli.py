@@ -38,7 +38,7 @@ from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
 from bankrecon.catch_up import days
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, make_engine
+from bankrecon.db import create_schema, database_location, make_engine
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.temporal_client import TemporalConnectionError, connect
@@ -75,8 +75,9 @@ def _database(settings: Settings) -> Iterator[Engine]:
         create_schema(engine)
         yield engine
     except OperationalError as exc:
-        where = url.split("@")[-1]
-        raise CommandError(f"cannot use the database {where} (DATABASE_URL): {exc.orig}") from None
+        raise CommandError(
+            f"cannot use the database {database_location(url)} (DATABASE_URL): {exc.orig}"
+        ) from None
     finally:
         engine.dispose()
 

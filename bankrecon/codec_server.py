@@ -7,11 +7,12 @@ take and return a ``Payloads`` message in protobuf JSON (``{"payloads": [{"metad
 {"encoding": "<base64>"}, "data": "<base64>"}]}``); only the last path segment picks the
 route. Every POST must carry the token, either as ``Authorization: Bearer <token>`` (the
 CLI's ``--codec-auth``) or as the first path segment (``http://host:port/<token>``, for
-the Web UI, which sends no Authorization header unless it has an OIDC login). Browsers
-get CORS headers only for the configured Web UI origins.
+the Web UI, which sends no Authorization header unless it has an OIDC login, and then
+its own access token); one of the two matching is enough. Browsers get CORS headers
+only for the configured Web UI origins.
 
 Settings (bankrecon/config.py): BANKRECON_ENCRYPTION_KEYS or BANKRECON_ENCRYPTION_KEYS_FILE,
-CODEC_SERVER_TOKEN, CODEC_SERVER_HOST, CODEC_SERVER_PORT, CODEC_SERVER_CORS_ORIGINS.
+CODEC_SERVER_TOKEN, CODEC_SERVER_HOST, CODEC_SERVER_PORT, CODEC_SERVER_CORS_ORIGINS, LOG_FORMAT.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hmac
 import json
 import logging
 import signal
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +36,7 @@ from temporalio.api.common.v1 import Payloads
 
 from bankrecon.codec import EncryptionCodec, KeyRing, KeyRingError, PayloadDecryptionError
 from bankrecon.config import Settings
+from bankrecon.logs import configure_logging
 from bankrecon.temporal_client import key_ring
 
 log = logging.getLogger("bankrecon.codec_server")
@@ -61,13 +64,33 @@ class CodecServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}"
 
     def authorized(self, authorization: str | None, first_segment: str) -> bool:
-        presented = first_segment
+        bearer = ""
         if authorization is not None:
             scheme, _, credentials = authorization.partition(" ")
             if scheme.lower() == "bearer":
-                presented = credentials.strip()
+                bearer = credentials.strip()
+        # Either one will do: a Web UI with an OIDC login sends its own access token as the
+        # bearer, and ours in the path. Both are always compared, so that the time taken
+        # does not tell which one matched.
+        path_matches = self._matches(first_segment)
+        bearer_matches = self._matches(bearer)
+        return path_matches or bearer_matches
+
+    def _matches(self, presented: str) -> bool:
         # Header values arrive as latin-1 text; compare bytes so that any value compares safely.
         return hmac.compare_digest(presented.encode("utf-8", errors="replace"), self.token)
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # The base class prints the traceback to stderr, past the log's format (with
+        # LOG_FORMAT=json, one object a line). A client that hangs up before its answer (a
+        # browser leaving the page) is worth a line, not a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            log.warning(
+                "%s: the client went away before its answer (%s)", client_address[0], type(error).__name__
+            )
+        else:
+            log.exception("%s: the request failed", client_address[0])
 
 
 class CodecRequestHandler(BaseHTTPRequestHandler):
@@ -159,9 +182,9 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
+        configure_logging(settings.log_format)
         server = build_server(settings)
     except (ValidationError, KeyRingError, ValueError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None

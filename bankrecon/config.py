@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bankrecon.models import ACCOUNT_NO_PATTERN
 
@@ -20,7 +22,10 @@ SIMULATOR_URL = "http://127.0.0.1:8600"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # Errors name the setting, never its value: several values are secrets (DATABASE_URL's password).
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -85,6 +90,23 @@ class Settings(BaseSettings):
         bad = [item for item in value if not re.fullmatch(ACCOUNT_NO_PATTERN, item)]
         if bad:
             raise ValueError(f"not account numbers (10 to 32 digits): {', '.join(bad)}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "not a SQLAlchemy URL (sqlite:///path.db or postgresql+psycopg://user:password@host/db)"
+            ) from None
+        # A raw '@' ends the password early and the rest passes for the host, which the
+        # database's errors quote: part of the password would reach the logs and history.
+        if "@" in (url.host or ""):
+            raise ValueError("more than one '@' before the host: write an '@' in the user or password as %40")
         return value
 
     @field_validator("nightly_timezone")

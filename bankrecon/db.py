@@ -211,6 +211,11 @@ def make_engine(url: str) -> Engine:
     )
 
 
+def database_location(url: str) -> str:
+    """Where a database URL points, without the user and password: for messages and logs."""
+    return url.split("@")[-1]
+
+
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
 

@@ -34,7 +34,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from bankrecon.binaries import find_binary
 from bankrecon.codec import new_key
 from bankrecon.config import Settings
-from bankrecon.db import make_engine
+from bankrecon.db import database_location, make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.persistence import load_statement
 from bankrecon.search_attributes import dev_server_flags
@@ -101,6 +101,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
+def _write_owner_only(path: Path, text: str) -> None:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file there already keeps its old mode through O_CREAT
+    with os.fdopen(descriptor, "w") as out:
+        out.write(text)
+
+
 def _secret_file(path: Path, make: str) -> str:
     """The content of ``path``, written (readable by its owner only) with ``make`` when missing."""
     if not path.exists():
@@ -132,6 +139,19 @@ class Encryption:
         # The Web UI sends no Authorization header without an OIDC login: the token goes in the path.
         return f"{self.codec_url}/{self.token}"
 
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """What the ``temporal`` CLI reads for ``--codec-endpoint`` and ``--codec-auth``."""
+        return {"TEMPORAL_CODEC_ENDPOINT": self.codec_url, "TEMPORAL_CODEC_AUTH": f"Bearer {self.token}"}
+
+    @property
+    def cli_options(self) -> str:
+        """The same as options of a command to copy into a shell, which reads the token from its file."""
+        return (
+            f"--codec-endpoint {self.codec_url} "
+            f'--codec-auth "Bearer $(cat {shlex.quote(str(self.token_file))})"'
+        )
+
 
 async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], bank_url: str) -> None:
     """Print each request the bank received and what Temporal plans next, until the workflow closes."""
@@ -155,7 +175,9 @@ def _show_rows(database_url: str, key: StatementKey) -> None:
     stmt, rows = load_statement(engine, key)
     engine.dispose()
     if stmt is None:
-        raise SystemExit(f"the workflow completed but {database_url} holds no statement for {key}")
+        raise SystemExit(
+            f"the workflow completed but {database_location(database_url)} holds no statement for {key}"
+        )
     _say(
         f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.currency} "
         f"opening {stmt.opening_balance} closing {stmt.closing_balance}, "
@@ -198,13 +220,17 @@ async def run(args: argparse.Namespace) -> int:
     }
     if encryption:
         env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
-    # The same settings for `bankrecon` commands in another shell: set -a; . data/demo.env; set +a
-    (data_dir / "demo.env").write_text("".join(f"{name}={value}\n" for name, value in env.items()))
+    # The same settings for `bankrecon` and `temporal` commands in another shell:
+    # set -a; . data/demo.env; set +a. Owner-only: it may hold the codec token and a database password.
+    demo_env = env | (encryption.cli_env if encryption else {})
+    _write_owner_only(
+        data_dir / "demo.env", "".join(f"{name}={shlex.quote(value)}\n" for name, value in demo_env.items())
+    )
     env = os.environ | env | (encryption.env if encryption else {}) | {"PYTHONUNBUFFERED": "1"}
     temporal = find_binary("temporal")
     bill_date = yesterday_in_china(datetime.now(UTC))
     workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)
-    codec_options = ["--codec-endpoint", encryption.codec_url] if encryption else []
+    codec_options = f" {encryption.cli_options}" if encryption else ""
     with ExitStack() as stack:
         services = Services(stack, data_dir / "logs", env)
         if encryption:
@@ -253,31 +279,32 @@ async def run(args: argparse.Namespace) -> int:
         start = [
             "temporal", "workflow", "start", "--type", "DailyStatementWorkflow",
             "--task-queue", "bank-statements", "--workflow-id", workflow_id,
-            "--input", workflow_input, "--address", temporal_address, *codec_options,
+            "--input", workflow_input, "--address", temporal_address,
         ]  # fmt: skip
-        _say("$ " + shlex.join(start))
-        # With the codec endpoint the CLI encrypts the input through the codec server; the
-        # token goes in its environment, not on the command line shown above.
-        cli_env = env | ({"TEMPORAL_CODEC_AUTH": f"Bearer {encryption.token}"} if encryption else {})
-        subprocess.run([temporal, *start[1:]], check=True, env=cli_env, stdout=subprocess.DEVNULL)
+        _say("$ " + shlex.join(start) + codec_options)
+        # With the codec endpoint the CLI encrypts the input through the codec server. Run
+        # here, the command gets the codec options from its environment, as with demo.env.
+        subprocess.run([temporal, *start[1:]], check=True, env=env | demo_env, stdout=subprocess.DEVNULL)
         _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
         handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
         await _watch(handle, bank_url)
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
-        _say(f"\ndatabase: {database_url.split('@')[-1]} (in SQLite, money is in integer cents)")
-        _say(f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}")
+        _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
+        _say(
+            f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"
+            + codec_options
+        )
         scheduled = subprocess.run(
             [sys.executable, "-m", "bankrecon.cli", "schedule"], env=env, capture_output=True, text=True
         )
         _say(f"\n$ bankrecon schedule\n{scheduled.stdout.strip() or scheduled.stderr.strip()}")
-        _say(f"bankrecon commands in another shell: set -a; . {data_dir / 'demo.env'}; set +a")
+        _say(f"bankrecon and temporal commands in another shell: set -a; . {data_dir / 'demo.env'}; set +a")
         if encryption:
             _say(
-                f"     {temporal} workflow show --workflow-id {workflow_id} --address {temporal_address} "
-                f"--codec-endpoint {encryption.codec_url} "
-                f'--codec-auth "Bearer $(cat {encryption.token_file})"'
+                f"decoded history: {temporal} workflow show --workflow-id {workflow_id} "
+                f"--address {temporal_address}{codec_options}"
             )
         if args.exit_when_done:
             return 0

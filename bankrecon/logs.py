@@ -1,8 +1,9 @@
 """Log output: lines for people (LOG_FORMAT=text) or one JSON object per line for collectors (json).
 
 A JSON line carries the workflow and activity that logged it (from the ``temporal_workflow`` /
-``temporal_activity`` details that Temporal's ``workflow.logger`` and ``activity.logger`` attach)
-and the statement's account and bill date when the call passes ``extra=statement_fields(key)``.
+``temporal_activity`` details that Temporal's ``workflow.logger`` and ``activity.logger`` attach),
+the statement's account and bill date when the call passes ``extra=statement_fields(key)``, and
+a late-data alert's or recovery notice's ``notice`` (bankrecon.alerts).
 Log calls never pass statement rows or secrets: only these identifiers and outcomes.
 """
 
@@ -19,7 +20,7 @@ from bankrecon.models import StatementKey
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Record attributes, set through ``extra``, that a JSON line carries as they are.
-STATEMENT_FIELDS = ("workflow_id", "account_no", "bill_date")
+EXTRA_FIELDS = ("workflow_id", "account_no", "bill_date", "notice")
 # Temporal's details, renamed where the workflow and activity loggers spell them differently.
 TEMPORAL_FIELDS = {
     "workflow_id": "workflow_id",
@@ -54,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             for name, value in (details or {}).items():
                 if name in TEMPORAL_FIELDS:
                     line[TEMPORAL_FIELDS[name]] = value
-        for name in STATEMENT_FIELDS:
+        for name in EXTRA_FIELDS:
             if hasattr(record, name):
                 line[name] = getattr(record, name)
         if record.exc_info:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, make_url, select
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
@@ -39,6 +39,11 @@ def settings_for(
         "bank_connect_timeout_seconds": 2,
     }
     return Settings(_env_file=None, **(values | overrides))
+
+
+def changed_url(database_url: str, **parts: Any) -> str:
+    """``database_url`` with some parts replaced (``password=...``, ``port=...``), as text."""
+    return make_url(database_url).set(**parts).render_as_string(hide_password=False)
 
 
 def stored_rows(database_url: str, account_no: str, bill_date: date) -> tuple[Any, list[Any]]:

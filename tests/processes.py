@@ -23,8 +23,8 @@ from typing import IO, Self
 from bankrecon.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
-# Variables the worker reads (bankrecon/config.py); the developer's own values must not leak in.
-_WORKER_PREFIXES = (
+# Variables bankrecon reads (bankrecon/config.py); the developer's own values must not leak in.
+_SETTING_PREFIXES = (
     "TEMPORAL_",
     "BANK_",
     "DATABASE_URL",
@@ -34,6 +34,11 @@ _WORKER_PREFIXES = (
     "METRICS_ADDRESS",
     "LOG_FORMAT",
 )
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every variable that bankrecon reads."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_SETTING_PREFIXES)}
 
 
 def free_port() -> int:
@@ -189,8 +194,7 @@ def worker_env(
     min_interval: float,
     request_timeout: float,
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_WORKER_PREFIXES)}
-    return env | {
+    return environment_without_settings() | {
         "TEMPORAL_ADDRESS": temporal_address,
         "TEMPORAL_TASK_QUEUE": task_queue,
         "DATA_DIR": str(data_dir),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import socket
+import struct
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +20,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from bankrecon.codec import EncryptionCodec, KeyRing, new_key
 from bankrecon.codec_server import CodecServer, build_server
 from bankrecon.config import Settings
+from tests.processes import ProcessGroup, environment_without_settings, free_port, listening, wait_until
 
 TOKEN = "codec-token-for-tests-0123456789"
 UI_ORIGIN = "http://127.0.0.1:8233"
@@ -82,12 +87,27 @@ def test_token_in_the_first_path_segment_is_accepted_and_only_the_last_segment_r
 @pytest.mark.parametrize(
     ("path", "headers"),
     [
+        # A Web UI with an OIDC login (passAccessToken) sends its own access token as the bearer.
+        (f"/{TOKEN}/decode", {"Authorization": "Bearer an-oidc-access-token"}),
+        ("/some-ui-prefix/decode", BEARER),
+    ],
+)
+def test_either_the_path_token_or_the_bearer_token_is_enough(
+    server: CodecServer, path: str, headers: dict[str, str]
+) -> None:
+    response = httpx.post(f"{server.url}{path}", content=as_json(PLAIN), headers=headers)
+    assert response.status_code == 200 and from_json(response.text) == [PLAIN]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
         ("/decode", {}),
         ("/decode", {"Authorization": "Bearer wrong"}),
         ("/decode", {"Authorization": f"Bearer {TOKEN}x"}),
         ("/decode", {"Authorization": TOKEN}),
         ("/wrong/decode", {}),
-        (f"/{TOKEN}/decode", {"Authorization": "Bearer wrong"}),  # a wrong header is not overridden
+        ("/wrong/decode", {"Authorization": "Bearer wrong"}),
     ],
 )
 def test_requests_without_the_token_are_refused(
@@ -165,6 +185,53 @@ def test_the_log_never_holds_the_token(server: CodecServer, caplog: pytest.LogCa
     assert caplog.records, "the server logs each request"
     assert TOKEN not in caplog.text
     assert base64.b64encode(TOKEN.encode()).decode() not in caplog.text
+
+
+def test_a_server_process_with_log_format_json_logs_one_object_per_line(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with ProcessGroup(tmp_path / "logs") as group:
+        process = group.start(
+            "codec-server",
+            [sys.executable, "-m", "bankrecon.codec_server"],
+            environment_without_settings()
+            | {
+                "BANKRECON_ENCRYPTION_KEYS": f"k2:{KEY}",
+                "CODEC_SERVER_TOKEN": TOKEN,
+                "CODEC_SERVER_PORT": str(port),
+                "LOG_FORMAT": "json",
+                "PYTHONUNBUFFERED": "1",
+            },
+        )
+        wait_until(lambda: listening(port) or not process.alive(), 30, "the codec server", process.log)
+        assert httpx.post(f"{url}/{TOKEN}/decode", content=as_json(PLAIN)).status_code == 200
+        assert httpx.post(f"{url}/decode", content=as_json(PLAIN), headers=BEARER).status_code == 200
+        assert httpx.post(f"{url}/decode", content=as_json(PLAIN)).status_code == 401
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(f"POST /{TOKEN}/decode HTTP/1.1 junk\r\n\r\n".encode())
+            assert b"400" in raw.recv(4096)
+        # Clients that hang up (reset) before their answer: the failed write is logged too.
+        body = as_json(PLAIN)
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                raw.sendall(
+                    f"POST /{TOKEN}/decode HTTP/1.1\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+                )
+        wait_until(lambda: "went away" in process.log.read_text(), 10, "the hang-ups in the log", process.log)
+        assert process.terminate() == 0
+    text = process.log.read_text()
+    not_json = [line for line in text.splitlines() if not line.startswith("{")]
+    assert not_json == [], text
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    messages = [line["message"] for line in lines]
+    assert messages[0].startswith(f"codec server on {url}")
+    assert messages.count("127.0.0.1 POST .../decode -> 200") >= 2
+    assert "127.0.0.1 POST .../decode -> 401" in messages
+    assert "127.0.0.1: malformed request" in messages
+    assert TOKEN not in text and base64.b64encode(TOKEN.encode()).decode() not in text
+    assert "Authorization" not in text and "Bearer" not in text
 
 
 def test_incomplete_configuration_is_refused() -> None:

@@ -98,6 +98,19 @@ def test_nonsense_is_refused_with_the_variable_named(monkeypatch: pytest.MonkeyP
         Settings()
 
 
+def test_a_database_url_mistake_is_refused_without_quoting_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A raw '@' in the password: the rest of it would pass for the host, which errors quote.
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:p@ss-w0rd@db/bankrecon")
+    with pytest.raises(ValueError, match="database_url") as refused:
+        Settings()
+    assert "write an '@' in the user or password as %40" in str(refused.value)
+    assert "w0rd" not in str(refused.value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u:pw@db:port/bankrecon")
+    with pytest.raises(ValueError, match="not a SQLAlchemy URL") as refused:
+        Settings()
+    assert "u:pw" not in str(refused.value)
+
+
 def test_the_worker_refuses_a_bad_configuration_before_connecting(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     env = os.environ | {

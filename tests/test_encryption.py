@@ -30,11 +30,12 @@ from bankrecon.config import DEMO_MERCHANT_ID, Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.temporal_client import connect
 from simulator.server import BankSimulator, StatementPlan
-from tests.harness import ACCOUNT, BILL_DATE, readable_history
+from tests.harness import ACCOUNT, BILL_DATE, changed_url, readable_history
 from tests.processes import (
     Child,
     DevServer,
     ProcessGroup,
+    environment_without_settings,
     free_port,
     listening,
     log_tail,
@@ -52,12 +53,19 @@ MERCHANT_SECRET = f"merchant-secret-{uuid.uuid4().hex}"
 CODEC_TOKEN = f"codec-token-{uuid.uuid4().hex}"
 OLD_KEY, NEW_KEY = new_key(), new_key()
 KEYS = f"2026-11:{NEW_KEY},2026-01:{OLD_KEY}"
+DATABASE_PASSWORD = f"database-password-{uuid.uuid4().hex}"
 CREDENTIALS = {
     "merchant secret": MERCHANT_SECRET,
     "codec token": CODEC_TOKEN,
     "new key": NEW_KEY,
     "old key": OLD_KEY,
+    "database password": DATABASE_PASSWORD,
 }
+
+
+def with_password(database_url: str) -> str:
+    """The test's PostgreSQL URL with DATABASE_PASSWORD (the server trusts its clients: any will do)."""
+    return changed_url(database_url, password=DATABASE_PASSWORD)
 
 
 @dataclass
@@ -86,12 +94,13 @@ class Stack:
             bankrecon_encryption_keys=keys,
         )
 
-    def start_worker(self, task_queue: str, keys: str | None) -> Child:
+    def start_worker(self, task_queue: str, keys: str | None, database_url: str | None = None) -> Child:
+        """A worker on ``task_queue``; its database is a SQLite file of its own unless given."""
         env = worker_env(
             temporal_address=self.temporal.address,
             task_queue=task_queue,
             data_dir=self.home / task_queue,
-            database_url=f"sqlite:///{self.home / task_queue / 'bankrecon.db'}",
+            database_url=database_url or f"sqlite:///{self.home / task_queue / 'bankrecon.db'}",
             bank_url=self.bank.url,
             min_interval=0,
             request_timeout=5,
@@ -284,11 +293,14 @@ def failure_texts(error: BaseException) -> str:
     return "\n".join(texts)
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("encrypted", [False, True], ids=["encryption-off", "encryption-on"])
-async def test_credentials_never_reach_history_logs_or_exceptions(stack: Stack, encrypted: bool) -> None:
+async def test_credentials_never_reach_history_logs_or_exceptions(
+    stack: Stack, encrypted: bool, database_url: str
+) -> None:
     task_queue = f"credentials-{uuid.uuid4().hex[:8]}"
     keys = KEYS if encrypted else None
-    worker = stack.start_worker(task_queue, keys)
+    worker = stack.start_worker(task_queue, keys, with_password(database_url))
     failed_id = new_workflow_id()
     try:
         succeeded = await run_statement(stack, task_queue, keys)
@@ -330,6 +342,48 @@ async def test_credentials_never_reach_history_logs_or_exceptions(stack: Stack, 
     ]
     assert leaks == []
     assert ("payload encryption on" in places["worker log"]) is encrypted
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_console_and_the_worker_never_print_the_database_password(
+    database_url: str, tmp_path: Path
+) -> None:
+    reachable = with_password(database_url)
+    closed_port = free_port()
+    no_temporal = f"127.0.0.1:{free_port()}"
+    # Unencoded, the '@' would end the password there and the rest would pass for the host.
+    raw_at_sign = reachable.replace(DATABASE_PASSWORD, f"pass@{DATABASE_PASSWORD}")
+
+    def failing(*command: str, database: str) -> str:
+        env = environment_without_settings() | {
+            "DATABASE_URL": database,
+            "TEMPORAL_ADDRESS": no_temporal,
+            "DATA_DIR": str(tmp_path / "data"),
+        }
+        done = subprocess.run(
+            [sys.executable, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode != 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    console = ("-m", "bankrecon.cli")
+    said = {
+        "Temporal unreachable": failing(*console, "status", database=reachable),
+        "database unreachable": failing(
+            *console, "status", database=changed_url(reachable, port=closed_port)
+        ),
+        "no such database": failing(
+            *console, "pause", DEMO_MERCHANT_ID, database=changed_url(reachable, database="nosuchdb")
+        ),
+        "raw @, console": failing(*console, "status", database=raw_at_sign),
+        "raw @, worker": failing(str(ROOT / "worker.py"), database=raw_at_sign),
+    }
+    assert f"cannot reach Temporal at {no_temporal}" in said["Temporal unreachable"]
+    assert f"cannot use the database 127.0.0.1:{closed_port}/" in said["database unreachable"]
+    assert 'database "nosuchdb" does not exist' in said["no such database"]
+    for raw_at in ("raw @, console", "raw @, worker"):
+        assert "configuration error" in said[raw_at] and "as %40" in said[raw_at], said[raw_at]
+    assert [what for what, text in said.items() if DATABASE_PASSWORD in text] == []
 
 
 async def test_after_a_rotation_old_payloads_still_decode_and_new_ones_use_the_newest_key(

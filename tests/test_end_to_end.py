@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,8 +18,11 @@ from temporalio.api.common.v1 import Payload
 
 from bankrecon.binaries import find_binary
 from bankrecon.codec import EncryptionCodec, load_key_ring
-from tests.harness import ACCOUNT, readable_history, stored_rows
-from tests.processes import DevServer, ProcessGroup
+from bankrecon.db import create_schema, make_engine
+from bankrecon.demo import _show_rows
+from bankrecon.models import StatementKey
+from tests.harness import ACCOUNT, changed_url, readable_history, stored_rows
+from tests.processes import DevServer, ProcessGroup, environment_without_settings, wait_until
 from workflows.daily_statement import statement_workflow_id, yesterday_in_china
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,28 +62,83 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_demo_never_prints_its_database_password(database_url: str) -> None:
+    with_password = changed_url(database_url, password="demo-database-password")
+    engine = make_engine(with_password)
+    create_schema(engine)
+    engine.dispose()
+    key = StatementKey(account_no=ACCOUNT, bill_date=yesterday_in_china(datetime.now(UTC)))
+    with pytest.raises(SystemExit, match=r"the workflow completed but .* holds no statement") as nothing:
+        _show_rows(with_password, key)
+    assert "demo-database-password" not in str(nothing.value)
+
+
+def printed(output: str, label: str) -> str:
+    """The one line of the demo's output that starts with ``label``, after the label."""
+    (line,) = [line for line in output.splitlines() if line.startswith(label)]
+    return line.removeprefix(label)
+
+
+def another_shell(command: str) -> str:
+    """What ``command`` prints in a new shell of an operator's, who has only ``temporal`` on the PATH."""
+    temporal_dir = str(Path(find_binary("temporal")).parent)
+    env = environment_without_settings() | {"PATH": f"{temporal_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+    return done.stdout
+
+
 @pytest.mark.slow
 def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: _free_port() for name in ("temporal", "ui", "bank", "codec")}
-    demo = subprocess.run(
-        [
-            sys.executable, "-m", "bankrecon.demo", "--exit-when-done", "--encrypt",
-            "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
-            "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
-            "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
-        ],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
-    output = demo.stdout + demo.stderr
-    assert demo.returncode == 0, output
-    assert (
-        '"transaction_count": 20' in output
-        and f"--codec-endpoint http://127.0.0.1:{ports['codec']}" in output
-    )
+    workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
+    demo_env = data_dir / "demo.env"
+    decoded_input = f'"account_no":"{ACCOUNT}"'
+    encrypted = "YmluYXJ5L2VuY3J5cHRlZA=="  # binary/encrypted, in base64
+    with ProcessGroup(tmp_path / "demo") as group:
+        demo = group.start(
+            "demo",
+            [
+                sys.executable, "-m", "bankrecon.demo", "--encrypt",
+                "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
+                "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
+                "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
+            ],
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: "Ctrl-C stops it all" in demo.log.read_text() or not demo.alive(),
+                240,
+                "the demo to store the statement",
+                demo.log,
+            )
+            output = demo.log.read_text()
+            assert demo.alive(), output
+            # What the demo prints works when copied into another shell: the start (the date again),
+            another_shell("temporal workflow start " + printed(output, "$ temporal workflow start "))
+            # every temporal command in a shell that sourced demo.env (the result of that run),
+            sourced = f"set -a; . {demo_env}; set +a; "
+            result = another_shell(f"{sourced}temporal workflow result --workflow-id {workflow_id}")
+            assert decoded_input in result and encrypted not in result
+            # and the describe and show it suggests.
+            assert decoded_input in another_shell(printed(output, "try: "))
+            assert decoded_input in another_shell(printed(output, "decoded history: "))
+            query = f"temporal workflow query --workflow-id {workflow_id} --type status"
+            status = another_shell(sourced + query)
+            assert decoded_input in status and '"phase":"done"' in status
+            # The same query in a shell without demo.env gets the payload as stored: encrypted.
+            assert encrypted in another_shell(f"{query} --address 127.0.0.1:{ports['temporal']}")
+        finally:
+            code = demo.terminate(timeout=60)
+    output = demo.log.read_text()
+    assert code == 130, output
+    assert '"transaction_count": 20' in output
+    assert f"--codec-endpoint http://127.0.0.1:{ports['codec']}" in output
     token = (data_dir / "codec-token").read_text().strip()
     assert token not in output
-    for secret_file in ("codec-token", "encryption-keys"):
+    for secret_file in ("codec-token", "encryption-keys", "demo.env"):
         assert (data_dir / secret_file).stat().st_mode & 0o077 == 0, f"{secret_file} is readable by others"
     logs = data_dir / "logs"
     assert "payload encryption on" in (logs / "worker.log").read_text()
@@ -93,7 +152,6 @@ def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> N
     with ProcessGroup(tmp_path / "logs") as group:
         temporal = DevServer(group, data_dir / "temporal.db")
         temporal.start()
-        workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
         show = subprocess.run(
             [find_binary("temporal"), "workflow", "show", "--workflow-id", workflow_id,
              "--address", temporal.address, "--output", "json"],

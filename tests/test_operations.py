@@ -187,6 +187,17 @@ async def test_a_run_shows_in_the_metrics_endpoint_and_in_json_logs(
     for line in [*damaged, fetching_again]:
         assert line["workflow_id"] == damaged_id and line["level"] == "WARNING"
     assert fetching_again["logger"] == "temporalio.workflow"
+    # The date's deadline passed long ago: an alert at once, a recovery notice once stored, each
+    # line carrying its notice (references only) as the webhook would receive it.
+    notices = [
+        line for line in lines if line["logger"] == "bankrecon.alerts" and line["workflow_id"] == good_id
+    ]
+    assert [line["notice"]["kind"] for line in notices] == ["late", "recovered"]
+    for line in notices:
+        assert line["notice"]["workflow_id"] == good_id and line["level"] == "WARNING"
+        assert line["notice"]["statement"] == {"account_no": ACCOUNT, "bill_date": BILL_DATE.isoformat()}
+    assert notices[1]["notice"]["fetch_attempts"] == result.fetch_attempts
+    assert notices[1]["notice"]["last_answer"]["code"] == "0000"
     assert {line["message"] for line in lines if line["logger"] == "bankrecon.worker"} >= {
         "worker stopped",
         "shutting down: letting running activities finish",
