@@ -6,25 +6,14 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from tests.processes import children_of
+
 
 def status_kb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return float(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
-
-
-def children_of(pid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # After the command's closing parenthesis: the state, then the parent's pid.
-            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        if int(parent) == pid:
-            pids.append(int(stat.parent.name))
-    return pids
 
 
 class ChildrenPeak:

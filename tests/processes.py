@@ -52,6 +52,20 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` right now."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command's closing parenthesis: the state, then the parent's pid.
+            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
+        except (OSError, IndexError):
+            continue
+        if int(parent) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return f"({path} does not exist)"

@@ -31,6 +31,7 @@ from bankrecon.statement import (
 from bankrecon.statement_shards import _Job, _run_children, validate_in_shards
 from simulator.generator import generate_statement
 from tests.harness import ACCOUNT, BILL_DATE
+from tests.processes import children_of
 
 EXPECTED = ExpectedStatement(ACCOUNT, BILL_DATE, "CNY")
 KEY = StatementKey(account_no=ACCOUNT, bill_date=BILL_DATE)
@@ -227,18 +228,6 @@ def test_shards_run_from_any_working_directory_with_relative_paths(
     assert summary is not None and (summary, records) == sequential(Path("s.zip"))
 
 
-def _children_of(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent = stat.read_text().rsplit(")", 1)[1].split()[1]
-        except (OSError, IndexError):
-            continue
-        if int(parent) == pid:
-            children.append(int(stat.parent.name))
-    return children
-
-
 def test_a_parent_that_gives_up_leaves_no_child_running_and_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -254,7 +243,7 @@ def test_a_parent_that_gives_up_leaves_no_child_running_and_no_file(
     with pytest.raises(RuntimeError, match="cancelled"):
         validate_in_shards(path, EXPECTED, ArchiveLimits(), io.BytesIO(), workdir, 2, cancelled, CHUNK)
 
-    assert _children_of(os.getpid()) == []
+    assert children_of(os.getpid()) == []
     assert list(workdir.iterdir()) == []
 
 
