@@ -586,7 +586,10 @@ def _stream_part(
     return found
 
 
-def _detail_finder(bill_date_text: str) -> Callable[[str], list[tuple[str, ...]]]:
+FindDetails = Callable[[str], list[tuple[str, ...]]]
+
+
+def _detail_finder(bill_date_text: str) -> FindDetails:
     """Every whole line of a text that is a valid D record of this bill_date, as the fields rules need.
 
     The groups: serial_no, direction, amount, balance_after.
@@ -615,9 +618,6 @@ class _ChainedTotals:
 class _Records:
     details: DetailLines
     totals: _ChainedTotals
-
-
-FindDetails = Callable[[str], list[tuple[str, ...]]]
 
 
 def _block_text(block: bytes) -> str | None:
