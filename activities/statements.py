@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
-from bankrecon import metrics
+from bankrecon import cancellations, metrics
 from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
@@ -30,6 +30,7 @@ from bankrecon.models import (
     FetchResult,
     PersistRequest,
     PersistResult,
+    StatementCancellation,
     StatementKey,
 )
 from bankrecon.persistence import save_statement
@@ -286,6 +287,14 @@ class StatementActivities:
                 "every worker of this task queue must share DATA_DIR",
                 type="ArchiveMissing",
             ) from None
+
+    @activity.defn(name="record_cancellation")
+    def record_cancellation(self, cancellation: StatementCancellation) -> None:
+        cancellations.record_cancellation(self._engine, cancellation)
+        activity.logger.info(
+            "statement cancelled by an operator; the nightly catch-up leaves it alone",
+            extra=statement_fields(cancellation.statement),
+        )
 
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:

@@ -35,11 +35,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
+from bankrecon.cancellations import forget_cancellation
 from bankrecon.catch_up import days
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
-from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
+from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus, StatementKey
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.temporal_client import TemporalConnectionError, connect
 from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
@@ -97,6 +98,13 @@ def _statement_input(settings: Settings, account_no: str, bill_date: date) -> Da
         deadline=settings.statement_deadline,
         alert_when_late=False,
     )
+
+
+def _forget_cancellations(settings: Settings, started: list[StatementKey]) -> None:
+    """An operator started these dates: a cancellation recorded for one no longer holds."""
+    with _database(settings) as engine:
+        for key in started:
+            forget_cancellation(engine, key)
 
 
 # --- schedule -------------------------------------------------------------------------
@@ -183,7 +191,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
     dates = days(first, last)
     reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE if args.refetch else NIGHTLY_ID_REUSE
     handles: dict[date, StatementHandle] = {}
-    new = 0
+    started: list[StatementKey] = []
     for day in dates:
         workflow_id = statement_workflow_id(account.account_no, day)
         try:
@@ -195,9 +203,11 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
                 id_reuse_policy=reuse,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             )
-            new += 1
+            started.append(StatementKey(account_no=account.account_no, bill_date=day))
         except WorkflowAlreadyStartedError:
             handles[day] = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+    _forget_cancellations(settings, started)
+    new = len(started)
     pace = timedelta(seconds=account.merchant.min_interval_seconds)
     out.write(
         f"{len(dates)} dates of {account.account_no} ({first} to {last}): {new} started, "
@@ -322,6 +332,7 @@ async def refetch_command(args: argparse.Namespace, settings: Settings, out: Tex
             f"{workflow_id} is running already; to start over: "
             f"temporal workflow cancel --workflow-id {workflow_id}"
         ) from None
+    _forget_cancellations(settings, [StatementKey(account_no=account.account_no, bill_date=args.date)])
     out.write(f"started {workflow_id} (run {handle.result_run_id})\n")
     if args.wait:
         outcome = await _outcome(handle, args.date)

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Date,
     DateTime,
     Dialect,
@@ -19,12 +20,15 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    and_,
     create_engine,
     event,
     make_url,
 )
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from bankrecon.models import StatementKey
 
 CENT = Decimal("0.01")
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
@@ -168,6 +172,19 @@ merchant_pauses = Table(
     Column("reason", String(256), nullable=False),
 )
 
+# Dates an operator cancelled (``temporal workflow cancel``): the nightly catch-up leaves them
+# alone until ``bankrecon backfill`` or ``refetch`` starts them again.
+cancelled_statements = Table(
+    "cancelled_statements",
+    metadata,
+    Column("account_no", String(32), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("cancelled_at", UtcDateTime, nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    PrimaryKeyConstraint("account_no", "bill_date", name="cancelled_statements_pkey"),
+)
+
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
@@ -206,6 +223,11 @@ def make_engine(url: str) -> Engine:
         pool_pre_ping=True,
         hide_parameters=True,
     )
+
+
+def rows_of(table: Table, key: StatementKey) -> ColumnElement[bool]:
+    """The rows of ``table`` that belong to the statement ``key``."""
+    return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
 
 
 def create_schema(engine: Engine) -> None:

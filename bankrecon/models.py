@@ -103,7 +103,16 @@ class PersistResult(BaseModel):
     transaction_count: int
 
 
-Phase = Literal["waiting_for_bank", "decoding", "persisting", "done", "failed"]
+Phase = Literal["waiting_for_bank", "decoding", "persisting", "done", "failed", "cancelled"]
+
+
+class StatementCancellation(BaseModel):
+    """An operator cancelled a statement's workflow: recorded, so that catch-up does not start it again."""
+
+    statement: StatementKey
+    workflow_id: str
+    run_id: str
+    cancelled_at: datetime
 
 
 class FetchAttemptReport(BaseModel):

@@ -13,13 +13,19 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
+from bankrecon.db import cancelled_statements, make_engine
 from bankrecon.models import DailyStatementInput
+from bankrecon.search_attributes import STATEMENT_PHASE
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
-from tests.test_nightly import new_accounts
+from tests.test_nightly import new_accounts, run_nightly
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
@@ -191,3 +197,64 @@ async def _listed(console: Console, *args: str) -> subprocess.CompletedProcess[s
             return shown
         await asyncio.sleep(timedelta(milliseconds=200).total_seconds())
     raise AssertionError(f"bankrecon {' '.join(args)} never listed anything: {shown.stdout}")
+
+
+async def test_a_cancelled_date_is_remembered_skipped_by_catch_up_and_started_again_by_an_operator(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    account = new_accounts(1)[0]
+    days = [date(2026, 11, 22), date(2026, 11, 23)]
+    workflow_ids = [statement_workflow_id(account, day) for day in days]
+    for day in days:
+        bank.plan(account, day, StatementPlan(ready_after=1_000_000))
+    nightly = settings.model_copy(update={"bank_accounts": [account]})
+    async with asyncio.timeout(240), running_worker(client, nightly):
+        first = await run_nightly(client, settings.temporal_task_queue, bill_date=days[1], catch_up_days=1)
+        assert first.started == workflow_ids
+        for workflow_id in workflow_ids:
+            handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+            while await handle.query(DailyStatementWorkflow.status) is None:
+                await asyncio.sleep(0.2)  # not started yet
+            # The README's recipe.
+            cancel = await asyncio.to_thread(
+                subprocess.run,
+                [find_binary("temporal"), "workflow", "cancel", "--address", settings.temporal_address,
+                 "--workflow-id", workflow_id],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert cancel.returncode == 0, cancel.stderr
+            with pytest.raises(WorkflowFailureError) as ended:
+                await handle.result()
+            assert isinstance(ended.value.cause, CancelledError)
+            status = await handle.query(DailyStatementWorkflow.status)
+            assert status is not None and (status.phase, status.next_attempt_at) == ("cancelled", None)
+            assert (await handle.describe()).typed_search_attributes.get(STATEMENT_PHASE) == "cancelled"
+        assert _cancellations(settings) == {(account, day) for day in days}
+
+        # The next night's catch-up leaves both dates alone.
+        again = await run_nightly(client, settings.temporal_task_queue, bill_date=days[1], catch_up_days=1)
+        assert (again.started, again.already_started) == ([], [])
+
+        # An operator's refetch or backfill starts them again, and forgets the cancellation.
+        for day in days:
+            bank.plan(account, day, StatementPlan(lines=3))
+        refetched = await console.run("refetch", account, str(days[0]), "--wait")
+        assert refetched.returncode == 0, refetched.stderr
+        backfilled = await console.run("backfill", account, str(days[1]), str(days[1]))
+        assert backfilled.returncode == 0, backfilled.stderr
+        assert "1 started" in backfilled.stdout.splitlines()[0]
+    for day in days:
+        statement, rows = stored_rows(settings.resolved_database_url(), account, day)
+        assert statement is not None and len(rows) == 3
+    assert _cancellations(settings) == set()
+
+
+def _cancellations(settings: Settings) -> set[tuple[str, date]]:
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(cancelled_statements.c.account_no, cancelled_statements.c.bill_date))
+            return {(row.account_no, row.bill_date) for row in rows}
+    finally:
+        engine.dispose()

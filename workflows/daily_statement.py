@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         OperatorNotice,
         PersistRequest,
         Phase,
+        StatementCancellation,
         StatementKey,
         StatementTotals,
     )
@@ -49,6 +50,8 @@ LOAD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[STATEMENT_DAMAGED],
 )
+# One row written; retried like the loads, since a database outage heals.
+RECORD_CANCELLATION_TIMEOUT = timedelta(seconds=30)
 # A webhook that is down for good must not keep the statement's workflow open: about 1.5 h of tries.
 NOTICE_TIMEOUT = timedelta(seconds=30)
 NOTICE_RETRY = RetryPolicy(
@@ -124,7 +127,13 @@ class DailyStatementWorkflow:
         try:
             fetched, decoded = await self._download(key, self._retry_interval, request.max_damaged_downloads)
             result = await self._persist(key, fetched, decoded)
+        except asyncio.CancelledError:  # cancelled while no activity ran (the wait after a damaged download)
+            await self._record_cancellation(key)
+            raise
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                await self._record_cancellation(key)
+                raise
             self._enter("failed")
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
@@ -138,6 +147,22 @@ class DailyStatementWorkflow:
             await watch  # the alert goes out before its recovery notice
             await self._notify("recovered")
         return result
+
+    async def _record_cancellation(self, key: StatementKey) -> None:
+        """An operator cancelled this date: remember it, so that the nightly catch-up leaves it alone
+        (Temporal's id reuse policy would allow a new run, and forgets the cancelled one after
+        the namespace's retention)."""
+        self._next_attempt_at = None
+        self._enter("cancelled")
+        info = workflow.info()
+        await workflow.execute_activity_method(
+            StatementActivities.record_cancellation,
+            StatementCancellation(
+                statement=key, workflow_id=info.workflow_id, run_id=info.run_id, cancelled_at=workflow.now()
+            ),
+            start_to_close_timeout=RECORD_CANCELLATION_TIMEOUT,
+            retry_policy=LOAD_RETRY,
+        )
 
     def _enter(self, phase: Phase) -> None:
         self._phase = phase

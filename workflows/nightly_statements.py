@@ -30,8 +30,10 @@ with workflow.unsafe.imports_passed_through():
 
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PLAN_TIMEOUT = timedelta(minutes=5)
-# A statement that ran already is not fetched again by the nightly run: only a failed one
-# is started anew. Operators re-fetch a stored date on purpose (``bankrecon refetch``).
+# A statement that ran already is not fetched again by the nightly run: only a failed (or
+# terminated, or timed-out) one is started anew. A cancelled one would be too, so the plan
+# leaves out dates an operator cancelled (bankrecon/cancellations.py). Operators re-fetch a
+# stored date on purpose (``bankrecon refetch``).
 NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 
 
