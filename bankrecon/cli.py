@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import OperationalError
 from temporalio.client import (
     Client,
@@ -42,10 +42,10 @@ from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus, StatementKey
 from bankrecon.nightly_schedule import apply_nightly_schedule
+from bankrecon.persistence import stored_statements
 from bankrecon.temporal_client import TemporalConnectionError, connect
 from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
-from workflows.nightly_statements import NIGHTLY_ID_REUSE
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
 BAR_WIDTH = 30
@@ -134,11 +134,30 @@ async def schedule_command(args: argparse.Namespace, settings: Settings, out: Te
 # --- backfill -------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """One date's line in the summary."""
+
     bill_date: date
-    result: DailyStatementResult | None = None
-    failure: str | None = None
+    said: str  # stored, already stored, or the failure
+    transactions: str = ""
+    bank_requests: str = ""
+    closing_balance: str = ""
+    failed: bool = False
+
+
+def _stored(
+    bill_date: date, said: str, figures: DailyStatementResult | Row[Any], bank_requests: str
+) -> Outcome:
+    """A stored statement's line, from its workflow's result or from its row in the statements table."""
+    closing = figures.closing_balance
+    return Outcome(
+        bill_date,
+        f"{said} (no transactions)" if figures.bank_code == "2001" else said,
+        str(figures.transaction_count),
+        bank_requests,
+        f"{closing} {figures.currency}" if closing is not None else "",
+    )
 
 
 class Progress:
@@ -171,10 +190,26 @@ class Progress:
 
 async def _outcome(handle: StatementHandle, bill_date: date) -> Outcome:
     try:
-        return Outcome(bill_date, result=await handle.result())
+        result = await handle.result()
     except WorkflowFailureError as err:
         cause = err.cause
-        return Outcome(bill_date, failure=str(getattr(cause, "message", cause)))
+        return Outcome(bill_date, f"failed: {getattr(cause, 'message', cause)}", failed=True)
+    said = {"persisted": "stored", "already_persisted": "already stored"}[result.status]
+    return _stored(bill_date, said, result, str(result.fetch_attempts))
+
+
+async def _start_statement(
+    client: Client, settings: Settings, account_no: str, bill_date: date
+) -> StatementHandle:
+    """Start the date's workflow, whatever its earlier runs did; WorkflowAlreadyStartedError if one runs."""
+    return await client.start_workflow(
+        DailyStatementWorkflow.run,
+        _statement_input(settings, account_no, bill_date),
+        id=statement_workflow_id(account_no, bill_date),
+        task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
 
 
 async def backfill_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
@@ -187,48 +222,48 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
             f"the bank has no statement for {last} before that day ends in China; latest: {latest}"
         )
     account = _account(settings, args.account)
-    client = await connect(settings)
     dates = days(first, last)
-    reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE if args.refetch else NIGHTLY_ID_REUSE
+    # The database says what is stored: Temporal forgets completed runs after the retention.
+    with _database(settings) as engine:
+        stored = {} if args.refetch else stored_statements(engine, account.account_no, first, last)
+    client = await connect(settings)
     handles: dict[date, StatementHandle] = {}
     started: list[StatementKey] = []
     for day in dates:
-        workflow_id = statement_workflow_id(account.account_no, day)
+        if day in stored:
+            continue
         try:
-            handles[day] = await client.start_workflow(
-                DailyStatementWorkflow.run,
-                _statement_input(settings, account.account_no, day),
-                id=workflow_id,
-                task_queue=settings.temporal_task_queue,
-                id_reuse_policy=reuse,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            )
+            handles[day] = await _start_statement(client, settings, account.account_no, day)
             started.append(StatementKey(account_no=account.account_no, bill_date=day))
         except WorkflowAlreadyStartedError:
-            handles[day] = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+            handles[day] = client.get_workflow_handle_for(
+                DailyStatementWorkflow.run, statement_workflow_id(account.account_no, day)
+            )
     _forget_cancellations(settings, started)
     new = len(started)
     pace = timedelta(seconds=account.merchant.min_interval_seconds)
     out.write(
         f"{len(dates)} dates of {account.account_no} ({first} to {last}): {new} started, "
-        f"{len(dates) - new} already started or collected\n"
+        f"{len(stored)} already stored, {len(handles) - new} running already\n"
         f"merchant {account.merchant.id} allows one request every {pace}: with the bank ready, "
         f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
     )
     if args.no_wait:
         out.write("the workflows go on without this command: `bankrecon status` shows them\n")
         return 0
+    # Their bank requests were not this command's, and the database does not count them per run.
+    outcomes = [_stored(day, "already stored", row, "") for day, row in stored.items()]
     progress = Progress(out, len(dates), pace)
+    progress.stored = len(outcomes)
     progress.show()
-    outcomes: list[Outcome] = []
     try:
         for finished in asyncio.as_completed([_outcome(handle, day) for day, handle in handles.items()]):
             outcome = await finished
             outcomes.append(outcome)
-            if outcome.result is not None:
-                progress.stored += 1
-            else:
+            if outcome.failed:
                 progress.failed += 1
+            else:
+                progress.stored += 1
             progress.show()
     finally:
         progress.close()
@@ -238,18 +273,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
 
 def _backfill_summary(outcomes: list[Outcome], out: TextIO) -> None:
     rows = [["DATE", "OUTCOME", "TRANSACTIONS", "BANK REQUESTS", "CLOSING BALANCE"]]
-    for outcome in outcomes:
-        result = outcome.result
-        if result is None:
-            rows.append([str(outcome.bill_date), f"failed: {outcome.failure}", "", "", ""])
-            continue
-        said = {"persisted": "stored", "already_persisted": "already stored"}[result.status]
-        if result.bank_code == "2001":
-            said += " (no transactions)"
-        closing = f"{result.closing_balance} {result.currency}" if result.closing_balance is not None else ""
-        rows.append(
-            [str(result.bill_date), said, str(result.transaction_count), str(result.fetch_attempts), closing]
-        )
+    rows += [[str(o.bill_date), o.said, o.transactions, o.bank_requests, o.closing_balance] for o in outcomes]
     out.write("\n")
     _table(rows, out)
 
@@ -319,14 +343,7 @@ async def refetch_command(args: argparse.Namespace, settings: Settings, out: Tex
     client = await connect(settings)
     workflow_id = statement_workflow_id(account.account_no, args.date)
     try:
-        handle = await client.start_workflow(
-            DailyStatementWorkflow.run,
-            _statement_input(settings, account.account_no, args.date),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
+        handle = await _start_statement(client, settings, account.account_no, args.date)
     except WorkflowAlreadyStartedError:
         raise CommandError(
             f"{workflow_id} is running already; to start over: "
@@ -337,7 +354,7 @@ async def refetch_command(args: argparse.Namespace, settings: Settings, out: Tex
     if args.wait:
         outcome = await _outcome(handle, args.date)
         _backfill_summary([outcome], out)
-        return 0 if outcome.result else 1
+        return 1 if outcome.failed else 0
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +160,14 @@ def load_statement(engine: Engine, key: StatementKey) -> tuple[Row[Any] | None, 
             select(transactions).where(rows_of(transactions, key)).order_by(transactions.c.seq)
         ).all()
     return statement, list(rows)
+
+
+def stored_statements(engine: Engine, account_no: str, first: date, last: date) -> dict[date, Row[Any]]:
+    """The account's stored statement rows from ``first`` to ``last``, by date."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(statements).where(
+                statements.c.account_no == account_no, statements.c.bill_date.between(first, last)
+            )
+        ).all()
+    return {row.bill_date: row for row in rows}

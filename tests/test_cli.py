@@ -8,7 +8,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
@@ -20,8 +21,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
-from bankrecon.db import cancelled_statements, make_engine
-from bankrecon.models import DailyStatementInput
+from bankrecon.db import cancelled_statements, create_schema, make_engine
+from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
+from bankrecon.persistence import save_statement
 from bankrecon.search_attributes import STATEMENT_PHASE
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
@@ -99,9 +101,8 @@ async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summar
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert (
-        lines[0]
-        == f"3 dates of {account} (2026-11-20 to 2026-11-22): 3 started, 0 already started or collected"
+    assert lines[0] == (
+        f"3 dates of {account} (2026-11-20 to 2026-11-22): 3 started, 0 already stored, 0 running already"
     )
     assert lines[1].startswith(f"merchant {DEMO_MERCHANT_ID} allows one request every 0:00:01: ")
     assert "all done by about" in lines[1]
@@ -124,8 +125,53 @@ async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summar
 
     # A second backfill starts nothing and reports what is stored.
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines()[0].endswith("0 started, 3 already started or collected")
+    assert again.stdout.splitlines()[0].endswith("0 started, 3 already stored, 0 running already")
+    assert [row.split()[:3] for row in again.stdout.splitlines()[-3:]] == [
+        [str(day), "already", "stored"] for day in dates
+    ]
     assert len(bank.requests) == 3
+
+
+async def test_backfill_takes_what_is_stored_from_the_database_not_from_temporal(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    """As after the namespace's retention: the statement is stored, Temporal has no run of it."""
+    account = new_accounts(1)[0]
+    stored, missing = date(2026, 11, 20), date(2026, 11, 21)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        create_schema(engine)
+        save_statement(
+            engine,
+            settings.data_dir,
+            PersistRequest(
+                statement=StatementKey(account_no=account, bill_date=stored),
+                bank_code="0000",
+                totals=StatementTotals.empty().model_copy(
+                    update={"currency": "CNY", "closing_balance": Decimal("1234.56")}
+                ),
+                records_file=None,
+                source_sha256="ab" * 32,
+                fetched_at=datetime(2026, 11, 21, 8, tzinfo=UTC),
+            ),
+        )
+    finally:
+        engine.dispose()
+    async with running_worker(dev_env.client, settings):
+        done = await console.run("backfill", account, str(stored), str(missing))
+        asked_before_refetch = bank.requests_for(account, stored)
+        refetched = await console.run("backfill", account, str(stored), str(stored), "--refetch")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(": 1 started, 1 already stored, 0 running already")
+    assert lines[-2].split() == [str(stored), "already", "stored", "0", "1234.56", "CNY"]
+    assert lines[-1].split()[:2] == [str(missing), "stored"]
+    assert asked_before_refetch == []
+    # --refetch asks the bank again.
+    assert refetched.returncode == 0, refetched.stderr
+    assert refetched.stdout.splitlines()[0].endswith(": 1 started, 0 already stored, 0 running already")
+    assert len(bank.requests_for(account, stored)) == 1
 
 
 async def test_backfill_refuses_bad_ranges_with_a_reason(console: Console) -> None:
