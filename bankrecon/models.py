@@ -152,6 +152,7 @@ class OperatorNotice(BaseModel):
 
     kind: NoticeKind
     workflow_id: str
+    run_id: str  # a failed date is started again under the same workflow id
     statement: StatementKey
     deadline: datetime
     at: datetime

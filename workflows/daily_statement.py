@@ -182,6 +182,7 @@ class DailyStatementWorkflow:
         notice = OperatorNotice(
             kind=kind,
             workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
             statement=self._key,
             deadline=self._deadline,
             at=workflow.now(),
