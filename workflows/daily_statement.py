@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
     from bankrecon.statement import CHINA_STANDARD_TIME
 
+WAITING_AFTER_DAMAGE_PATCH = "status-waiting-after-a-damaged-download"
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
 FETCH_TIMEOUT = timedelta(minutes=15)
 LOAD_TIMEOUT = timedelta(hours=2)
@@ -260,6 +261,10 @@ class DailyStatementWorkflow:
                     extra=statement_fields(key),
                 )
                 # The bank may regenerate the file; asking again at once would only meet the window.
+                # Patched: a run that waited here under the earlier code replays without these upserts.
+                if workflow.patched(WAITING_AFTER_DAMAGE_PATCH):
+                    self._next_attempt_at = workflow.now() + retry_interval
+                    self._enter("waiting_for_bank")
                 await workflow.sleep(retry_interval)
 
     async def _persist(
