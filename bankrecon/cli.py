@@ -441,7 +441,9 @@ def parser() -> argparse.ArgumentParser:
 async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = Settings()
+        # Only the worker serves metrics: a command often runs beside it (in its container,
+        # with its METRICS_ADDRESS), and has nothing to report there.
+        settings = Settings().model_copy(update={"metrics_address": None})
         command: Command = args.run
         return await command(args, settings, out)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:

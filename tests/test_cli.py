@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -42,22 +43,26 @@ class Console:
     settings: Settings
     cwd: Path
 
-    async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         settings = self.settings
-        env = os.environ | {
-            "TEMPORAL_ADDRESS": settings.temporal_address,
-            "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-            "DATA_DIR": str(settings.data_dir),
-            "DATABASE_URL": settings.resolved_database_url(),
-            "BANK_BASE_URL": settings.bank_base_url,
-            "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
-            "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
-        }
+        given = (
+            os.environ
+            | {
+                "TEMPORAL_ADDRESS": settings.temporal_address,
+                "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+                "DATA_DIR": str(settings.data_dir),
+                "DATABASE_URL": settings.resolved_database_url(),
+                "BANK_BASE_URL": settings.bank_base_url,
+                "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
+                "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
+            }
+            | (env or {})
+        )
         # A thread, so that the test's event loop (and the worker on it) keeps running.
         return await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "bankrecon.cli", *args],
-            env=env,
+            env=given,
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -304,3 +309,16 @@ def _cancellations(settings: Settings) -> set[tuple[str, date]]:
             return {(row.account_no, row.bill_date) for row in rows}
     finally:
         engine.dispose()
+
+
+async def test_commands_serve_no_metrics_even_with_the_workers_metrics_address(console: Console) -> None:
+    """In the compose stack the commands run in the worker's container, with its METRICS_ADDRESS."""
+    with socket.socket() as workers_endpoint:
+        workers_endpoint.bind(("127.0.0.1", 0))
+        workers_endpoint.listen()
+        host, port = workers_endpoint.getsockname()
+        shown = await console.run(
+            "status", "--account", new_accounts(1)[0], env={"METRICS_ADDRESS": f"{host}:{port}"}
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "no statement workflows match\n"
