@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
@@ -40,7 +41,13 @@ from bankrecon.catch_up import days
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, make_engine
-from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus, StatementKey
+from bankrecon.models import (
+    ACCOUNT_NO_PATTERN,
+    DailyStatementInput,
+    DailyStatementResult,
+    DailyStatementStatus,
+    StatementKey,
+)
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.persistence import stored_statements
 from bankrecon.temporal_client import TemporalConnectionError, connect
@@ -212,15 +219,20 @@ async def _start_statement(
     )
 
 
+def _past(day: date) -> None:
+    """Refuse a date the bank has no statement for yet: a workflow for it would poll all day."""
+    latest = yesterday_in_china(datetime.now(UTC))
+    if day > latest:
+        raise CommandError(
+            f"the bank has no statement for {day} before that day ends in China; latest: {latest}"
+        )
+
+
 async def backfill_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     first, last = args.first, args.last
     if first > last:
         raise CommandError(f"FROM ({first}) is after TO ({last})")
-    latest = yesterday_in_china(datetime.now(UTC))
-    if last > latest:
-        raise CommandError(
-            f"the bank has no statement for {last} before that day ends in China; latest: {latest}"
-        )
+    _past(last)
     account = _account(settings, args.account)
     dates = days(first, last)
     # The database says what is stored: Temporal forgets completed runs after the retention.
@@ -339,6 +351,7 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
 
 
 async def refetch_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    _past(args.date)
     account = _account(settings, args.account)
     client = await connect(settings)
     workflow_id = statement_workflow_id(account.account_no, args.date)
@@ -391,10 +404,18 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
 
 
 def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    # Only YYYY-MM-DD: date.fromisoformat also takes the basic form (20261101) and week dates.
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        with suppress(ValueError):
+            return date.fromisoformat(text)
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
+
+
+def _account_no(text: str) -> str:
+    # Checked before anything else: it goes into workflow inputs and into visibility queries.
+    if not re.fullmatch(ACCOUNT_NO_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text} is not an account number (10 to 32 digits)")
+    return text
 
 
 Command = Callable[[argparse.Namespace, Settings, TextIO], Awaitable[int]]
@@ -413,7 +434,7 @@ def parser() -> argparse.ArgumentParser:
 
     command("schedule", schedule_command, "create or update the nightly Schedule from the settings")
     backfill = command("backfill", backfill_command, "collect an account's statements for a range of dates")
-    backfill.add_argument("account")
+    backfill.add_argument("account", metavar="ACCOUNT", type=_account_no)
     backfill.add_argument("first", metavar="FROM", type=_date)
     backfill.add_argument("last", metavar="TO", type=_date)
     backfill.add_argument("--refetch", action="store_true", help="fetch dates collected already again")
@@ -421,11 +442,11 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", status_command, "the statements being collected, and paused merchants")
     status.add_argument("--late", action="store_true", help="only statements past their deadline")
     status.add_argument("--all", action="store_true", help="finished ones too")
-    status.add_argument("--account")
+    status.add_argument("--account", type=_account_no)
     status.add_argument("--date", type=_date)
     status.add_argument("--limit", type=int, default=100)
     refetch = command("refetch", refetch_command, "fetch one stored date again")
-    refetch.add_argument("account")
+    refetch.add_argument("account", metavar="ACCOUNT", type=_account_no)
     refetch.add_argument("date", type=_date)
     refetch.add_argument("--wait", action="store_true", help="wait for the outcome")
     pause = command("pause", pause_command, "send nothing to a merchant's bank until resumed")
@@ -450,6 +471,8 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         sys.stderr.write(f"configuration error: {exc}\n")
     except (CommandError, TemporalConnectionError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
+    except RPCError as exc:
+        sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")
     return 2
 
 

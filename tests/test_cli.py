@@ -30,7 +30,7 @@ from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
 from tests.test_nightly import new_accounts, run_nightly
 from worker import running_worker
-from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 WINDOW = 1.0
 TODAY = date(2026, 11, 25)
@@ -179,14 +179,37 @@ async def test_backfill_takes_what_is_stored_from_the_database_not_from_temporal
     assert len(bank.requests_for(account, stored)) == 1
 
 
-async def test_backfill_refuses_bad_ranges_with_a_reason(console: Console) -> None:
-    backwards = await console.run("backfill", "6222020000000001", "2026-11-22", "2026-11-20")
+async def test_bad_arguments_are_refused_with_a_reason_and_no_traceback(console: Console) -> None:
+    account = "6222020000000001"
+    backwards = await console.run("backfill", account, "2026-11-22", "2026-11-20")
     assert backwards.returncode == 2
     assert backwards.stderr.strip() == "bankrecon: FROM (2026-11-22) is after TO (2026-11-20)"
-    future = await console.run("backfill", "6222020000000001", "2026-11-20", "2099-01-01")
-    assert future.returncode == 2 and "before that day ends in China" in future.stderr
-    not_a_date = await console.run("backfill", "6222020000000001", "2026-11-20", "2026-13-01")
-    assert not_a_date.returncode == 2 and "not a date (YYYY-MM-DD): '2026-13-01'" in not_a_date.stderr
+    today_in_china = yesterday_in_china(datetime.now(UTC)) + timedelta(days=1)
+    for command in (
+        ("backfill", account, "2026-11-20", "2099-01-01"),
+        ("refetch", account, str(today_in_china)),
+    ):
+        future = await console.run(*command)
+        assert future.returncode == 2 and "before that day ends in China" in future.stderr, command
+    for day in ("2026-13-01", "20261101"):  # the basic form is not YYYY-MM-DD, though Python takes it
+        not_a_date = await console.run("backfill", account, "2026-11-20", day)
+        assert not_a_date.returncode == 2 and f"not a date (YYYY-MM-DD): '{day}'" in not_a_date.stderr
+    for command in ("backfill", "9999", "2026-11-20", "2026-11-21"), ("refetch", "9999", "2026-11-20"):
+        not_an_account = await console.run(*command)
+        assert not_an_account.returncode == 2, command
+        assert "9999 is not an account number (10 to 32 digits)" in not_an_account.stderr
+        assert "configuration error" not in not_an_account.stderr
+    # It would go into the visibility query.
+    quoted = await console.run("status", "--account", "x'y")
+    assert quoted.returncode == 2 and "x'y is not an account number" in quoted.stderr
+    assert "Traceback" not in quoted.stderr
+
+
+async def test_an_error_from_temporal_is_one_line_not_a_traceback(console: Console) -> None:
+    refused = await console.run("status", env={"TEMPORAL_NAMESPACE": "no-such-namespace"})
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("bankrecon: Temporal refused the request (NOT_FOUND): ")
+    assert "no-such-namespace" in refused.stderr and refused.stderr.count("\n") == 1
 
 
 async def test_pause_status_resume_and_refetch(
