@@ -15,7 +15,9 @@ import argparse
 import asyncio
 import os
 import re
+import signal
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ from bankrecon.models import (
 )
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.persistence import stored_statements
+from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE
 from bankrecon.temporal_client import TemporalConnectionError, connect
 from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
@@ -62,12 +65,16 @@ class CommandError(Exception):
     """A mistake in what was asked; the message says what to do instead."""
 
 
+def _display_width(text: str) -> int:
+    """Columns on a terminal: East Asian wide and fullwidth characters (the bank's 系统错误) take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(_display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        out.write(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+        cells = [cell + " " * (width - _display_width(cell)) for cell, width in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
 
 
 def _local(moment: datetime) -> str:
@@ -319,13 +326,17 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
     client = await connect(settings)
     rows = [["BILL DATE", "ACCOUNT", "STATE", "ATTEMPTS", "LAST ANSWER", "NEXT ATTEMPT", "DEADLINE", "LATE"]]
     async for execution in client.list_workflows(" AND ".join(clauses), limit=args.limit):
+        attributes = execution.typed_search_attributes
+        # A run that failed on its input never set them: its workflow id says what it was.
+        bill_date = attributes.get(BILL_DATE) or ""
+        account_no = attributes.get(BANK_ACCOUNT) or execution.id
         state = execution.status.name.lower() if execution.status else "unknown"
         if execution.status != WorkflowExecutionStatus.RUNNING:
-            rows.append(["", execution.id, state, "", "", "", "", ""])
+            rows.append([bill_date, account_no, state, "", "", "", "", ""])
             continue
         status = await _live_status(client, execution.id)
         if isinstance(status, str):
-            rows.append(["", execution.id, status, "", "", "", "", ""])
+            rows.append([bill_date, account_no, status, "", "", "", "", ""])
             continue
         answer = status.last_answer
         rows.append(
@@ -478,11 +489,16 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
 
 def main() -> None:
     try:
-        code = asyncio.run(run())
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
-        code = 130
-    sys.stdout.flush()
+        try:
+            code = asyncio.run(run())
+        except KeyboardInterrupt:
+            sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
+            code = 130
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`bankrecon status | head`): stop too, quietly, with the
+        # status of a tool ended by SIGPIPE. What is left unwritten stays so: os._exit below.
+        code = 128 + signal.SIGPIPE
     sys.stderr.flush()
     # The SDK's core threads can call into Python while the interpreter finalizes, which
     # aborts the process (SIGABRT) after an RPC error; everything is done and flushed here.

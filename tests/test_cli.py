@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -34,6 +36,7 @@ from workflows.daily_statement import DailyStatementWorkflow, statement_workflow
 
 WINDOW = 1.0
 TODAY = date(2026, 11, 25)
+BANKRECON = [sys.executable, "-m", "bankrecon.cli"]
 
 
 @dataclass
@@ -43,10 +46,10 @@ class Console:
     settings: Settings
     cwd: Path
 
-    async def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def environment(self, env: dict[str, str] | None = None) -> dict[str, str]:
         settings = self.settings
-        given = (
-            os.environ
+        return (
+            dict(os.environ)
             | {
                 "TEMPORAL_ADDRESS": settings.temporal_address,
                 "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
@@ -58,11 +61,13 @@ class Console:
             }
             | (env or {})
         )
+
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         # A thread, so that the test's event loop (and the worker on it) keeps running.
         return await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "bankrecon.cli", *args],
-            env=given,
+            [*BANKRECON, *args],
+            env=self.environment(env),
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -258,7 +263,9 @@ async def test_pause_status_resume_and_refetch(
         assert refetched.stdout.startswith(f"started {workflow_id}")
         assert f"{bill_date}  already stored" in refetched.stdout
         finished = await _listed(console, "status", "--all", "--account", account)
-        assert finished.stdout.count(f"{workflow_id}  completed") == 2
+        # Finished runs answer no query: their date and account come from the search attributes.
+        rows = [line.split() for line in finished.stdout.splitlines()[1:]]
+        assert rows == [[str(bill_date), account, "completed"]] * 2
     assert len(bank.requests_for(account, bill_date)) == 2
 
 
@@ -345,3 +352,56 @@ async def test_commands_serve_no_metrics_even_with_the_workers_metrics_address(c
         )
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == "no statement workflows match\n"
+
+
+async def test_status_columns_line_up_with_the_banks_chinese_and_a_closed_pipe_ends_it_quietly(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    account = new_accounts(1)[0]
+    bill_date = date(2026, 11, 23)
+    bank.plan(account, bill_date, StatementPlan(ready_after=1_000_000))
+    async with asyncio.timeout(120), running_worker(client, settings):
+        handle = await client.start_workflow(
+            DailyStatementWorkflow.run,
+            DailyStatementInput(account_no=account, bill_date=bill_date, retry_interval_seconds=60),
+            id=statement_workflow_id(account, bill_date),
+            task_queue=settings.temporal_task_queue,
+        )
+        try:
+            while not ((status := await handle.query(DailyStatementWorkflow.status)) and status.last_answer):
+                await asyncio.sleep(0.2)  # until the bank said 9999 系统错误
+            shown = await _listed(console, "status", "--account", account)
+            # The reader is gone before the command writes: `bankrecon status --all | head -0`.
+            reader_gone = subprocess.Popen(
+                [*BANKRECON, "status", "--all"],
+                env=console.environment(),
+                cwd=console.cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert reader_gone.stdout is not None
+            reader_gone.stdout.close()
+            _, errors = await asyncio.to_thread(reader_gone.communicate, timeout=90)
+        finally:
+            await handle.terminate("test over")
+
+    header, row = shown.stdout.splitlines()
+    assert "9999 系统错误" in row
+    for column in ("NEXT ATTEMPT", "DEADLINE"):
+        at = _display_width(header[: header.index(column)])
+        assert _from_display_column(row, at - 2).startswith("  20"), (column, shown.stdout)
+    assert errors == "" and reader_gone.returncode == 128 + signal.SIGPIPE
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def _from_display_column(line: str, column: int) -> str:
+    """What of ``line`` a terminal shows from ``column`` on."""
+    for end in range(len(line) + 1):
+        if _display_width(line[:end]) >= column:
+            return line[end:]
+    return ""
