@@ -36,7 +36,7 @@ from bankrecon.models import (
 from bankrecon.persistence import save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, requests_sent
+from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, opening_margin, requests_sent
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ STATEMENT_DAMAGED = "StatementDamaged"
 HEARTBEAT_EVERY = timedelta(seconds=5)
 # Longer than any activity may run (the workflow's LOAD_TIMEOUT is 2 h): no live attempt owns such a file.
 STAGED_FILES_EXPIRE = timedelta(hours=3)
-# The bank counts arrivals, and timers fire a little early or late: wait slightly past the opening.
-WINDOW_MARGIN = timedelta(milliseconds=50)
 
 
 @asynccontextmanager
@@ -103,7 +101,7 @@ class StatementActivities:
                     min_interval=timedelta(seconds=merchant.min_interval_seconds),
                     request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
                 ),
-                margin=max(WINDOW_MARGIN, timedelta(seconds=merchant.min_interval_seconds / 100)),
+                margin=opening_margin(timedelta(seconds=merchant.min_interval_seconds)),
             )
             for merchant in directory.merchants()
         }

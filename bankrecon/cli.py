@@ -54,11 +54,12 @@ from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.persistence import stored_statements
 from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE
 from bankrecon.temporal_client import TemporalConnectionError, connect
-from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
+from bankrecon.window import merchant_pace, merchant_pauses_now, pause_merchant, resume_merchant
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
 BAR_WIDTH = 30
+CLEAR_TO_END_OF_LINE = "\x1b[K"
 
 
 class CommandError(Exception):
@@ -75,6 +76,10 @@ def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     for row in rows:
         cells = [cell + " " * (width - _display_width(cell)) for cell, width in zip(row, widths, strict=True)]
         out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _dates(count: int) -> str:
+    return f"{count} date" if count == 1 else f"{count} dates"
 
 
 def _local(moment: datetime) -> str:
@@ -194,7 +199,8 @@ class Progress:
             f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{self._total}  "
             f"stored {self.stored}  failed {self.failed}{eta}"
         )
-        self._out.write(f"\r{line}" if self._live else f"{line}\n")
+        # Redrawn over the last line, which may have been longer: clear what is left of it.
+        self._out.write(f"\r{line}{CLEAR_TO_END_OF_LINE}" if self._live else f"{line}\n")
         self._out.flush()
 
     def close(self) -> None:
@@ -260,13 +266,17 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
             )
     _forget_cancellations(settings, started)
     new = len(started)
-    pace = timedelta(seconds=account.merchant.min_interval_seconds)
+    window = timedelta(seconds=account.merchant.min_interval_seconds)
+    pace = merchant_pace(window)
     out.write(
-        f"{len(dates)} dates of {account.account_no} ({first} to {last}): {new} started, "
+        f"{_dates(len(dates))} of {account.account_no} ({first} to {last}): {new} started, "
         f"{len(stored)} already stored, {len(handles) - new} running already\n"
-        f"merchant {account.merchant.id} allows one request every {pace}: with the bank ready, "
-        f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
     )
+    if new:
+        out.write(
+            f"merchant {account.merchant.id} allows one request every {window}: with the bank ready, "
+            f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
+        )
     if args.no_wait:
         out.write("the workflows go on without this command: `bankrecon status` shows them\n")
         return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -133,9 +134,10 @@ async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summar
         statement, rows = stored_rows(settings.resolved_database_url(), account, day)
         assert statement is not None and len(rows) == statement.transaction_count > 0
 
-    # A second backfill starts nothing and reports what is stored.
+    # A second backfill starts nothing, so it expects no finishing time, and reports what is stored.
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0].endswith("0 started, 3 already stored, 0 running already")
+    assert "all done by" not in again.stdout and "expected done by" not in again.stdout
     assert [row.split()[:3] for row in again.stdout.splitlines()[-3:]] == [
         [str(day), "already", "stored"] for day in dates
     ]
@@ -180,7 +182,9 @@ async def test_backfill_takes_what_is_stored_from_the_database_not_from_temporal
     assert asked_before_refetch == []
     # --refetch asks the bank again.
     assert refetched.returncode == 0, refetched.stderr
-    assert refetched.stdout.splitlines()[0].endswith(": 1 started, 0 already stored, 0 running already")
+    assert refetched.stdout.splitlines()[0] == (
+        f"1 date of {account} ({stored} to {stored}): 1 started, 0 already stored, 0 running already"
+    )
     assert len(bank.requests_for(account, stored)) == 1
 
 
@@ -405,3 +409,43 @@ def _from_display_column(line: str, column: int) -> str:
         if _display_width(line[:end]) >= column:
             return line[end:]
     return ""
+
+
+async def test_backfill_on_a_terminal_redraws_its_progress_line_in_place(
+    dev_env: WorkflowEnvironment, settings: Settings, console: Console
+) -> None:
+    account = new_accounts(1)[0]
+    terminal, command_side = pty.openpty()
+    async with asyncio.timeout(120), running_worker(dev_env.client, settings):
+        backfill = subprocess.Popen(
+            [*BANKRECON, "backfill", account, "2026-11-20", "2026-11-21"],
+            env=console.environment(),
+            cwd=console.cwd,
+            stdout=command_side,
+            stderr=subprocess.PIPE,
+        )
+        os.close(command_side)
+        shown = await asyncio.to_thread(_read_until_closed, terminal)
+        assert backfill.wait(timeout=30) == 0
+    # The terminal turns each newline into CR LF; the bar is redrawn with a lone CR.
+    redrawn = [line for line in shown.decode().split("\r\n") if line.startswith("\r[")]
+    assert len(redrawn) == 1, shown
+    draws = redrawn[0].split("\r")[1:]
+    assert [draw.split()[1] for draw in draws] == ["0/2", "1/2", "2/2"]
+    # The last draw is shorter than the ones before it (no time left to expect): cleared to its end.
+    assert all(draw.endswith("\x1b[K") for draw in draws)
+    assert "expected done by" in draws[0] and "expected done by" not in draws[-1]
+
+
+def _read_until_closed(terminal: int) -> bytes:
+    read = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command closed its side
+            break
+        if not chunk:
+            break
+        read += chunk
+    os.close(terminal)
+    return read

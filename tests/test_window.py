@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select, text
 
 from bankrecon.db import bank_requests, create_schema, make_engine
-from bankrecon.window import Claim, MerchantWindow, RequestOrigin, requests_sent
+from bankrecon.window import Claim, MerchantWindow, RequestOrigin, merchant_pace, requests_sent
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)
@@ -131,3 +131,8 @@ def test_a_runs_requests_are_counted_through_an_index_which_an_older_database_ge
         assert ["workflow_id", "run_id"] in indexed()
     finally:
         engine.dispose()
+
+
+def test_a_merchants_pace_is_its_window_and_the_margin_past_its_opening() -> None:
+    assert merchant_pace(timedelta(minutes=30)) == timedelta(minutes=30, seconds=18)
+    assert merchant_pace(timedelta(seconds=1)) == timedelta(seconds=1.05)  # 50 ms at least
