@@ -54,7 +54,13 @@ from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.persistence import stored_statements
 from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE
 from bankrecon.temporal_client import TemporalConnectionError, connect
-from bankrecon.window import merchant_pace, merchant_pauses_now, pause_merchant, resume_merchant
+from bankrecon.window import (
+    merchant_pace,
+    merchant_pause,
+    merchant_pauses_now,
+    pause_merchant,
+    resume_merchant,
+)
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
@@ -403,21 +409,25 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
     with _database(settings) as engine:
         if args.resume:
             changed = resume_merchant(engine, args.merchant)
+            earlier = None
         else:
             changed = pause_merchant(engine, args.merchant, args.reason, datetime.now(UTC))
+            earlier = None if changed else merchant_pause(engine, args.merchant)
     if args.resume:
         out.write(
             f"merchant {args.merchant} resumed: each statement asks the bank at its next attempt\n"
             if changed
             else f"merchant {args.merchant} was not paused\n"
         )
-    else:
+    elif changed:
         out.write(
             f"merchant {args.merchant} paused: no request goes to its bank until `bankrecon resume "
             f"{args.merchant}`; its workflows keep waiting\n"
-            if changed
-            else f"merchant {args.merchant} was paused already\n"
         )
+    else:
+        # None only if someone resumed it in the meantime.
+        since = f" since {_local(earlier.paused_at)}: {earlier.reason}" if earlier else ""
+        out.write(f"merchant {args.merchant} was paused already{since}\n")
     return 0
 
 
@@ -463,9 +473,11 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", status_command, "the statements being collected, and paused merchants")
     status.add_argument("--late", action="store_true", help="only statements past their deadline")
     status.add_argument("--all", action="store_true", help="finished ones too")
-    status.add_argument("--account", type=_account_no)
-    status.add_argument("--date", type=_date)
-    status.add_argument("--limit", type=int, default=100)
+    status.add_argument("--account", type=_account_no, help="only this account's statements")
+    status.add_argument("--date", type=_date, help="only statements of this date (YYYY-MM-DD)")
+    status.add_argument(
+        "--limit", type=int, default=100, help="show at most this many workflows (default: %(default)s)"
+    )
     refetch = command("refetch", refetch_command, "fetch one stored date again")
     refetch.add_argument("account", metavar="ACCOUNT", type=_account_no)
     refetch.add_argument("date", type=_date)

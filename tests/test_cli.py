@@ -214,6 +214,18 @@ async def test_bad_arguments_are_refused_with_a_reason_and_no_traceback(console:
     assert "Traceback" not in quoted.stderr
 
 
+async def test_status_options_say_what_they_do(console: Console) -> None:
+    helped = await console.run("status", "--help")
+    assert helped.returncode == 0, helped.stderr
+    said = " ".join(helped.stdout.split())
+    for option in (
+        "--account ACCOUNT only this account's statements",
+        "--date DATE only statements of this date (YYYY-MM-DD)",
+        "--limit LIMIT show at most this many workflows (default: 100)",
+    ):
+        assert option in said
+
+
 async def test_an_error_from_temporal_is_one_line_not_a_traceback(console: Console) -> None:
     refused = await console.run("status", env={"TEMPORAL_NAMESPACE": "no-such-namespace"})
     assert refused.returncode == 2
@@ -231,6 +243,10 @@ async def test_pause_status_resume_and_refetch(
     paused = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "bank maintenance")
     assert paused.returncode == 0, paused.stderr
     assert paused.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} paused")
+    again = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "another")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} was paused already since ")
+    assert again.stdout.endswith(": bank maintenance\n")
     async with asyncio.timeout(240), running_worker(client, settings):
         handle = await client.start_workflow(
             DailyStatementWorkflow.run,
