@@ -53,7 +53,8 @@ LOAD_RETRY = RetryPolicy(
 )
 # One row written; retried like the loads, since a database outage heals.
 RECORD_CANCELLATION_TIMEOUT = timedelta(seconds=30)
-# A webhook that is down for good must not keep the statement's workflow open: about 1.5 h of tries.
+# A webhook that is down for good must not keep the statement's workflow open: 12 attempts,
+# waiting 10 s doubling up to 10 min between them (60.5 min), each up to 30 s: about an hour.
 NOTICE_TIMEOUT = timedelta(seconds=30)
 NOTICE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
