@@ -214,6 +214,34 @@ async def test_bad_arguments_are_refused_with_a_reason_and_no_traceback(console:
     assert "Traceback" not in quoted.stderr
 
 
+async def test_the_readme_query_by_account_and_date_finds_the_statement(
+    dev_env: WorkflowEnvironment, settings: Settings, console: Console
+) -> None:
+    account = new_accounts(1)[0]
+    bill_date = date(2026, 11, 23)
+    workflow_id = statement_workflow_id(account, bill_date)
+    async with asyncio.timeout(120), running_worker(dev_env.client, settings):
+        stored = await console.run("refetch", account, str(bill_date), "--wait")
+        assert stored.returncode == 0, stored.stderr
+
+    async def listed(since: str) -> str:
+        query = f"BankAccount = '{account}' AND BillDate >= '{since}'"  # the README's recipe
+        command = [find_binary("temporal"), "workflow", "list", "--address", settings.temporal_address]
+        shown = await asyncio.to_thread(
+            subprocess.run, [*command, "--query", query], capture_output=True, text=True, timeout=30
+        )
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout
+
+    for _ in range(50):  # the visibility store lags a moment
+        if workflow_id in await listed("2026-11-01"):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError(f"{workflow_id} never listed")
+    assert workflow_id not in await listed("2026-11-24")
+
+
 async def test_status_options_say_what_they_do(console: Console) -> None:
     helped = await console.run("status", "--help")
     assert helped.returncode == 0, helped.stderr
