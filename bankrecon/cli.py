@@ -238,7 +238,7 @@ async def _start_statement(
     )
 
 
-def _past(day: date) -> None:
+def _require_past_day(day: date) -> None:
     """Refuse a date the bank has no statement for yet: a workflow for it would poll all day."""
     latest = yesterday_in_china(datetime.now(UTC))
     if day > latest:
@@ -251,7 +251,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
     first, last = args.first, args.last
     if first > last:
         raise CommandError(f"FROM ({first}) is after TO ({last})")
-    _past(last)
+    _require_past_day(last)
     account = _account(settings, args.account)
     dates = days(first, last)
     # The database says what is stored: Temporal forgets completed runs after the retention.
@@ -378,7 +378,7 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
 
 
 async def refetch_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
-    _past(args.date)
+    _require_past_day(args.date)
     account = _account(settings, args.account)
     client = await connect(settings)
     workflow_id = statement_workflow_id(account.account_no, args.date)

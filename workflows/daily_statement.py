@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
     from bankrecon.statement import CHINA_STANDARD_TIME
 
+# The workflow.patched id of the status shown while waiting after a damaged download.
 WAITING_AFTER_DAMAGE_PATCH = "status-waiting-after-a-damaged-download"
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
 FETCH_TIMEOUT = timedelta(minutes=15)
