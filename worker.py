@@ -53,6 +53,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     activities.fetch_statement,
                     activities.decode_statement,
                     activities.persist_statement,
+                    activities.record_cancellation,
                     nightly.plan_nightly_statements,
                     notifications.notify_operators,
                 ],

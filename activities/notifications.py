@@ -51,7 +51,8 @@ class NotificationActivities:
                     json={"event": f"statement_{notice.kind}", "summary": _SAID[notice.kind]}
                     | notice.model_dump(mode="json"),
                     # A retry after a lost response repeats the POST; receivers drop repeats by this key.
-                    headers={"Idempotency-Key": f"{notice.workflow_id}/{notice.kind}"},
+                    # The run id is in it: a new run of the date (after a failure) is a new alert.
+                    headers={"Idempotency-Key": f"{notice.workflow_id}/{notice.run_id}/{notice.kind}"},
                 )
         except httpx.HTTPError as exc:
             # The URL may carry a token: name the failure, not the address.

@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
-from bankrecon import metrics
+from bankrecon import cancellations, metrics
 from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
@@ -30,12 +30,13 @@ from bankrecon.models import (
     FetchResult,
     PersistRequest,
     PersistResult,
+    StatementCancellation,
     StatementKey,
 )
 from bankrecon.persistence import save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, requests_sent
+from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, opening_margin, requests_sent
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,6 @@ STATEMENT_DAMAGED = "StatementDamaged"
 HEARTBEAT_EVERY = timedelta(seconds=5)
 # Longer than any activity may run (the workflow's LOAD_TIMEOUT is 2 h): no live attempt owns such a file.
 STAGED_FILES_EXPIRE = timedelta(hours=3)
-# The bank counts arrivals, and timers fire a little early or late: wait slightly past the opening.
-WINDOW_MARGIN = timedelta(milliseconds=50)
 
 
 @asynccontextmanager
@@ -102,7 +101,7 @@ class StatementActivities:
                     min_interval=timedelta(seconds=merchant.min_interval_seconds),
                     request_timeout=timedelta(seconds=settings.bank_request_timeout_seconds),
                 ),
-                margin=max(WINDOW_MARGIN, timedelta(seconds=merchant.min_interval_seconds / 100)),
+                margin=opening_margin(timedelta(seconds=merchant.min_interval_seconds)),
             )
             for merchant in directory.merchants()
         }
@@ -286,6 +285,14 @@ class StatementActivities:
                 "every worker of this task queue must share DATA_DIR",
                 type="ArchiveMissing",
             ) from None
+
+    @activity.defn(name="record_cancellation")
+    def record_cancellation(self, cancellation: StatementCancellation) -> None:
+        cancellations.record_cancellation(self._engine, cancellation)
+        activity.logger.info(
+            "statement cancelled by an operator; the nightly catch-up leaves it alone",
+            extra=statement_fields(cancellation.statement),
+        )
 
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:

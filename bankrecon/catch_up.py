@@ -1,4 +1,4 @@
-"""Which statements of a run of days are not stored yet: what a nightly run must start."""
+"""Which statements of a run of days are not stored yet (nor cancelled): what a nightly run must start."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine, select
 
-from bankrecon.db import statements
+from bankrecon.db import cancelled_statements, statements
 from bankrecon.models import StatementKey
 
 
@@ -15,16 +15,18 @@ def days(first: date, last: date) -> list[date]:
 
 
 def missing_statements(engine: Engine, accounts: list[str], first: date, last: date) -> list[StatementKey]:
-    """Every (account, date) from ``first`` to ``last`` without a stored statement, oldest date first."""
+    """Every (account, date) from ``first`` to ``last`` neither stored nor cancelled by an operator,
+    oldest date first."""
     if not accounts:
         return []
     with engine.connect() as conn:
-        stored = {
+        settled = {
             (row.account_no, row.bill_date)
+            for table in (statements, cancelled_statements)
             for row in conn.execute(
-                select(statements.c.account_no, statements.c.bill_date).where(
-                    statements.c.bill_date.between(first, last),
-                    statements.c.account_no.in_(accounts),
+                select(table.c.account_no, table.c.bill_date).where(
+                    table.c.bill_date.between(first, last),
+                    table.c.account_no.in_(accounts),
                 )
             )
         }
@@ -32,5 +34,5 @@ def missing_statements(engine: Engine, accounts: list[str], first: date, last: d
         StatementKey(account_no=account, bill_date=day)
         for day in days(first, last)
         for account in accounts
-        if (account, day) not in stored
+        if (account, day) not in settled
     ]

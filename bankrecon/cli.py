@@ -14,15 +14,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import signal
 import sys
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import ValidationError
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import OperationalError
 from temporalio.client import (
     Client,
@@ -35,31 +38,54 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
+from bankrecon.cancellations import forget_cancellation
 from bankrecon.catch_up import days
 from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
 from bankrecon.db import create_schema, database_location, make_engine
-from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
+from bankrecon.models import (
+    ACCOUNT_NO_PATTERN,
+    DailyStatementInput,
+    DailyStatementResult,
+    DailyStatementStatus,
+    StatementKey,
+)
 from bankrecon.nightly_schedule import apply_nightly_schedule
+from bankrecon.persistence import stored_statements
+from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE
 from bankrecon.temporal_client import TemporalConnectionError, connect
-from bankrecon.window import merchant_pauses_now, pause_merchant, resume_merchant
+from bankrecon.window import (
+    merchant_pace,
+    merchant_pause,
+    merchant_pauses_now,
+    pause_merchant,
+    resume_merchant,
+)
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
-from workflows.nightly_statements import NIGHTLY_ID_REUSE
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
 BAR_WIDTH = 30
+CLEAR_TO_END_OF_LINE = "\x1b[K"
 
 
 class CommandError(Exception):
     """A mistake in what was asked; the message says what to do instead."""
 
 
+def _display_width(text: str) -> int:
+    """Columns on a terminal: East Asian wide and fullwidth characters (the bank's 系统错误) take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(_display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        out.write(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-        )
+        cells = [cell + " " * (width - _display_width(cell)) for cell, width in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+def _dates(count: int) -> str:
+    return f"{count} date" if count == 1 else f"{count} dates"
 
 
 def _local(moment: datetime) -> str:
@@ -100,6 +126,13 @@ def _statement_input(settings: Settings, account_no: str, bill_date: date) -> Da
     )
 
 
+def _forget_cancellations(settings: Settings, started: list[StatementKey]) -> None:
+    """An operator started these dates: a cancellation recorded for one no longer holds."""
+    with _database(settings) as engine:
+        for key in started:
+            forget_cancellation(engine, key)
+
+
 # --- schedule -------------------------------------------------------------------------
 
 
@@ -127,11 +160,30 @@ async def schedule_command(args: argparse.Namespace, settings: Settings, out: Te
 # --- backfill -------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """One date's line in the summary."""
+
     bill_date: date
-    result: DailyStatementResult | None = None
-    failure: str | None = None
+    said: str  # stored, already stored, or the failure
+    transactions: str = ""
+    bank_requests: str = ""
+    closing_balance: str = ""
+    failed: bool = False
+
+
+def _stored(
+    bill_date: date, said: str, figures: DailyStatementResult | Row[Any], bank_requests: str
+) -> Outcome:
+    """A stored statement's line, from its workflow's result or from its row in the statements table."""
+    closing = figures.closing_balance
+    return Outcome(
+        bill_date,
+        f"{said} (no transactions)" if figures.bank_code == "2001" else said,
+        str(figures.transaction_count),
+        bank_requests,
+        f"{closing} {figures.currency}" if closing is not None else "",
+    )
 
 
 class Progress:
@@ -154,7 +206,8 @@ class Progress:
             f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{self._total}  "
             f"stored {self.stored}  failed {self.failed}{eta}"
         )
-        self._out.write(f"\r{line}" if self._live else f"{line}\n")
+        # Redrawn over the last line, which may have been longer: clear what is left of it.
+        self._out.write(f"\r{line}{CLEAR_TO_END_OF_LINE}" if self._live else f"{line}\n")
         self._out.flush()
 
     def close(self) -> None:
@@ -164,62 +217,89 @@ class Progress:
 
 async def _outcome(handle: StatementHandle, bill_date: date) -> Outcome:
     try:
-        return Outcome(bill_date, result=await handle.result())
+        result = await handle.result()
     except WorkflowFailureError as err:
         cause = err.cause
-        return Outcome(bill_date, failure=str(getattr(cause, "message", cause)))
+        return Outcome(bill_date, f"failed: {getattr(cause, 'message', cause)}", failed=True)
+    said = {"persisted": "stored", "already_persisted": "already stored"}[result.status]
+    return _stored(bill_date, said, result, str(result.fetch_attempts))
+
+
+async def _start_statement(
+    client: Client, settings: Settings, account_no: str, bill_date: date
+) -> StatementHandle:
+    """Start the date's workflow, whatever its earlier runs did; WorkflowAlreadyStartedError if one runs."""
+    return await client.start_workflow(
+        DailyStatementWorkflow.run,
+        _statement_input(settings, account_no, bill_date),
+        id=statement_workflow_id(account_no, bill_date),
+        task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )
+
+
+def _require_past_day(day: date) -> None:
+    """Refuse a date the bank has no statement for yet: a workflow for it would poll all day."""
+    latest = yesterday_in_china(datetime.now(UTC))
+    if day > latest:
+        raise CommandError(
+            f"the bank has no statement for {day} before that day ends in China; latest: {latest}"
+        )
 
 
 async def backfill_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     first, last = args.first, args.last
     if first > last:
         raise CommandError(f"FROM ({first}) is after TO ({last})")
-    latest = yesterday_in_china(datetime.now(UTC))
-    if last > latest:
-        raise CommandError(
-            f"the bank has no statement for {last} before that day ends in China; latest: {latest}"
-        )
+    _require_past_day(last)
     account = _account(settings, args.account)
-    client = await connect(settings)
     dates = days(first, last)
-    reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE if args.refetch else NIGHTLY_ID_REUSE
+    # The database says what is stored: Temporal forgets completed runs after the retention.
+    with _database(settings) as engine:
+        stored = {} if args.refetch else stored_statements(engine, account.account_no, first, last)
+    client = await connect(settings)
     handles: dict[date, StatementHandle] = {}
-    new = 0
+    started: list[StatementKey] = []
     for day in dates:
-        workflow_id = statement_workflow_id(account.account_no, day)
+        if day in stored:
+            continue
         try:
-            handles[day] = await client.start_workflow(
-                DailyStatementWorkflow.run,
-                _statement_input(settings, account.account_no, day),
-                id=workflow_id,
-                task_queue=settings.temporal_task_queue,
-                id_reuse_policy=reuse,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            )
-            new += 1
+            handles[day] = await _start_statement(client, settings, account.account_no, day)
+            started.append(StatementKey(account_no=account.account_no, bill_date=day))
         except WorkflowAlreadyStartedError:
-            handles[day] = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
-    pace = timedelta(seconds=account.merchant.min_interval_seconds)
+            handles[day] = client.get_workflow_handle_for(
+                DailyStatementWorkflow.run, statement_workflow_id(account.account_no, day)
+            )
+    _forget_cancellations(settings, started)
+    new = len(started)
+    window = timedelta(seconds=account.merchant.min_interval_seconds)
+    pace = merchant_pace(window)
     out.write(
-        f"{len(dates)} dates of {account.account_no} ({first} to {last}): {new} started, "
-        f"{len(dates) - new} already started or collected\n"
-        f"merchant {account.merchant.id} allows one request every {pace}: with the bank ready, "
-        f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
+        f"{_dates(len(dates))} of {account.account_no} ({first} to {last}): {new} started, "
+        f"{len(stored)} already stored, {len(handles) - new} running already\n"
     )
+    if new:
+        out.write(
+            f"merchant {account.merchant.id} allows one request every {window}: with the bank ready, "
+            f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
+        )
     if args.no_wait:
         out.write("the workflows go on without this command: `bankrecon status` shows them\n")
         return 0
+    # Their bank requests were not this command's, and the database does not count them per run.
+    outcomes = [_stored(day, "already stored", row, "") for day, row in stored.items()]
     progress = Progress(out, len(dates), pace)
+    progress.stored = len(outcomes)
     progress.show()
-    outcomes: list[Outcome] = []
     try:
         for finished in asyncio.as_completed([_outcome(handle, day) for day, handle in handles.items()]):
             outcome = await finished
             outcomes.append(outcome)
-            if outcome.result is not None:
-                progress.stored += 1
-            else:
+            if outcome.failed:
                 progress.failed += 1
+            else:
+                progress.stored += 1
             progress.show()
     finally:
         progress.close()
@@ -229,18 +309,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
 
 def _backfill_summary(outcomes: list[Outcome], out: TextIO) -> None:
     rows = [["DATE", "OUTCOME", "TRANSACTIONS", "BANK REQUESTS", "CLOSING BALANCE"]]
-    for outcome in outcomes:
-        result = outcome.result
-        if result is None:
-            rows.append([str(outcome.bill_date), f"failed: {outcome.failure}", "", "", ""])
-            continue
-        said = {"persisted": "stored", "already_persisted": "already stored"}[result.status]
-        if result.bank_code == "2001":
-            said += " (no transactions)"
-        closing = f"{result.closing_balance} {result.currency}" if result.closing_balance is not None else ""
-        rows.append(
-            [str(result.bill_date), said, str(result.transaction_count), str(result.fetch_attempts), closing]
-        )
+    rows += [[str(o.bill_date), o.said, o.transactions, o.bank_requests, o.closing_balance] for o in outcomes]
     out.write("\n")
     _table(rows, out)
 
@@ -274,13 +343,17 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
     client = await connect(settings)
     rows = [["BILL DATE", "ACCOUNT", "STATE", "ATTEMPTS", "LAST ANSWER", "NEXT ATTEMPT", "DEADLINE", "LATE"]]
     async for execution in client.list_workflows(" AND ".join(clauses), limit=args.limit):
+        attributes = execution.typed_search_attributes
+        # A run that failed on its input never set them: its workflow id says what it was.
+        bill_date = attributes.get(BILL_DATE) or ""
+        account_no = attributes.get(BANK_ACCOUNT) or execution.id
         state = execution.status.name.lower() if execution.status else "unknown"
         if execution.status != WorkflowExecutionStatus.RUNNING:
-            rows.append(["", execution.id, state, "", "", "", "", ""])
+            rows.append([bill_date, account_no, state, "", "", "", "", ""])
             continue
         status = await _live_status(client, execution.id)
         if isinstance(status, str):
-            rows.append(["", execution.id, status, "", "", "", "", ""])
+            rows.append([bill_date, account_no, status, "", "", "", "", ""])
             continue
         answer = status.last_answer
         rows.append(
@@ -306,28 +379,23 @@ async def status_command(args: argparse.Namespace, settings: Settings, out: Text
 
 
 async def refetch_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    _require_past_day(args.date)
     account = _account(settings, args.account)
     client = await connect(settings)
     workflow_id = statement_workflow_id(account.account_no, args.date)
     try:
-        handle = await client.start_workflow(
-            DailyStatementWorkflow.run,
-            _statement_input(settings, account.account_no, args.date),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        )
+        handle = await _start_statement(client, settings, account.account_no, args.date)
     except WorkflowAlreadyStartedError:
         raise CommandError(
             f"{workflow_id} is running already; to start over: "
             f"temporal workflow cancel --workflow-id {workflow_id}"
         ) from None
+    _forget_cancellations(settings, [StatementKey(account_no=account.account_no, bill_date=args.date)])
     out.write(f"started {workflow_id} (run {handle.result_run_id})\n")
     if args.wait:
         outcome = await _outcome(handle, args.date)
         _backfill_summary([outcome], out)
-        return 0 if outcome.result else 1
+        return 1 if outcome.failed else 0
     return 0
 
 
@@ -342,21 +410,25 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
     with _database(settings) as engine:
         if args.resume:
             changed = resume_merchant(engine, args.merchant)
+            earlier = None
         else:
             changed = pause_merchant(engine, args.merchant, args.reason, datetime.now(UTC))
+            earlier = None if changed else merchant_pause(engine, args.merchant)
     if args.resume:
         out.write(
             f"merchant {args.merchant} resumed: each statement asks the bank at its next attempt\n"
             if changed
             else f"merchant {args.merchant} was not paused\n"
         )
-    else:
+    elif changed:
         out.write(
             f"merchant {args.merchant} paused: no request goes to its bank until `bankrecon resume "
             f"{args.merchant}`; its workflows keep waiting\n"
-            if changed
-            else f"merchant {args.merchant} was paused already\n"
         )
+    else:
+        # None only if someone resumed it in the meantime.
+        since = f" since {_local(earlier.paused_at)}: {earlier.reason}" if earlier else ""
+        out.write(f"merchant {args.merchant} was paused already{since}\n")
     return 0
 
 
@@ -364,10 +436,18 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
 
 
 def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    # Only YYYY-MM-DD: date.fromisoformat also takes the basic form (20261101) and week dates.
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        with suppress(ValueError):
+            return date.fromisoformat(text)
+    raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}")
+
+
+def _account_no(text: str) -> str:
+    # Checked before anything else: it goes into workflow inputs and into visibility queries.
+    if not re.fullmatch(ACCOUNT_NO_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text} is not an account number (10 to 32 digits)")
+    return text
 
 
 Command = Callable[[argparse.Namespace, Settings, TextIO], Awaitable[int]]
@@ -386,7 +466,7 @@ def parser() -> argparse.ArgumentParser:
 
     command("schedule", schedule_command, "create or update the nightly Schedule from the settings")
     backfill = command("backfill", backfill_command, "collect an account's statements for a range of dates")
-    backfill.add_argument("account")
+    backfill.add_argument("account", metavar="ACCOUNT", type=_account_no)
     backfill.add_argument("first", metavar="FROM", type=_date)
     backfill.add_argument("last", metavar="TO", type=_date)
     backfill.add_argument("--refetch", action="store_true", help="fetch dates collected already again")
@@ -394,11 +474,13 @@ def parser() -> argparse.ArgumentParser:
     status = command("status", status_command, "the statements being collected, and paused merchants")
     status.add_argument("--late", action="store_true", help="only statements past their deadline")
     status.add_argument("--all", action="store_true", help="finished ones too")
-    status.add_argument("--account")
-    status.add_argument("--date", type=_date)
-    status.add_argument("--limit", type=int, default=100)
+    status.add_argument("--account", type=_account_no, help="only this account's statements")
+    status.add_argument("--date", type=_date, help="only statements of this date (YYYY-MM-DD)")
+    status.add_argument(
+        "--limit", type=int, default=100, help="show at most this many workflows (default: %(default)s)"
+    )
     refetch = command("refetch", refetch_command, "fetch one stored date again")
-    refetch.add_argument("account")
+    refetch.add_argument("account", metavar="ACCOUNT", type=_account_no)
     refetch.add_argument("date", type=_date)
     refetch.add_argument("--wait", action="store_true", help="wait for the outcome")
     pause = command("pause", pause_command, "send nothing to a merchant's bank until resumed")
@@ -414,23 +496,32 @@ def parser() -> argparse.ArgumentParser:
 async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = Settings()
+        # Only the worker serves metrics: a command often runs beside it (in its container,
+        # with its METRICS_ADDRESS), and has nothing to report there.
+        settings = Settings().model_copy(update={"metrics_address": None})
         command: Command = args.run
         return await command(args, settings, out)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
     except (CommandError, TemporalConnectionError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
+    except RPCError as exc:
+        sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")
     return 2
 
 
 def main() -> None:
     try:
-        code = asyncio.run(run())
-    except KeyboardInterrupt:
-        sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
-        code = 130
-    sys.stdout.flush()
+        try:
+            code = asyncio.run(run())
+        except KeyboardInterrupt:
+            sys.stderr.write("\ninterrupted; the workflows go on in Temporal (`bankrecon status`)\n")
+            code = 130
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`bankrecon status | head`): stop too, quietly, with the
+        # status of a tool ended by SIGPIPE. What is left unwritten stays so: os._exit below.
+        code = 128 + signal.SIGPIPE
     sys.stderr.flush()
     # The SDK's core threads can call into Python while the interpreter finalizes, which
     # aborts the process (SIGABRT) after an RPC error; everything is done and flushed here.

@@ -9,22 +9,29 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Date,
     DateTime,
     Dialect,
     Engine,
+    Index,
     Integer,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
+    and_,
     create_engine,
     event,
+    inspect,
     make_url,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from bankrecon.models import StatementKey
 
 CENT = Decimal("0.01")
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
@@ -160,6 +167,8 @@ bank_requests = Table(
     Column("sent_at", UtcDateTime, nullable=False),
     Column("answered_at", UtcDateTime),
     Column("outcome", String(64)),  # bank code, or the transport failure
+    # window.requests_sent counts a run's requests on every fetch attempt.
+    Index("bank_requests_workflow_run", "workflow_id", "run_id"),
 )
 
 # Merchants an operator paused (``bankrecon pause``): their statements send nothing until resumed.
@@ -169,6 +178,19 @@ merchant_pauses = Table(
     Column("merchant_id", String(64), primary_key=True),
     Column("paused_at", UtcDateTime, nullable=False),
     Column("reason", String(256), nullable=False),
+)
+
+# Dates an operator cancelled (``temporal workflow cancel``): the nightly catch-up leaves them
+# alone until ``bankrecon backfill`` or ``refetch`` starts them again.
+cancelled_statements = Table(
+    "cancelled_statements",
+    metadata,
+    Column("account_no", String(32), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("cancelled_at", UtcDateTime, nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    PrimaryKeyConstraint("account_no", "bill_date", name="cancelled_statements_pkey"),
 )
 
 
@@ -216,8 +238,22 @@ def database_location(url: str) -> str:
     return url.split("@")[-1]
 
 
+def rows_of(table: Table, key: StatementKey) -> ColumnElement[bool]:
+    """The rows of ``table`` that belong to the statement ``key``."""
+    return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
+
+
 def create_schema(engine: Engine) -> None:
     metadata.create_all(engine)
+    # create_all makes indexes only with their tables: a database made before an index was
+    # added gets it here. The catalog is read first, so that nothing is locked when none is missing.
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table in metadata.sorted_tables:
+            present = {index["name"] for index in inspector.get_indexes(table.name)}
+            for index in table.indexes:
+                if index.name not in present:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def describe_error(error: DBAPIError) -> str:

@@ -103,7 +103,16 @@ class PersistResult(BaseModel):
     transaction_count: int
 
 
-Phase = Literal["waiting_for_bank", "decoding", "persisting", "done", "failed"]
+Phase = Literal["waiting_for_bank", "decoding", "persisting", "done", "failed", "cancelled"]
+
+
+class StatementCancellation(BaseModel):
+    """An operator cancelled a statement's workflow: recorded, so that catch-up does not start it again."""
+
+    statement: StatementKey
+    workflow_id: str
+    run_id: str
+    cancelled_at: datetime
 
 
 class FetchAttemptReport(BaseModel):
@@ -143,6 +152,7 @@ class OperatorNotice(BaseModel):
 
     kind: NoticeKind
     workflow_id: str
+    run_id: str  # a failed date is started again under the same workflow id
     statement: StatementKey
     deadline: datetime
     at: datetime
@@ -158,10 +168,10 @@ class NightlyStatementsInput(BaseModel):
     catch_up_days: int = Field(default=7, ge=0, le=60)
     retry_interval_seconds: float = Field(default=1800.0, gt=0)
     deadline: time = time(9, 0)
-    # A run starts at most this many statements, then continues as new with the rest: the
-    # server limits how many child workflows one execution may have pending.
+    # A run starts at most this many statements, then starts a follow-up run for the rest:
+    # the server limits how many child workflows one execution may have pending.
     max_starts_per_run: int = Field(default=500, ge=1, le=1000)
-    # Set by the run itself when it continues as new: the last statement already handled.
+    # Set by a run for its follow-up run: the last statement already handled.
     resume_after: StatementKey | None = None
 
 
@@ -181,6 +191,8 @@ class NightlyStatementsResult(BaseModel):
     started: list[str]  # workflow ids started by this run
     # Workflow ids that already ran or are running (the id reuse policy made the start a no-op).
     already_started: list[str]
+    # The workflow id of the follow-up run that starts what this run left (max_starts_per_run).
+    follow_up: str | None = None
 
 
 class DailyStatementResult(BaseModel):

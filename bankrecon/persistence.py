@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Table, and_, delete, insert, select, text
+from sqlalchemy import Connection, Engine, Row, delete, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from bankrecon.db import statements, transactions
+from bankrecon.db import rows_of, statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
 from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
 
@@ -58,7 +58,7 @@ def save_statement(
             # of hanging without heartbeats; below the activities' 30 s heartbeat timeout.
             conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         stored = conn.execute(
-            select(statements.c.source_sha256, statements.c.bank_code).where(_of(statements, key))
+            select(statements.c.source_sha256, statements.c.bank_code).where(rows_of(statements, key))
         ).first()
         if stored is not None and tuple(stored) == (request.source_sha256, request.bank_code):
             _discard_records(data_dir, request)
@@ -71,8 +71,8 @@ def save_statement(
                 stored.source_sha256,
                 request.source_sha256,
             )
-            conn.execute(delete(transactions).where(_of(transactions, key)))
-            conn.execute(delete(statements).where(_of(statements, key)))
+            conn.execute(delete(transactions).where(rows_of(transactions, key)))
+            conn.execute(delete(statements).where(rows_of(statements, key)))
         totals = request.totals
         conn.execute(
             insert(statements).values(
@@ -146,11 +146,6 @@ def _insert_records(conn: Connection, records: StatementRecords, on_progress: Ca
     return written
 
 
-def _of(table: Table, key: StatementKey) -> ColumnElement[bool]:
-    """The rows of ``table`` that belong to the statement ``key``."""
-    return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
-
-
 def _discard_records(data_dir: Path, request: PersistRequest) -> None:
     # Committed, so a rerun finds the statement stored and never reads them again;
     # the archive in DATA_DIR/archives stays as the source of record.
@@ -161,8 +156,19 @@ def _discard_records(data_dir: Path, request: PersistRequest) -> None:
 def load_statement(engine: Engine, key: StatementKey) -> tuple[Row[Any] | None, list[Row[Any]]]:
     """The stored statement row (None if absent) and its transactions in statement order."""
     with engine.connect() as conn:
-        statement = conn.execute(select(statements).where(_of(statements, key))).one_or_none()
+        statement = conn.execute(select(statements).where(rows_of(statements, key))).one_or_none()
         rows = conn.execute(
-            select(transactions).where(_of(transactions, key)).order_by(transactions.c.seq)
+            select(transactions).where(rows_of(transactions, key)).order_by(transactions.c.seq)
         ).all()
     return statement, list(rows)
+
+
+def stored_statements(engine: Engine, account_no: str, first: date, last: date) -> dict[date, Row[Any]]:
+    """The account's stored statement rows from ``first`` to ``last``, by date."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(statements).where(
+                statements.c.account_no == account_no, statements.c.bill_date.between(first, last)
+            )
+        ).all()
+    return {row.bill_date: row for row in rows}

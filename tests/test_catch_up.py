@@ -1,13 +1,16 @@
-"""Which dates a nightly run must start: every date of the range without a stored statement."""
+"""Which dates a nightly run must start: every date of the range neither stored nor cancelled."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bankrecon.cancellations import forget_cancellation, record_cancellation
 from bankrecon.catch_up import days, missing_statements
-from bankrecon.db import create_schema, make_engine
-from bankrecon.models import PersistRequest, StatementKey, StatementTotals
+from bankrecon.db import cancelled_statements, create_schema, make_engine
+from bankrecon.models import PersistRequest, StatementCancellation, StatementKey, StatementTotals
 from bankrecon.persistence import save_statement
 
 ACCOUNTS = ["6222020000000001", "6222020000000002"]
@@ -57,3 +60,31 @@ def test_no_accounts_nothing_missing_and_days_are_inclusive(sqlite_url: str) -> 
         date(2027, 1, 2),
     ]
     assert days(date(2026, 12, 30), date(2026, 12, 29)) == []
+
+
+def test_a_date_an_operator_cancelled_is_not_missing_until_started_again(database_url: str) -> None:
+    engine = make_engine(database_url)
+    cancelled = StatementKey(account_no=ACCOUNTS[0], bill_date=date(2026, 11, 23))
+    try:
+        create_schema(engine)
+        for run_id in ("first-run", "second-run"):  # cancelled, started again, cancelled again
+            record_cancellation(
+                engine,
+                StatementCancellation(
+                    statement=cancelled,
+                    workflow_id=f"statement-{ACCOUNTS[0]}-2026-11-23",
+                    run_id=run_id,
+                    cancelled_at=datetime(2026, 11, 24, 10, tzinfo=UTC),
+                ),
+            )
+        skipped = missing_statements(engine, ACCOUNTS, date(2026, 11, 23), date(2026, 11, 23))
+        with engine.connect() as conn:
+            recorded = conn.execute(select(cancelled_statements.c.run_id)).scalars().all()
+        assert forget_cancellation(engine, cancelled)
+        assert not forget_cancellation(engine, cancelled)
+        again = missing_statements(engine, ACCOUNTS, date(2026, 11, 23), date(2026, 11, 23))
+    finally:
+        engine.dispose()
+    assert [key.account_no for key in skipped] == [ACCOUNTS[1]]
+    assert recorded == ["second-run"]
+    assert [key.account_no for key in again] == ACCOUNTS

@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import signal
+import socket
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
+from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
-from bankrecon.models import DailyStatementInput
+from bankrecon.db import cancelled_statements, create_schema, make_engine
+from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
+from bankrecon.persistence import save_statement
+from bankrecon.search_attributes import STATEMENT_PHASE
 from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
-from tests.test_nightly import new_accounts
+from tests.test_nightly import new_accounts, run_nightly
 from worker import running_worker
-from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 WINDOW = 1.0
 TODAY = date(2026, 11, 25)
+BANKRECON = [sys.executable, "-m", "bankrecon.cli"]
 
 
 @dataclass
@@ -34,22 +47,28 @@ class Console:
     settings: Settings
     cwd: Path
 
-    async def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def environment(self, env: dict[str, str] | None = None) -> dict[str, str]:
         settings = self.settings
-        env = os.environ | {
-            "TEMPORAL_ADDRESS": settings.temporal_address,
-            "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-            "DATA_DIR": str(settings.data_dir),
-            "DATABASE_URL": settings.resolved_database_url(),
-            "BANK_BASE_URL": settings.bank_base_url,
-            "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
-            "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
-        }
+        return (
+            dict(os.environ)
+            | {
+                "TEMPORAL_ADDRESS": settings.temporal_address,
+                "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+                "DATA_DIR": str(settings.data_dir),
+                "DATABASE_URL": settings.resolved_database_url(),
+                "BANK_BASE_URL": settings.bank_base_url,
+                "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
+                "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
+            }
+            | (env or {})
+        )
+
+    async def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         # A thread, so that the test's event loop (and the worker on it) keeps running.
         return await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "bankrecon.cli", *args],
-            env=env,
+            [*BANKRECON, *args],
+            env=self.environment(env),
             cwd=self.cwd,
             capture_output=True,
             text=True,
@@ -93,9 +112,8 @@ async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summar
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert (
-        lines[0]
-        == f"3 dates of {account} (2026-11-20 to 2026-11-22): 3 started, 0 already started or collected"
+    assert lines[0] == (
+        f"3 dates of {account} (2026-11-20 to 2026-11-22): 3 started, 0 already stored, 0 running already"
     )
     assert lines[1].startswith(f"merchant {DEMO_MERCHANT_ID} allows one request every 0:00:01: ")
     assert "all done by about" in lines[1]
@@ -116,20 +134,131 @@ async def test_backfill_paces_by_the_merchants_window_with_progress_and_a_summar
         statement, rows = stored_rows(settings.resolved_database_url(), account, day)
         assert statement is not None and len(rows) == statement.transaction_count > 0
 
-    # A second backfill starts nothing and reports what is stored.
+    # A second backfill starts nothing, so it expects no finishing time, and reports what is stored.
     assert again.returncode == 0, again.stderr
-    assert again.stdout.splitlines()[0].endswith("0 started, 3 already started or collected")
+    assert again.stdout.splitlines()[0].endswith("0 started, 3 already stored, 0 running already")
+    assert "all done by" not in again.stdout and "expected done by" not in again.stdout
+    assert [row.split()[:3] for row in again.stdout.splitlines()[-3:]] == [
+        [str(day), "already", "stored"] for day in dates
+    ]
     assert len(bank.requests) == 3
 
 
-async def test_backfill_refuses_bad_ranges_with_a_reason(console: Console) -> None:
-    backwards = await console.run("backfill", "6222020000000001", "2026-11-22", "2026-11-20")
+async def test_backfill_takes_what_is_stored_from_the_database_not_from_temporal(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    """As after the namespace's retention: the statement is stored, Temporal has no run of it."""
+    account = new_accounts(1)[0]
+    stored, missing = date(2026, 11, 20), date(2026, 11, 21)
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        create_schema(engine)
+        save_statement(
+            engine,
+            settings.data_dir,
+            PersistRequest(
+                statement=StatementKey(account_no=account, bill_date=stored),
+                bank_code="0000",
+                totals=StatementTotals.empty().model_copy(
+                    update={"currency": "CNY", "closing_balance": Decimal("1234.56")}
+                ),
+                records_file=None,
+                source_sha256="ab" * 32,
+                fetched_at=datetime(2026, 11, 21, 8, tzinfo=UTC),
+            ),
+        )
+    finally:
+        engine.dispose()
+    async with running_worker(dev_env.client, settings):
+        done = await console.run("backfill", account, str(stored), str(missing))
+        asked_before_refetch = bank.requests_for(account, stored)
+        refetched = await console.run("backfill", account, str(stored), str(stored), "--refetch")
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].endswith(": 1 started, 1 already stored, 0 running already")
+    assert lines[-2].split() == [str(stored), "already", "stored", "0", "1234.56", "CNY"]
+    assert lines[-1].split()[:2] == [str(missing), "stored"]
+    assert asked_before_refetch == []
+    # --refetch asks the bank again.
+    assert refetched.returncode == 0, refetched.stderr
+    assert refetched.stdout.splitlines()[0] == (
+        f"1 date of {account} ({stored} to {stored}): 1 started, 0 already stored, 0 running already"
+    )
+    assert len(bank.requests_for(account, stored)) == 1
+
+
+async def test_bad_arguments_are_refused_with_a_reason_and_no_traceback(console: Console) -> None:
+    account = "6222020000000001"
+    backwards = await console.run("backfill", account, "2026-11-22", "2026-11-20")
     assert backwards.returncode == 2
     assert backwards.stderr.strip() == "bankrecon: FROM (2026-11-22) is after TO (2026-11-20)"
-    future = await console.run("backfill", "6222020000000001", "2026-11-20", "2099-01-01")
-    assert future.returncode == 2 and "before that day ends in China" in future.stderr
-    not_a_date = await console.run("backfill", "6222020000000001", "2026-11-20", "2026-13-01")
-    assert not_a_date.returncode == 2 and "not a date (YYYY-MM-DD): '2026-13-01'" in not_a_date.stderr
+    today_in_china = yesterday_in_china(datetime.now(UTC)) + timedelta(days=1)
+    for command in (
+        ("backfill", account, "2026-11-20", "2099-01-01"),
+        ("refetch", account, str(today_in_china)),
+    ):
+        future = await console.run(*command)
+        assert future.returncode == 2 and "before that day ends in China" in future.stderr, command
+    for day in ("2026-13-01", "20261101"):  # the basic form is not YYYY-MM-DD, though Python takes it
+        not_a_date = await console.run("backfill", account, "2026-11-20", day)
+        assert not_a_date.returncode == 2 and f"not a date (YYYY-MM-DD): '{day}'" in not_a_date.stderr
+    for command in ("backfill", "9999", "2026-11-20", "2026-11-21"), ("refetch", "9999", "2026-11-20"):
+        not_an_account = await console.run(*command)
+        assert not_an_account.returncode == 2, command
+        assert "9999 is not an account number (10 to 32 digits)" in not_an_account.stderr
+        assert "configuration error" not in not_an_account.stderr
+    # It would go into the visibility query.
+    quoted = await console.run("status", "--account", "x'y")
+    assert quoted.returncode == 2 and "x'y is not an account number" in quoted.stderr
+    assert "Traceback" not in quoted.stderr
+
+
+async def test_the_readme_query_by_account_and_date_finds_the_statement(
+    dev_env: WorkflowEnvironment, settings: Settings, console: Console
+) -> None:
+    account = new_accounts(1)[0]
+    bill_date = date(2026, 11, 23)
+    workflow_id = statement_workflow_id(account, bill_date)
+    async with asyncio.timeout(120), running_worker(dev_env.client, settings):
+        stored = await console.run("refetch", account, str(bill_date), "--wait")
+        assert stored.returncode == 0, stored.stderr
+
+    async def listed(since: str) -> str:
+        query = f"BankAccount = '{account}' AND BillDate >= '{since}'"  # the README's recipe
+        command = [find_binary("temporal"), "workflow", "list", "--address", settings.temporal_address]
+        shown = await asyncio.to_thread(
+            subprocess.run, [*command, "--query", query], capture_output=True, text=True, timeout=30
+        )
+        assert shown.returncode == 0, shown.stderr
+        return shown.stdout
+
+    for _ in range(50):  # the visibility store lags a moment
+        if workflow_id in await listed("2026-11-01"):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError(f"{workflow_id} never listed")
+    assert workflow_id not in await listed("2026-11-24")
+
+
+async def test_status_options_say_what_they_do(console: Console) -> None:
+    helped = await console.run("status", "--help")
+    assert helped.returncode == 0, helped.stderr
+    said = " ".join(helped.stdout.split())
+    for option in (
+        "--account ACCOUNT only this account's statements",
+        "--date DATE only statements of this date (YYYY-MM-DD)",
+        "--limit LIMIT show at most this many workflows (default: 100)",
+    ):
+        assert option in said
+
+
+async def test_an_error_from_temporal_is_one_line_not_a_traceback(console: Console) -> None:
+    refused = await console.run("status", env={"TEMPORAL_NAMESPACE": "no-such-namespace"})
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("bankrecon: Temporal refused the request (NOT_FOUND): ")
+    assert "no-such-namespace" in refused.stderr and refused.stderr.count("\n") == 1
 
 
 async def test_pause_status_resume_and_refetch(
@@ -142,6 +271,10 @@ async def test_pause_status_resume_and_refetch(
     paused = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "bank maintenance")
     assert paused.returncode == 0, paused.stderr
     assert paused.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} paused")
+    again = await console.run("pause", DEMO_MERCHANT_ID, "--reason", "another")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(f"merchant {DEMO_MERCHANT_ID} was paused already since ")
+    assert again.stdout.endswith(": bank maintenance\n")
     async with asyncio.timeout(240), running_worker(client, settings):
         handle = await client.start_workflow(
             DailyStatementWorkflow.run,
@@ -178,7 +311,9 @@ async def test_pause_status_resume_and_refetch(
         assert refetched.stdout.startswith(f"started {workflow_id}")
         assert f"{bill_date}  already stored" in refetched.stdout
         finished = await _listed(console, "status", "--all", "--account", account)
-        assert finished.stdout.count(f"{workflow_id}  completed") == 2
+        # Finished runs answer no query: their date and account come from the search attributes.
+        rows = [line.split() for line in finished.stdout.splitlines()[1:]]
+        assert rows == [[str(bill_date), account, "completed"]] * 2
     assert len(bank.requests_for(account, bill_date)) == 2
 
 
@@ -191,3 +326,170 @@ async def _listed(console: Console, *args: str) -> subprocess.CompletedProcess[s
             return shown
         await asyncio.sleep(timedelta(milliseconds=200).total_seconds())
     raise AssertionError(f"bankrecon {' '.join(args)} never listed anything: {shown.stdout}")
+
+
+async def test_a_cancelled_date_is_remembered_skipped_by_catch_up_and_started_again_by_an_operator(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    account = new_accounts(1)[0]
+    days = [date(2026, 11, 22), date(2026, 11, 23)]
+    workflow_ids = [statement_workflow_id(account, day) for day in days]
+    for day in days:
+        bank.plan(account, day, StatementPlan(ready_after=1_000_000))
+    nightly = settings.model_copy(update={"bank_accounts": [account]})
+    async with asyncio.timeout(240), running_worker(client, nightly):
+        first = await run_nightly(client, settings.temporal_task_queue, bill_date=days[1], catch_up_days=1)
+        assert first.started == workflow_ids
+        for workflow_id in workflow_ids:
+            handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
+            while await handle.query(DailyStatementWorkflow.status) is None:
+                await asyncio.sleep(0.2)  # not started yet
+            # The README's recipe.
+            cancel = await asyncio.to_thread(
+                subprocess.run,
+                [find_binary("temporal"), "workflow", "cancel", "--address", settings.temporal_address,
+                 "--workflow-id", workflow_id],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert cancel.returncode == 0, cancel.stderr
+            with pytest.raises(WorkflowFailureError) as ended:
+                await handle.result()
+            assert isinstance(ended.value.cause, CancelledError)
+            status = await handle.query(DailyStatementWorkflow.status)
+            assert status is not None and (status.phase, status.next_attempt_at) == ("cancelled", None)
+            assert (await handle.describe()).typed_search_attributes.get(STATEMENT_PHASE) == "cancelled"
+        assert _cancellations(settings) == {(account, day) for day in days}
+
+        # The next night's catch-up leaves both dates alone.
+        again = await run_nightly(client, settings.temporal_task_queue, bill_date=days[1], catch_up_days=1)
+        assert (again.started, again.already_started) == ([], [])
+
+        # An operator's refetch or backfill starts them again, and forgets the cancellation.
+        for day in days:
+            bank.plan(account, day, StatementPlan(lines=3))
+        refetched = await console.run("refetch", account, str(days[0]), "--wait")
+        assert refetched.returncode == 0, refetched.stderr
+        backfilled = await console.run("backfill", account, str(days[1]), str(days[1]))
+        assert backfilled.returncode == 0, backfilled.stderr
+        assert "1 started" in backfilled.stdout.splitlines()[0]
+    for day in days:
+        statement, rows = stored_rows(settings.resolved_database_url(), account, day)
+        assert statement is not None and len(rows) == 3
+    assert _cancellations(settings) == set()
+
+
+def _cancellations(settings: Settings) -> set[tuple[str, date]]:
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(cancelled_statements.c.account_no, cancelled_statements.c.bill_date))
+            return {(row.account_no, row.bill_date) for row in rows}
+    finally:
+        engine.dispose()
+
+
+async def test_commands_serve_no_metrics_even_with_the_workers_metrics_address(console: Console) -> None:
+    """In the compose stack the commands run in the worker's container, with its METRICS_ADDRESS."""
+    with socket.socket() as workers_endpoint:
+        workers_endpoint.bind(("127.0.0.1", 0))
+        workers_endpoint.listen()
+        host, port = workers_endpoint.getsockname()
+        shown = await console.run(
+            "status", "--account", new_accounts(1)[0], env={"METRICS_ADDRESS": f"{host}:{port}"}
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == "no statement workflows match\n"
+
+
+async def test_status_columns_line_up_with_the_banks_chinese_and_a_closed_pipe_ends_it_quietly(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    account = new_accounts(1)[0]
+    bill_date = date(2026, 11, 23)
+    bank.plan(account, bill_date, StatementPlan(ready_after=1_000_000))
+    async with asyncio.timeout(120), running_worker(client, settings):
+        handle = await client.start_workflow(
+            DailyStatementWorkflow.run,
+            DailyStatementInput(account_no=account, bill_date=bill_date, retry_interval_seconds=60),
+            id=statement_workflow_id(account, bill_date),
+            task_queue=settings.temporal_task_queue,
+        )
+        try:
+            while not ((status := await handle.query(DailyStatementWorkflow.status)) and status.last_answer):
+                await asyncio.sleep(0.2)  # until the bank said 9999 系统错误
+            shown = await _listed(console, "status", "--account", account)
+            # The reader is gone before the command writes: `bankrecon status --all | head -0`.
+            reader_gone = subprocess.Popen(
+                [*BANKRECON, "status", "--all"],
+                env=console.environment(),
+                cwd=console.cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            assert reader_gone.stdout is not None
+            reader_gone.stdout.close()
+            _, errors = await asyncio.to_thread(reader_gone.communicate, timeout=90)
+        finally:
+            await handle.terminate("test over")
+
+    header, row = shown.stdout.splitlines()
+    assert "9999 系统错误" in row
+    for column in ("NEXT ATTEMPT", "DEADLINE"):
+        at = _display_width(header[: header.index(column)])
+        assert _from_display_column(row, at - 2).startswith("  20"), (column, shown.stdout)
+    assert errors == "" and reader_gone.returncode == 128 + signal.SIGPIPE
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+
+
+def _from_display_column(line: str, column: int) -> str:
+    """What of ``line`` a terminal shows from ``column`` on."""
+    for end in range(len(line) + 1):
+        if _display_width(line[:end]) >= column:
+            return line[end:]
+    return ""
+
+
+async def test_backfill_on_a_terminal_redraws_its_progress_line_in_place(
+    dev_env: WorkflowEnvironment, settings: Settings, console: Console
+) -> None:
+    account = new_accounts(1)[0]
+    terminal, command_side = pty.openpty()
+    async with asyncio.timeout(120), running_worker(dev_env.client, settings):
+        backfill = subprocess.Popen(
+            [*BANKRECON, "backfill", account, "2026-11-20", "2026-11-21"],
+            env=console.environment(),
+            cwd=console.cwd,
+            stdout=command_side,
+            stderr=subprocess.PIPE,
+        )
+        os.close(command_side)
+        shown = await asyncio.to_thread(_read_until_closed, terminal)
+        assert backfill.wait(timeout=30) == 0
+    # The terminal turns each newline into CR LF; the bar is redrawn with a lone CR.
+    redrawn = [line for line in shown.decode().split("\r\n") if line.startswith("\r[")]
+    assert len(redrawn) == 1, shown
+    draws = redrawn[0].split("\r")[1:]
+    assert [draw.split()[1] for draw in draws] == ["0/2", "1/2", "2/2"]
+    # The last draw is shorter than the ones before it (no time left to expect): cleared to its end.
+    assert all(draw.endswith("\x1b[K") for draw in draws)
+    assert "expected done by" in draws[0] and "expected done by" not in draws[-1]
+
+
+def _read_until_closed(terminal: int) -> bytes:
+    read = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the command closed its side
+            break
+        if not chunk:
+            break
+        read += chunk
+    os.close(terminal)
+    return read

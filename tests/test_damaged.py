@@ -8,6 +8,7 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -176,8 +177,15 @@ async def test_the_bank_regenerates_the_file_and_the_statement_lands(
         while not list(quarantine.glob("*.zip")):
             await asyncio.sleep(0.05)
         bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=10, parts=2))
+        while (waiting := await handle.query(DailyStatementWorkflow.status)) and waiting.phase == "decoding":
+            await asyncio.sleep(0.05)
         result = await handle.result()
     assert result.fetch_attempts == 2
+    # Between the damaged download and the next fetch, the status says what it waits for.
+    assert waiting is not None and waiting.phase == "waiting_for_bank"
+    assert waiting.last_answer is not None and waiting.next_attempt_at is not None
+    after_answer = waiting.next_attempt_at - waiting.last_answer.at
+    assert timedelta(seconds=2) <= after_answer < timedelta(seconds=2 + 30)
     _, rows = stored_rows(sqlite_url, ACCOUNT, BILL_DATE)
     expected = generate_statement(ACCOUNT, BILL_DATE, seed=bank.seed, lines=10, parts=2)
     assert [(r.serial_no, r.amount, r.balance_after) for r in rows] == [

@@ -212,18 +212,25 @@ async def statement_result_when_started(
             await asyncio.sleep(0.2)
 
 
+@pytest.mark.parametrize(
+    ("account_count", "max_starts_per_run"),
+    [(1, 500), (2, 1)],
+    ids=["one-run-a-night", "a-follow-up-run-starts-the-rest"],
+)
 async def test_as_a_cron_workflow_each_night_starts_yesterdays_statements(
-    tmp_path: Path, task_queue: str
+    tmp_path: Path, task_queue: str, account_count: int, max_starts_per_run: int
 ) -> None:
     # A server of its own: a cron workflow, even terminated, keeps the Java test server
     # from skipping time for the tests after it.
     async with time_skipping_server() as env:
-        await run_the_cron_workflow(env, tmp_path, task_queue)
+        accounts = new_accounts(account_count)
+        await run_the_cron_workflow(env, tmp_path, task_queue, accounts, max_starts_per_run)
 
 
-async def run_the_cron_workflow(env: WorkflowEnvironment, tmp_path: Path, task_queue: str) -> None:
+async def run_the_cron_workflow(
+    env: WorkflowEnvironment, tmp_path: Path, task_queue: str, accounts: list[str], max_starts_per_run: int
+) -> None:
     client = env.client
-    accounts = new_accounts(1)
     first_night = next_half_past_midnight_in_china(await env.get_current_time())
     yesterday = first_night.date() - timedelta(days=1)
     with BankSimulator(min_interval=0, today=lambda: first_night.date()) as bank:
@@ -234,17 +241,22 @@ async def run_the_cron_workflow(env: WorkflowEnvironment, tmp_path: Path, task_q
             # The Java test server has no CRON_TZ: 16:30 UTC is 00:30 in China (no daylight saving there).
             handle = await client.start_workflow(
                 NightlyStatementsWorkflow.run,
-                NightlyStatementsInput(catch_up_days=0, retry_interval_seconds=60),
+                NightlyStatementsInput(
+                    catch_up_days=0, retry_interval_seconds=60, max_starts_per_run=max_starts_per_run
+                ),
                 id=f"nightly-cron-{task_queue}",
                 task_queue=task_queue,
                 cron_schedule="30 16 * * *",
             )
             try:
-                with pytest.raises(WorkflowContinuedAsNewError) as next_run:
+                with pytest.raises(WorkflowContinuedAsNewError):
                     await handle.result(follow_runs=False)  # a cron run ends by scheduling the next
-                result = await statement_result(client, accounts[0], yesterday)
-                assert result.status == "persisted" and result.bill_date == yesterday
-                handle = client.get_workflow_handle(handle.id, run_id=next_run.value.new_execution_run_id)
+                # With one start a run, a follow-up run starts the second account's statement.
+                for account in accounts:
+                    result = await statement_result_when_started(client, account, yesterday)
+                    assert result.status == "persisted" and result.bill_date == yesterday
+                # The newest run of the cron workflow is the next night's, waiting for its time.
+                handle = client.get_workflow_handle(handle.id)
                 described = await handle.describe()
                 assert described.status == WorkflowExecutionStatus.RUNNING
                 assert described.execution_time is not None
@@ -282,19 +294,58 @@ async def test_the_readme_cron_command_runs_first_at_half_past_midnight_in_china
         await handle.terminate("test over")
 
 
-async def test_a_night_with_more_to_start_than_one_run_may_continues_as_new(
+async def test_a_night_with_more_to_start_than_one_run_may_hands_the_rest_to_a_follow_up_run(
     dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
 ) -> None:
     client = dev_env.client
     accounts = sorted(new_accounts(2))
     night = date(2026, 11, 24)
+    expected = [
+        statement_workflow_id(account, night - timedelta(days=back_by))
+        for back_by in range(2, -1, -1)
+        for account in accounts
+    ]
     settings = nightly_settings(tmp_path, bank, task_queue, accounts)
     async with asyncio.timeout(240), running_worker(client, settings):
-        last = await run_nightly(client, task_queue, bill_date=night, catch_up_days=2, max_starts_per_run=4)
-        # The last run of the chain started what the first four left.
-        assert last.started == [statement_workflow_id(account, night) for account in accounts]
+        first = await run_nightly(client, task_queue, bill_date=night, catch_up_days=2, max_starts_per_run=4)
+        assert first.started == expected[:4]
+        last_started = f"{accounts[1]}-{night - timedelta(days=1)}"
+        assert first.follow_up == f"nightly-statements-{night}-after-{last_started}"
+        rest = client.get_workflow_handle_for(NightlyStatementsWorkflow.run, first.follow_up)
+        follow_up = await rest.result()
+        # The follow-up run started what the first left, and left nothing.
+        assert (follow_up.bill_date, follow_up.started, follow_up.follow_up) == (night, expected[4:], None)
         for back_by in range(3):
             for account in accounts:
                 result = await statement_result(client, account, night - timedelta(days=back_by))
                 assert result.status == "persisted"
     assert len(bank.requests) == 6
+
+
+async def test_a_cron_night_with_a_follow_up_run_is_still_followed_by_the_next_night(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, tmp_path: Path, task_queue: str
+) -> None:
+    """Real cron on the real server, which drops a cron schedule on continue-as-new (the Java
+    test server keeps it): nights two seconds apart, each starting one statement at most."""
+    client = dev_env.client
+    accounts = new_accounts(2)
+    settings = nightly_settings(tmp_path, bank, task_queue, accounts)
+    cron_id = f"nightly-cron-{task_queue}"
+    night = date(2026, 11, 24)
+    async with asyncio.timeout(240), running_worker(client, settings):
+        handle = await client.start_workflow(
+            NightlyStatementsWorkflow.run,
+            NightlyStatementsInput(bill_date=night, catch_up_days=0, max_starts_per_run=1),
+            id=cron_id,
+            task_queue=task_queue,
+            cron_schedule="@every 2s",
+        )
+        try:
+            results = [await statement_result_when_started(client, account, night) for account in accounts]
+            assert [result.status for result in results] == ["persisted", "persisted"]
+            # More nights come: the first run's follow-up did not end the cron.
+            async with asyncio.timeout(30):
+                while len([run async for run in client.list_workflows(f"WorkflowId = '{cron_id}'")]) < 4:
+                    await asyncio.sleep(0.5)
+        finally:
+            await handle.terminate("test over")

@@ -116,10 +116,12 @@ async def test_one_alert_at_the_deadline_and_one_recovery_notice_when_the_data_l
     assert [p.body["event"] for p in hook.posts] == ["statement_late", "statement_recovered"]
     late, recovered = (p.body for p in hook.posts)
     workflow_id = statement_workflow_id(ACCOUNT, today_in_china)
+    described = await fresh_env.client.get_workflow_handle(workflow_id).describe()
     assert [p.headers["Idempotency-Key"] for p in hook.posts] == [
-        f"{workflow_id}/late",
-        f"{workflow_id}/recovered",
+        f"{workflow_id}/{described.run_id}/late",
+        f"{workflow_id}/{described.run_id}/recovered",
     ]
+    assert late["run_id"] == recovered["run_id"] == described.run_id
     assert hook.posts[0].path == "/hooks/bankrecon?token=s3cret"
     assert late["statement"] == {"account_no": ACCOUNT, "bill_date": today_in_china.isoformat()}
     assert datetime.fromisoformat(late["deadline"]) == deadline
@@ -131,7 +133,7 @@ async def test_one_alert_at_the_deadline_and_one_recovery_notice_when_the_data_l
     assert recovered["fetch_attempts"] == refusals + 1
 
     assert status.late and status.phase == "done"
-    attributes = (await fresh_env.client.get_workflow_handle(workflow_id).describe()).typed_search_attributes
+    attributes = described.typed_search_attributes
     assert attributes.get(STATEMENT_LATE) is True
     assert attributes.get(STATEMENT_PHASE) == "done"
     records = _alert_records(caplog)

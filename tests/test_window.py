@@ -6,10 +6,10 @@ import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, inspect, select, text
 
 from bankrecon.db import bank_requests, create_schema, make_engine
-from bankrecon.window import Claim, MerchantWindow, RequestOrigin, requests_sent
+from bankrecon.window import Claim, MerchantWindow, RequestOrigin, merchant_pace, requests_sent
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)
@@ -110,3 +110,29 @@ def test_requests_are_logged_and_counted_per_run(window: MerchantWindow, engine:
     with engine.connect() as conn:
         outcomes = conn.execute(select(bank_requests.c.outcome).order_by(bank_requests.c.id)).scalars().all()
     assert outcomes == ["9999", "9999", "0000", None]
+
+
+def test_a_runs_requests_are_counted_through_an_index_which_an_older_database_gets_too(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+
+    def indexed() -> list[list[str | None]]:
+        return [index["column_names"] for index in inspect(engine).get_indexes("bank_requests")]
+
+    try:
+        create_schema(engine)
+        assert ["workflow_id", "run_id"] in indexed()
+        # A database made before the index: the next start of a worker or a command adds it.
+        with engine.begin() as conn:
+            conn.execute(text("DROP INDEX bank_requests_workflow_run"))
+        assert ["workflow_id", "run_id"] not in indexed()
+        create_schema(engine)
+        assert ["workflow_id", "run_id"] in indexed()
+    finally:
+        engine.dispose()
+
+
+def test_a_merchants_pace_is_its_window_and_the_margin_past_its_opening() -> None:
+    assert merchant_pace(timedelta(minutes=30)) == timedelta(minutes=30, seconds=18)
+    assert merchant_pace(timedelta(seconds=1)) == timedelta(seconds=1.05)  # 50 ms at least

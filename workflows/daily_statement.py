@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
@@ -32,12 +32,15 @@ with workflow.unsafe.imports_passed_through():
         OperatorNotice,
         PersistRequest,
         Phase,
+        StatementCancellation,
         StatementKey,
         StatementTotals,
     )
     from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
     from bankrecon.statement import CHINA_STANDARD_TIME
 
+# The workflow.patched id of the status shown while waiting after a damaged download.
+WAITING_AFTER_DAMAGE_PATCH = "status-waiting-after-a-damaged-download"
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
 FETCH_TIMEOUT = timedelta(minutes=15)
 LOAD_TIMEOUT = timedelta(hours=2)
@@ -49,7 +52,10 @@ LOAD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[STATEMENT_DAMAGED],
 )
-# A webhook that is down for good must not keep the statement's workflow open: about 1.5 h of tries.
+# One row written; retried like the loads, since a database outage heals.
+RECORD_CANCELLATION_TIMEOUT = timedelta(seconds=30)
+# A webhook that is down for good must not keep the statement's workflow open: 12 attempts,
+# waiting 10 s doubling up to 10 min between them (60.5 min), each up to 30 s: about an hour.
 NOTICE_TIMEOUT = timedelta(seconds=30)
 NOTICE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=10),
@@ -124,7 +130,13 @@ class DailyStatementWorkflow:
         try:
             fetched, decoded = await self._download(key, self._retry_interval, request.max_damaged_downloads)
             result = await self._persist(key, fetched, decoded)
+        except asyncio.CancelledError:  # cancelled while no activity ran (the wait after a damaged download)
+            await self._record_cancellation(key)
+            raise
         except ActivityError as err:
+            if is_cancelled_exception(err):
+                await self._record_cancellation(key)
+                raise
             self._enter("failed")
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
@@ -138,6 +150,22 @@ class DailyStatementWorkflow:
             await watch  # the alert goes out before its recovery notice
             await self._notify("recovered")
         return result
+
+    async def _record_cancellation(self, key: StatementKey) -> None:
+        """An operator cancelled this date: remember it, so that the nightly catch-up leaves it alone
+        (Temporal's id reuse policy would allow a new run, and forgets the cancelled one after
+        the namespace's retention)."""
+        self._next_attempt_at = None
+        self._enter("cancelled")
+        info = workflow.info()
+        await workflow.execute_activity_method(
+            StatementActivities.record_cancellation,
+            StatementCancellation(
+                statement=key, workflow_id=info.workflow_id, run_id=info.run_id, cancelled_at=workflow.now()
+            ),
+            start_to_close_timeout=RECORD_CANCELLATION_TIMEOUT,
+            retry_policy=LOAD_RETRY,
+        )
 
     def _enter(self, phase: Phase) -> None:
         self._phase = phase
@@ -157,6 +185,7 @@ class DailyStatementWorkflow:
         notice = OperatorNotice(
             kind=kind,
             workflow_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
             statement=self._key,
             deadline=self._deadline,
             at=workflow.now(),
@@ -234,6 +263,10 @@ class DailyStatementWorkflow:
                     extra=statement_fields(key),
                 )
                 # The bank may regenerate the file; asking again at once would only meet the window.
+                # Patched: a run that waited here under the earlier code replays without these upserts.
+                if workflow.patched(WAITING_AFTER_DAMAGE_PATCH):
+                    self._next_attempt_at = workflow.now() + retry_interval
+                    self._enter("waiting_for_bank")
                 await workflow.sleep(retry_interval)
 
     async def _persist(

@@ -9,7 +9,8 @@ the next night starts on time.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+import contextlib
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
@@ -29,8 +30,10 @@ with workflow.unsafe.imports_passed_through():
 
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PLAN_TIMEOUT = timedelta(minutes=5)
-# A statement that ran already is not fetched again by the nightly run: only a failed one
-# is started anew. Operators re-fetch a stored date on purpose (``bankrecon refetch``).
+# A statement that ran already is not fetched again by the nightly run: only a failed (or
+# terminated, or timed-out) one is started anew. A cancelled one would be too, so the plan
+# leaves out dates an operator cancelled (bankrecon/cancellations.py). Operators re-fetch a
+# stored date on purpose (``bankrecon refetch``).
 NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 
 
@@ -70,13 +73,38 @@ class NightlyStatementsWorkflow:
             len(started),
             len(already),
         )
+        follow_up = None
         if len(pending) > len(batch):
-            workflow.continue_as_new(
-                request.model_copy(update={"bill_date": bill_date, "resume_after": batch[-1]})
-            )
+            follow_up = await self._start_follow_up(request, bill_date, after=batch[-1])
         return NightlyStatementsResult(
-            bill_date=bill_date, accounts=plan.accounts, started=started, already_started=already
+            bill_date=bill_date,
+            accounts=plan.accounts,
+            started=started,
+            already_started=already,
+            follow_up=follow_up,
         )
+
+    async def _start_follow_up(
+        self, request: NightlyStatementsInput, bill_date: date, after: StatementKey
+    ) -> str:
+        """Start a run for the statements after ``after``, which this one leaves; its workflow id.
+
+        Not continue-as-new: the server takes a cron schedule from the continue-as-new
+        command, which the Python SDK leaves empty, so a cron run that continued as new
+        would never be scheduled again (temporalio/temporal#746). A follow-up run of its
+        own serves the cron and the Schedule alike.
+        """
+        # One id per night and position: a second run of the same night that reaches the same
+        # point finds the follow-up running, and leaves the rest to it.
+        workflow_id = f"nightly-statements-{bill_date}-after-{after.account_no}-{after.bill_date}"
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                NightlyStatementsWorkflow.run,
+                request.model_copy(update={"bill_date": bill_date, "resume_after": after}),
+                id=workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        return workflow_id
 
     async def _start(self, key: StatementKey, request: NightlyStatementsInput) -> tuple[str, bool]:
         workflow_id = statement_workflow_id(key.account_no, key.bill_date)
