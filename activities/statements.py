@@ -36,7 +36,15 @@ from bankrecon.models import (
 from bankrecon.persistence import save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import MerchantWindow, RequestOrigin, merchant_pause, opening_margin, requests_sent
+from bankrecon.window import (
+    MerchantWindow,
+    RequestOrigin,
+    Wait,
+    leave_queues,
+    merchant_pause,
+    opening_margin,
+    requests_sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +173,15 @@ class StatementActivities:
             activity_attempt=activity.info().attempt,
         )
         claim = await asyncio.to_thread(link.window.try_claim, origin, datetime.now(UTC))
-        if isinstance(claim, timedelta):
-            wait = claim + link.margin
+        if isinstance(claim, Wait):
+            wait = claim.delay + link.margin
+            whose = (
+                f"goes to {claim.ahead} statement(s) that waited longer"
+                if claim.ahead
+                else "is in use by another statement"
+            )
             message = (
-                f"merchant {merchant_id}'s request window is in use by another statement; "
+                f"merchant {merchant_id}'s request window {whose}; "
                 f"next request in {wait.total_seconds():.1f}s"
             )
             await self._report(None, message, next_attempt_in=wait)
@@ -289,6 +302,7 @@ class StatementActivities:
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, cancellation: StatementCancellation) -> None:
         cancellations.record_cancellation(self._engine, cancellation)
+        leave_queues(self._engine, cancellation.workflow_id, cancellation.run_id)
         activity.logger.info(
             "statement cancelled by an operator; the nightly catch-up leaves it alone",
             extra=statement_fields(cancellation.statement),

@@ -152,6 +152,21 @@ bank_windows = Table(
     Column("holder", String(64)),  # the request holding the window, until it is answered
 )
 
+# The statements waiting for a merchant's window (see window.py): the window goes to whoever
+# has waited longest, so a date the bank never gets ready cannot take every turn.
+bank_window_queue = Table(
+    "bank_window_queue",
+    metadata,
+    Column("merchant_id", String(64), nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("waiting_since", UtcDateTime, nullable=False),
+    Column(
+        "seen_at", UtcDateTime, nullable=False
+    ),  # its latest attempt: a row not seen for long is forgotten
+    PrimaryKeyConstraint("merchant_id", "workflow_id", "run_id", name="bank_window_queue_pkey"),
+)
+
 # Every request sent to the bank, for operators and for counting a workflow's attempts.
 bank_requests = Table(
     "bank_requests",

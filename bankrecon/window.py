@@ -4,9 +4,10 @@ The bank answers 1005 and restarts its window when a merchant's request arrives
 sooner than min_interval after the previous one. Every worker process and every
 workflow of a merchant therefore claims the window in the database before it sends:
 
-- claim: an atomic conditional UPDATE takes the window when ``next_request_at`` has
-  passed and holds it for the longest a request may last plus one interval, so a
-  worker that dies mid-request still leaves the window closed long enough;
+- claim: one transaction, holding the merchant's row, takes the window when
+  ``next_request_at`` has passed and holds it for the longest a request may last plus
+  one interval, so a worker that dies mid-request still leaves the window closed long
+  enough;
 - release: once the request is over (answered or failed), the window reopens
   ``min_interval`` after that moment. The bank measured the arrival, which came
   before the answer, so counting from the answer keeps every arrival at least one
@@ -14,6 +15,15 @@ workflow of a merchant therefore claims the window in the database before it sen
 
 A release names the claim it ends, so a request that outlived its hold cannot
 reopen a window that another request has taken since.
+
+The window goes to the statement that has waited longest. A statement that finds it
+taken, or finds it open while another statement of the merchant has waited longer,
+joins the merchant's queue and asks again when the window opens. Without the queue the
+statement that had the last request would always win: its regular retry comes one
+window after its request, the moment the window opens, while the waiting ones come a
+margin later. A date the bank never gets ready would then keep the merchant's other
+dates from the bank for good. A row whose statement stopped asking (terminated, or its
+worker gone for long) is forgotten after two windows.
 """
 
 from __future__ import annotations
@@ -22,10 +32,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bankrecon.db import bank_requests, bank_windows, merchant_pauses
+from bankrecon.db import bank_requests, bank_window_queue, bank_windows, merchant_pauses
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The bank counts arrivals, and timers fire a little early or late: a fetch that found the
@@ -49,6 +59,14 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Wait:
+    """Not this statement's request yet: ask again after ``delay``."""
+
+    delay: timedelta
+    ahead: int  # statements of the merchant that have waited longer for the window
+
+
+@dataclass(frozen=True)
 class RequestOrigin:
     """Who is about to send, recorded with the request for operators and attempt counts."""
 
@@ -65,21 +83,50 @@ class MerchantWindow:
         self._engine = engine
         self._min_interval = min_interval
         self._hold = request_timeout + min_interval
+        # A waiting statement asks again at least once a window (plus a margin).
+        self._forget_after = 2 * min_interval + timedelta(minutes=1)
 
-    def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | timedelta:
-        """Take the window and log the request, or say how long until it may open at the earliest."""
+    def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | Wait:
+        """Take the window and log the request, or say how soon this statement's turn may come."""
         self._ensure_row(origin.merchant_id)
         request_id = uuid.uuid4().hex
+        queued = _queued(origin)
         with self._engine.begin() as conn:
-            taken = conn.execute(
+            # Taking the merchant's row first makes its statements decide one at a time, on
+            # SQLite and PostgreSQL alike: the queue below is read and written by one of them.
+            conn.execute(
                 update(bank_windows)
-                .where(
-                    bank_windows.c.merchant_id == origin.merchant_id,
-                    bank_windows.c.next_request_at <= now,
+                .where(bank_windows.c.merchant_id == origin.merchant_id)
+                .values(merchant_id=bank_windows.c.merchant_id)
+            )
+            conn.execute(
+                delete(bank_window_queue).where(
+                    bank_window_queue.c.merchant_id == origin.merchant_id,
+                    bank_window_queue.c.seen_at < now - self._forget_after,
                 )
-                .values(next_request_at=now + self._hold, holder=request_id)
-            ).rowcount
-            if taken:
+            )
+            since = conn.execute(select(bank_window_queue.c.waiting_since).where(queued)).scalar_one_or_none()
+            ahead = conn.execute(
+                select(func.count())
+                .select_from(bank_window_queue)
+                .where(
+                    bank_window_queue.c.merchant_id == origin.merchant_id,
+                    bank_window_queue.c.waiting_since < (since or now),
+                    ~queued,
+                )
+            ).scalar_one()
+            opens_at, holder = conn.execute(
+                select(bank_windows.c.next_request_at, bank_windows.c.holder).where(
+                    bank_windows.c.merchant_id == origin.merchant_id
+                )
+            ).one()
+            if not ahead and opens_at <= now:
+                conn.execute(
+                    update(bank_windows)
+                    .where(bank_windows.c.merchant_id == origin.merchant_id)
+                    .values(next_request_at=now + self._hold, holder=request_id)
+                )
+                conn.execute(delete(bank_window_queue).where(queued))
                 conn.execute(
                     insert(bank_requests).values(
                         request_id=request_id,
@@ -93,16 +140,23 @@ class MerchantWindow:
                     )
                 )
                 return Claim(request_id=request_id, sent_at=now)
-            opens_at, holder = conn.execute(
-                select(bank_windows.c.next_request_at, bank_windows.c.holder).where(
-                    bank_windows.c.merchant_id == origin.merchant_id
+            if since is None:
+                conn.execute(
+                    insert(bank_window_queue).values(
+                        merchant_id=origin.merchant_id,
+                        workflow_id=origin.workflow_id,
+                        run_id=origin.run_id,
+                        waiting_since=now,
+                        seen_at=now,
+                    )
                 )
-            ).one()
-        wait: timedelta = opens_at - now
+            else:
+                conn.execute(update(bank_window_queue).where(queued).values(seen_at=now))
+        wait = opens_at - now  # not positive when open: another statement's turn comes first
         if holder is not None:
             # In flight: it may end any moment, and the window then opens one interval later.
             wait = min(wait, self._min_interval)
-        return max(wait, timedelta(0))
+        return Wait(max(wait, timedelta(0)), ahead)
 
     def release(self, merchant_id: str, claim: Claim, ended_at: datetime, outcome: str) -> None:
         with self._engine.begin() as conn:
@@ -132,6 +186,25 @@ class MerchantWindow:
                 conn.execute(insert(bank_windows).values(merchant_id=merchant_id, next_request_at=_EPOCH))
         except IntegrityError:
             pass  # another worker created it first: that is all we wanted
+
+
+def _queued(origin: RequestOrigin) -> ColumnElement[bool]:
+    """The queue row of the statement (workflow run) that ``origin`` sends for."""
+    return and_(
+        bank_window_queue.c.merchant_id == origin.merchant_id,
+        bank_window_queue.c.workflow_id == origin.workflow_id,
+        bank_window_queue.c.run_id == origin.run_id,
+    )
+
+
+def leave_queues(engine: Engine, workflow_id: str, run_id: str) -> None:
+    """A statement that will ask no more (cancelled) gives up its place in its merchant's queue."""
+    with engine.begin() as conn:
+        conn.execute(
+            delete(bank_window_queue).where(
+                bank_window_queue.c.workflow_id == workflow_id, bank_window_queue.c.run_id == run_id
+            )
+        )
 
 
 def requests_sent(engine: Engine, workflow_id: str, run_id: str) -> int:

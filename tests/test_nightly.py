@@ -12,16 +12,22 @@ import random
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
-from bankrecon.models import DailyStatementResult, NightlyStatementsInput, NightlyStatementsResult
+from bankrecon.models import (
+    DailyStatementInput,
+    DailyStatementResult,
+    NightlyStatementsInput,
+    NightlyStatementsResult,
+)
 from bankrecon.nightly_schedule import apply_nightly_schedule
 from bankrecon.statement import CHINA_STANDARD_TIME
 from simulator.server import BankSimulator, StatementPlan
@@ -155,6 +161,54 @@ async def test_a_date_that_never_comes_delays_no_other_date_or_account(
         assert status.last_answer is not None and status.last_answer.code == "9999"
         await stuck.terminate("test over")
     assert (await statement_result(client, accounts[1], day1)).status == "persisted"
+
+
+async def test_a_date_that_never_comes_takes_no_turns_from_its_merchants_other_dates(
+    dev_env: WorkflowEnvironment, tmp_path: Path, task_queue: str
+) -> None:
+    """As in production, the retry interval is the bank's window (both 1800 s by default), here 1 s.
+
+    The stuck date's retry then always comes first, at the window's opening; only the queue
+    of the merchant's waiting statements gives the other dates their turns.
+    """
+    client = dev_env.client
+    window = 1.0
+    account = new_accounts(1)[0]
+    stuck, others = date(2026, 11, 22), [date(2026, 11, 23), date(2026, 11, 24)]
+
+    async def start(day: date) -> WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]:
+        return await client.start_workflow(
+            DailyStatementWorkflow.run,
+            DailyStatementInput(account_no=account, bill_date=day, retry_interval_seconds=window),
+            id=statement_workflow_id(account, day),
+            task_queue=task_queue,
+        )
+
+    with BankSimulator(min_interval=window, today=lambda: TODAY) as bank:
+        bank.plan(account, stuck, NEVER)
+        for day in others:
+            bank.plan(account, day, StatementPlan(ready_after=1, lines=5))
+        settings = nightly_settings(tmp_path, bank, task_queue, [account]).model_copy(
+            update={"bank_min_interval_seconds": window}
+        )
+        async with asyncio.timeout(120), running_worker(client, settings):
+            stuck_handle = await start(stuck)
+            while len(bank.requests_for(account, stuck)) < 2:  # it has the window's rhythm
+                await asyncio.sleep(0.1)
+            handles = [await start(day) for day in others]
+            results = [await handle.result() for handle in handles]
+            await stuck_handle.terminate("test over")
+        requests = sorted(bank.requests, key=lambda r: r.arrived_monotonic)
+
+    assert [r.fetch_attempts for r in results] == [2, 2]
+    # Their turns came in a round: the stuck date had one turn between theirs, not every turn.
+    wanted = {f"{day:%Y%m%d}" for day in others}
+    theirs = [n for n, r in enumerate(requests) if r.bill_date in wanted]
+    between = [r.bill_date for r in requests[theirs[0] : theirs[-1]]]
+    assert between.count(f"{stuck:%Y%m%d}") <= 2, between
+    arrivals = [r.arrived_monotonic for r in requests]
+    assert all(later - earlier >= window for earlier, later in pairwise(arrivals))
+    assert {r.code for r in requests} <= {"9999", "0000"}
 
 
 async def test_the_schedule_is_created_and_updated_from_the_settings_and_its_run_starts_yesterday(

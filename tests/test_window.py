@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import Engine, inspect, select, text
 
 from bankrecon.db import bank_requests, create_schema, make_engine
-from bankrecon.window import Claim, MerchantWindow, RequestOrigin, merchant_pace, requests_sent
+from bankrecon.window import (
+    Claim,
+    MerchantWindow,
+    RequestOrigin,
+    Wait,
+    leave_queues,
+    merchant_pace,
+    requests_sent,
+)
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)
@@ -43,25 +51,27 @@ def test_window_reopens_one_interval_after_the_answer(window: MerchantWindow) ->
     claim = window.try_claim(_origin(), T0)
     assert isinstance(claim, Claim)
     # In flight: closed, and the earliest it can open is one interval after the request ends.
-    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == INTERVAL
+    assert window.try_claim(_origin(), T0 + timedelta(seconds=1)) == Wait(INTERVAL, ahead=0)
     answered = T0 + timedelta(seconds=2)
     window.release("M1", claim, answered, "9999")
-    assert window.try_claim(_origin(), answered + INTERVAL - timedelta(seconds=5)) == timedelta(seconds=5)
+    assert window.try_claim(_origin(), answered + INTERVAL - timedelta(seconds=5)) == Wait(
+        timedelta(seconds=5), ahead=0
+    )
     assert isinstance(window.try_claim(_origin(), answered + INTERVAL), Claim)
 
 
 def test_merchants_have_separate_windows(window: MerchantWindow) -> None:
     assert isinstance(window.try_claim(_origin("M1"), T0), Claim)
     assert isinstance(window.try_claim(_origin("M2"), T0), Claim)
-    assert isinstance(window.try_claim(_origin("M1"), T0), timedelta)
+    assert isinstance(window.try_claim(_origin("M1"), T0), Wait)
 
 
 def test_a_dead_workers_claim_keeps_the_window_closed_until_its_hold_ends(
     window: MerchantWindow,
 ) -> None:
     assert isinstance(window.try_claim(_origin(), T0), Claim)  # never released: the worker died
-    assert window.try_claim(_origin(), T0 + TIMEOUT) == INTERVAL
-    assert window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL / 2) == INTERVAL / 2
+    assert window.try_claim(_origin(), T0 + TIMEOUT) == Wait(INTERVAL, ahead=0)
+    assert window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL / 2) == Wait(INTERVAL / 2, ahead=0)
     assert isinstance(window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL), Claim)
 
 
@@ -72,12 +82,12 @@ def test_a_stale_release_cannot_reopen_a_window_taken_since(window: MerchantWind
     current = window.try_claim(_origin(attempt=2), later)
     assert isinstance(current, Claim)
     window.release("M1", stale, later + timedelta(seconds=1), "9999")  # the zombie answers late
-    assert isinstance(window.try_claim(_origin(attempt=3), later + timedelta(seconds=2)), timedelta)
+    assert isinstance(window.try_claim(_origin(attempt=3), later + timedelta(seconds=2)), Wait)
 
 
 def test_concurrent_claims_admit_exactly_one(engine: Engine, window: MerchantWindow) -> None:
     window.try_claim(_origin("warm-up"), T0)  # the table exists; the race is on the merchant row
-    results: list[Claim | timedelta] = []
+    results: list[Claim | Wait] = []
     start = threading.Barrier(8)
 
     def claim(n: int) -> None:
@@ -136,3 +146,71 @@ def test_a_runs_requests_are_counted_through_an_index_which_an_older_database_ge
 def test_a_merchants_pace_is_its_window_and_the_margin_past_its_opening() -> None:
     assert merchant_pace(timedelta(minutes=30)) == timedelta(minutes=30, seconds=18)
     assert merchant_pace(timedelta(seconds=1)) == timedelta(seconds=1.05)  # 50 ms at least
+
+
+def _statement(name: str) -> RequestOrigin:
+    return RequestOrigin(
+        merchant_id="M1",
+        account_no="6222020000000001",
+        bill_date=date(2026, 11, 24),
+        workflow_id=f"statement-{name}",
+        run_id="run-1",
+        activity_attempt=1,
+    )
+
+
+def _requests(window: MerchantWindow, asking: list[str], first: datetime, windows: int) -> list[str]:
+    """Each of ``asking`` asks at each opening, in that order: the statements that got the turns."""
+    turns = []
+    now = first
+    for _ in range(windows):
+        for name in asking:
+            claim = window.try_claim(_statement(name), now)
+            if isinstance(claim, Claim):
+                turns.append(name)
+                window.release("M1", claim, now + timedelta(seconds=1), "9999")
+        now += timedelta(seconds=1) + INTERVAL
+    return turns
+
+
+def test_the_window_goes_to_the_statement_that_waited_longest(window: MerchantWindow) -> None:
+    # "stuck" had the last request; its retry always comes first, right at the opening.
+    stuck = window.try_claim(_statement("stuck"), T0)
+    assert isinstance(stuck, Claim)
+    assert window.try_claim(_statement("day2"), T0 + timedelta(seconds=2)) == Wait(INTERVAL, ahead=0)
+    assert window.try_claim(_statement("day3"), T0 + timedelta(seconds=3)) == Wait(INTERVAL, ahead=1)
+    window.release("M1", stuck, T0 + timedelta(seconds=1), "9999")
+    opening = T0 + timedelta(seconds=1) + INTERVAL
+    # Open, but two statements waited longer: it waits behind them, just past the opening.
+    assert window.try_claim(_statement("stuck"), opening) == Wait(timedelta(0), ahead=2)
+
+    assert _requests(window, ["stuck", "day3", "day2"], opening, 6) == [
+        "day2",
+        "day3",
+        "stuck",
+        "day2",
+        "day3",
+        "stuck",
+    ]
+
+
+def test_a_statement_that_stopped_asking_is_forgotten_after_two_windows(window: MerchantWindow) -> None:
+    first = window.try_claim(_statement("stuck"), T0)
+    assert isinstance(first, Claim)
+    window.release("M1", first, T0 + timedelta(seconds=1), "9999")
+    assert isinstance(
+        window.try_claim(_statement("gone"), T0 + timedelta(seconds=2)), Wait
+    )  # then terminated
+    opening = T0 + timedelta(seconds=1) + INTERVAL
+    assert window.try_claim(_statement("stuck"), opening) == Wait(timedelta(0), ahead=1)
+    forgotten = T0 + timedelta(seconds=2) + 2 * INTERVAL + timedelta(minutes=1, seconds=1)
+    assert isinstance(window.try_claim(_statement("stuck"), forgotten), Claim)
+
+
+def test_a_cancelled_statement_leaves_the_queue_at_once(window: MerchantWindow, engine: Engine) -> None:
+    first = window.try_claim(_statement("stuck"), T0)
+    assert isinstance(first, Claim)
+    window.release("M1", first, T0 + timedelta(seconds=1), "9999")
+    assert isinstance(window.try_claim(_statement("cancelled"), T0 + timedelta(seconds=2)), Wait)
+    leave_queues(engine, "statement-cancelled", "run-1")
+    assert isinstance(window.try_claim(_statement("stuck"), T0 + timedelta(seconds=1) + INTERVAL), Claim)
