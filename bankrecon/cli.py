@@ -60,6 +60,7 @@ from bankrecon.window import (
     merchant_pauses_now,
     pause_merchant,
     resume_merchant,
+    statements_asking,
 )
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
@@ -186,13 +187,19 @@ def _stored(
     )
 
 
+def _done_by(statements: int, pace: timedelta) -> str:
+    """When ``statements`` of one merchant have had a request each, taking its window in turn."""
+    return _local(datetime.now(UTC) + statements * pace)
+
+
 class Progress:
     """One line redrawn in place on a terminal; a line per change elsewhere (logs, CI)."""
 
-    def __init__(self, out: TextIO, total: int, pace: timedelta):
+    def __init__(self, out: TextIO, total: int, pace: timedelta, others: int):
         self._out = out
         self._total = total
         self._pace = pace
+        self._others = others  # the merchant's other statements, which take their turns too
         self._live = out.isatty()
         self.stored = 0
         self.failed = 0
@@ -201,7 +208,7 @@ class Progress:
         done = self.stored + self.failed
         filled = BAR_WIDTH * done // self._total
         remaining = self._total - done
-        eta = f"  expected done by {_local(datetime.now(UTC) + remaining * self._pace)}" if remaining else ""
+        eta = f"  expected done by {_done_by(self._others + remaining, self._pace)}" if remaining else ""
         line = (
             f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{self._total}  "
             f"stored {self.stored}  failed {self.failed}{eta}"
@@ -256,8 +263,10 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
     account = _account(settings, args.account)
     dates = days(first, last)
     # The database says what is stored: Temporal forgets completed runs after the retention.
+    window = timedelta(seconds=account.merchant.min_interval_seconds)
     with _database(settings) as engine:
         stored = {} if args.refetch else stored_statements(engine, account.account_no, first, last)
+        asking = statements_asking(engine, account.merchant.id, window, datetime.now(UTC))
     client = await connect(settings)
     handles: dict[date, StatementHandle] = {}
     started: list[StatementKey] = []
@@ -273,23 +282,24 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
             )
     _forget_cancellations(settings, started)
     new = len(started)
-    window = timedelta(seconds=account.merchant.min_interval_seconds)
     pace = merchant_pace(window)
     out.write(
         f"{_dates(len(dates))} of {account.account_no} ({first} to {last}): {new} started, "
         f"{len(stored)} already stored, {len(handles) - new} running already\n"
     )
     if new:
+        # The merchant's statements take its window in turn: those asking already, and these.
+        others = f", {asking} other statement(s) of it asking already" if asking else ""
         out.write(
-            f"merchant {account.merchant.id} allows one request every {window}: with the bank ready, "
-            f"all done by about {_local(datetime.now(UTC) + new * pace)}\n"
+            f"merchant {account.merchant.id} allows one request every {window}{others}: with the bank "
+            f"ready, all done by about {_done_by(asking + new, pace)}\n"
         )
     if args.no_wait:
         out.write("the workflows go on without this command: `bankrecon status` shows them\n")
         return 0
     # Their bank requests were not this command's, and the database does not count them per run.
     outcomes = [_stored(day, "already stored", row, "") for day, row in stored.items()]
-    progress = Progress(out, len(dates), pace)
+    progress = Progress(out, len(dates), pace, asking)
     progress.stored = len(outcomes)
     progress.show()
     try:

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bankrecon.db import bank_requests, bank_window_queue, bank_windows, merchant_pauses
@@ -50,6 +50,42 @@ def opening_margin(min_interval: timedelta) -> timedelta:
 def merchant_pace(min_interval: timedelta) -> timedelta:
     """How often a merchant's waiting statements get a request: a window, and the margin past its opening."""
     return min_interval + opening_margin(min_interval)
+
+
+def _forgotten_after(min_interval: timedelta) -> timedelta:
+    # A waiting statement asks again at least once a window (plus a margin).
+    return 2 * min_interval + timedelta(minutes=1)
+
+
+# Answers after which a statement asks no more: its file, no transactions, or a refusal for good.
+_FINAL_OUTCOMES = ("0000", "2001", "1001", "1002", "1003")
+
+
+def statements_asking(engine: Engine, merchant_id: str, min_interval: timedelta, now: datetime) -> int:
+    """How many statements take turns at the merchant's window now, each a turn before a newcomer's.
+
+    Those waiting in its queue, and those whose latest request left them asking again (the
+    statement that had the last request is not in the queue, but still takes its turns).
+    """
+    since = now - _forgotten_after(min_interval)
+    latest = (
+        select(func.max(bank_requests.c.id))
+        .where(bank_requests.c.merchant_id == merchant_id, bank_requests.c.sent_at >= since)
+        .group_by(bank_requests.c.workflow_id, bank_requests.c.run_id)
+    )
+    with engine.connect() as conn:
+        waiting = conn.execute(
+            select(bank_window_queue.c.workflow_id, bank_window_queue.c.run_id).where(
+                bank_window_queue.c.merchant_id == merchant_id, bank_window_queue.c.seen_at >= since
+            )
+        ).all()
+        asking_again = conn.execute(
+            select(bank_requests.c.workflow_id, bank_requests.c.run_id).where(
+                bank_requests.c.id.in_(latest),
+                or_(bank_requests.c.outcome.is_(None), bank_requests.c.outcome.not_in(_FINAL_OUTCOMES)),
+            )
+        ).all()
+    return len({tuple(row) for row in waiting} | {tuple(row) for row in asking_again})
 
 
 @dataclass(frozen=True)
@@ -83,8 +119,7 @@ class MerchantWindow:
         self._engine = engine
         self._min_interval = min_interval
         self._hold = request_timeout + min_interval
-        # A waiting statement asks again at least once a window (plus a margin).
-        self._forget_after = 2 * min_interval + timedelta(minutes=1)
+        self._forget_after = _forgotten_after(min_interval)
 
     def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | Wait:
         """Take the window and log the request, or say how soon this statement's turn may come."""

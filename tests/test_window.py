@@ -17,6 +17,7 @@ from bankrecon.window import (
     leave_queues,
     merchant_pace,
     requests_sent,
+    statements_asking,
 )
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
@@ -214,3 +215,23 @@ def test_a_cancelled_statement_leaves_the_queue_at_once(window: MerchantWindow, 
     assert isinstance(window.try_claim(_statement("cancelled"), T0 + timedelta(seconds=2)), Wait)
     leave_queues(engine, "statement-cancelled", "run-1")
     assert isinstance(window.try_claim(_statement("stuck"), T0 + timedelta(seconds=1) + INTERVAL), Claim)
+
+
+def test_statements_asking_are_those_queued_and_those_the_bank_left_asking(
+    window: MerchantWindow, engine: Engine
+) -> None:
+    def asks(name: str, at: datetime, outcome: str) -> None:
+        claim = window.try_claim(_statement(name), at)
+        assert isinstance(claim, Claim)
+        window.release("M1", claim, at + timedelta(seconds=1), outcome)
+
+    asks("done", T0, "0000")
+    asks("refused", T0 + timedelta(seconds=1) + INTERVAL, "1002")
+    now = T0 + 2 * (timedelta(seconds=1) + INTERVAL)
+    asks("stuck", now, "9999")
+    assert isinstance(window.try_claim(_statement("queued"), now + timedelta(seconds=2)), Wait)
+
+    later = now + timedelta(seconds=3)
+    assert statements_asking(engine, "M1", INTERVAL, later) == 2  # "stuck" and "queued"
+    assert statements_asking(engine, "M2", INTERVAL, later) == 0
+    assert statements_asking(engine, "M1", INTERVAL, later + 2 * INTERVAL + timedelta(minutes=2)) == 0
