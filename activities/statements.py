@@ -207,8 +207,12 @@ class StatementActivities:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
         damaged = answer.outcome is Outcome.READY and answer.archive is None
-        final = answer.outcome is not Outcome.NOT_YET and not damaged
-        sent = await self._report(answer.code, answer.message, final=final)
+        if answer.outcome in (Outcome.READY, Outcome.EMPTY) and not damaged:
+            # The activity's result brings this answer to the workflow: a signal would only cost
+            # it another workflow task.
+            sent = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
+        else:
+            sent = await self._report(answer.code, answer.message, final=answer.outcome is Outcome.REJECTED)
         return self._accept(key, answer, claim.sent_at, sent)
 
     async def _report(
@@ -267,6 +271,7 @@ class StatementActivities:
         activity.logger.info("statement fetched: %s", said, extra=statement_fields(key))
         return FetchResult(
             code="0000" if archive else "2001",
+            message=answer.message,
             archive=archive,
             fetched_at=sent_at,
             bank_requests=sent,

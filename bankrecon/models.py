@@ -46,6 +46,7 @@ class ArchiveRef(BaseModel):
 
 class FetchResult(BaseModel):
     code: Literal["0000", "2001"]
+    message: str = ""  # the bank's words with its code (成功, 当日无交易)
     archive: ArchiveRef | None  # None for 2001, "no transactions that day"
     fetched_at: datetime
     bank_requests: int  # requests this workflow run sent for the statement, this one included

@@ -213,6 +213,7 @@ async def test_status_shows_attempts_last_answer_next_attempt_and_deadline(
         described = await handle.describe()
         result = await handle.result()
         done = await handle.query(DailyStatementWorkflow.status)
+        history = await handle.fetch_history()
 
     assert waiting.phase == "waiting_for_bank"
     assert waiting.fetch_attempts == 3
@@ -228,5 +229,9 @@ async def test_status_shows_attempts_last_answer_next_attempt_and_deadline(
 
     assert result.fetch_attempts == 4
     assert done is not None and done.phase == "done" and done.fetch_attempts == 4
-    assert done.last_answer is not None and done.last_answer.code == "0000"
+    assert done.last_answer is not None
+    assert (done.last_answer.code, done.last_answer.message) == ("0000", "成功")
     assert done.next_attempt_at is None
+    # A signal for each refusal; the answer with the file came with the fetch's result.
+    signals = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
+    assert len(signals) == 3

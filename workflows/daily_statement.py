@@ -205,6 +205,10 @@ class DailyStatementWorkflow:
 
     @workflow.signal(name="fetch_attempted")
     def record_fetch_attempt(self, report: FetchAttemptReport) -> None:
+        self._seen(report)
+
+    def _seen(self, report: FetchAttemptReport) -> None:
+        """What a fetch attempt met: from its signal, or for the attempt that got the file, its result."""
         now = workflow.now()
         self._fetch_attempts = max(self._fetch_attempts, report.bank_requests)
         if report.bank_code is None:
@@ -230,6 +234,14 @@ class DailyStatementWorkflow:
                 start_to_close_timeout=FETCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=polling_retry_policy(retry_interval),
+            )
+            self._seen(
+                FetchAttemptReport(
+                    bank_code=fetched.code,
+                    message=fetched.message,
+                    bank_requests=fetched.bank_requests,
+                    final=True,
+                )
             )
             if fetched.archive is None:
                 return fetched, None
