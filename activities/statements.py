@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,18 +61,39 @@ STAGED_FILES_EXPIRE = timedelta(hours=3)
 
 @asynccontextmanager
 async def heartbeating(every: timedelta) -> AsyncIterator[None]:
-    """Heartbeat in the background, so a dead worker's attempt is retried within the heartbeat timeout."""
+    """Heartbeat in the background, so a dead worker's attempt is retried within the heartbeat timeout.
+
+    The first beat comes after ``every``: the server counts the timeout from the attempt's start
+    until then, so a short attempt (most of them) costs it no heartbeat at all.
+    """
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(every.total_seconds())
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:
         yield
     finally:
         task.cancel()
+
+
+class HeartbeatWhenDue:
+    """``on_progress`` for a long load: heartbeats with the count so far, once ``every`` has passed.
+
+    As with ``heartbeating``, a load done sooner than that sends no heartbeat.
+    """
+
+    def __init__(self, every: timedelta):
+        self._every = every.total_seconds()
+        self._last = time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._every:
+            activity.heartbeat(count)
+            self._last = now
 
 
 def _workflow_run() -> tuple[str, str]:
@@ -279,12 +301,16 @@ class StatementActivities:
 
     @activity.defn(name="decode_statement")
     def decode_statement(self, request: DecodeRequest) -> DecodedStatement:
-        activity.heartbeat()
         key = request.statement
         currency = self._account(key.account_no).currency
         try:
             return decode_archive(
-                self._data_dir, key, request.archive, self._limits, currency, on_progress=activity.heartbeat
+                self._data_dir,
+                key,
+                request.archive,
+                self._limits,
+                currency,
+                on_progress=HeartbeatWhenDue(HEARTBEAT_EVERY),
             )
         except StatementDamaged as exc:
             kept = quarantine_archive(self._data_dir, key, request.archive, exc, _workflow_run()[0])
@@ -315,10 +341,11 @@ class StatementActivities:
 
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:
-        activity.heartbeat()
         key = request.statement
         try:
-            stored = save_statement(self._engine, self._data_dir, request, on_progress=activity.heartbeat)
+            stored = save_statement(
+                self._engine, self._data_dir, request, on_progress=HeartbeatWhenDue(HEARTBEAT_EVERY)
+            )
         except DBAPIError as exc:
             # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or
             # key): the log and Temporal's history get what kind of error it was and where, not them.

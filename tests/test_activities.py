@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +10,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.statements import StatementActivities
+from activities.statements import HeartbeatWhenDue, StatementActivities
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
 from bankrecon.statement import CHINA_STANDARD_TIME, Transaction
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, settings_for, write_records
@@ -63,3 +63,19 @@ async def test_a_failed_persist_tells_temporal_and_the_log_no_statement_data(
     for value in ("S77", "98765.43", "6217000000000042", "上海某某科技有限公司", "货款"):
         assert value not in error.message and value not in logged.getMessage()
     assert count_rows(database_url) == 0
+
+
+def test_a_load_heartbeats_its_progress_only_once_a_heartbeat_is_due() -> None:
+    env = ActivityEnvironment()
+    beats: list[tuple[object, ...]] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+
+    def load() -> None:
+        not_yet, due = HeartbeatWhenDue(timedelta(hours=1)), HeartbeatWhenDue(timedelta(0))
+        not_yet(100)
+        due(200)
+        due(300)
+
+    env.run(load)
+
+    assert beats == [(200,), (300,)]

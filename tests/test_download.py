@@ -69,13 +69,26 @@ async def test_a_large_mime_wrapped_answer_is_stored_intact(
 async def test_the_fetch_heartbeats_while_the_bank_takes_its_time(
     time_skipping_env: WorkflowEnvironment, tmp_path: Path, bank: BankSimulator
 ) -> None:
-    # The answer comes after 6 s, past the 5 s HEARTBEAT_EVERY: beats must go on meanwhile.
-    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=20, faults=["stall:6"]))
+    # The answer comes after 11 s, past two HEARTBEAT_EVERY of 5 s: beats must go on meanwhile.
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=20, faults=["stall:11"]))
 
     result, beats = await _fetch(time_skipping_env.client, tmp_path, bank, bank_request_timeout_seconds=30)
 
     assert result.archive is not None
     assert len(beats) >= 2
+
+
+async def test_a_quick_fetch_sends_no_heartbeat(
+    time_skipping_env: WorkflowEnvironment, tmp_path: Path, bank: BankSimulator
+) -> None:
+    # The server counts the heartbeat timeout from the attempt's start: a beat within the
+    # first HEARTBEAT_EVERY would only cost it a call, for each of a day's 48 attempts.
+    bank.plan(ACCOUNT, BILL_DATE, StatementPlan(lines=20))
+
+    result, beats = await _fetch(time_skipping_env.client, tmp_path, bank)
+
+    assert result.archive is not None
+    assert beats == []
 
 
 def _answer(tmp_path: Path, body: bytes) -> Path:
