@@ -23,8 +23,14 @@ SIMULATOR_URL = "http://127.0.0.1:8600"
 
 class Settings(BaseSettings):
     # Errors name the setting, never its value: several values are secrets (DATABASE_URL's password).
+    # An empty variable is an unset one (docker-compose's ${NAME:-} passes optional settings
+    # through that way): an empty API key must not turn TLS on, nor an empty token pass for one.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,
+        env_ignore_empty=True,
     )
 
     temporal_address: str = "localhost:7233"

@@ -12,7 +12,7 @@ import pytest
 
 from bankrecon.codec import new_key
 from bankrecon.config import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, SIMULATOR_URL, Settings
-from bankrecon.temporal_client import key_ring
+from bankrecon.temporal_client import key_ring, tls_config
 
 VARIABLES = [
     "TEMPORAL_ADDRESS",
@@ -144,6 +144,23 @@ def test_the_nightly_settings_and_their_mistakes(monkeypatch: pytest.MonkeyPatch
     settings = Settings()
     assert settings.nightly_time.isoformat() == "01:15:00"
     assert "secret-token" not in repr(settings)
+
+
+def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As docker-compose passes ${NAME:-} for an optional setting nobody set.
+    for name in (
+        "ALERT_WEBHOOK_URL",
+        "TEMPORAL_API_KEY",
+        "CODEC_SERVER_TOKEN",
+        "NIGHTLY_TIME",
+        "DATABASE_URL",
+    ):
+        monkeypatch.setenv(name, "")
+    settings = Settings()
+    assert (settings.alert_webhook_url, settings.temporal_api_key, settings.codec_server_token) == (None,) * 3
+    assert settings.nightly_time.isoformat() == "00:30:00"
+    assert tls_config(settings) is False  # an empty API key turned TLS on
+    assert settings.resolved_database_url().endswith("bankrecon.db")
 
 
 def test_encryption_and_codec_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:
