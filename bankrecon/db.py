@@ -161,9 +161,8 @@ bank_window_queue = Table(
     Column("workflow_id", String(255), nullable=False),
     Column("run_id", String(64), nullable=False),
     Column("waiting_since", UtcDateTime, nullable=False),
-    Column(
-        "seen_at", UtcDateTime, nullable=False
-    ),  # its latest attempt: a row not seen for long is forgotten
+    # Its latest attempt: a row not seen for long is forgotten.
+    Column("seen_at", UtcDateTime, nullable=False),
     PrimaryKeyConstraint("merchant_id", "workflow_id", "run_id", name="bank_window_queue_pkey"),
 )
 
