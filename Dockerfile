@@ -19,7 +19,6 @@ COPY worker.py ./
 COPY activities/ activities/
 COPY bankrecon/ bankrecon/
 COPY workflows/ workflows/
-COPY simulator/ simulator/
 
 # Statement archives live in DATA_DIR: a volume that every worker of the task queue shares.
 RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin bankrecon \

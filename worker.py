@@ -22,12 +22,12 @@ from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
-from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
-from bankrecon.db import database_location
-from bankrecon.logs import configure_logging
-from bankrecon.search_attributes import SearchAttributesMissing, register_search_attributes
-from bankrecon.temporal_client import TemporalConnectionError, connect, key_ring
+from bankrecon.ops.logs import configure_logging
+from bankrecon.store.db import database_location
+from bankrecon.temporal.client import TemporalConnectionError, connect, key_ring
+from bankrecon.temporal.codec import KeyRingError
+from bankrecon.temporal.search_attributes import SearchAttributesMissing, register_search_attributes
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
 

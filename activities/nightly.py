@@ -5,10 +5,10 @@ from __future__ import annotations
 from temporalio import activity
 
 from bankrecon.accounts import AccountDirectory
-from bankrecon.catch_up import missing_statements
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, make_engine
 from bankrecon.models import NightlyPlan, NightlyPlanRequest
+from bankrecon.store.catch_up import missing_statements
+from bankrecon.store.db import create_schema, make_engine
 
 
 class NightlyActivities:

@@ -8,8 +8,8 @@ import httpx
 from temporalio import activity
 
 from bankrecon.config import Settings
-from bankrecon.logs import statement_fields
 from bankrecon.models import OperatorNotice
+from bankrecon.ops.logs import statement_fields
 
 log = logging.getLogger("bankrecon.alerts")
 

@@ -16,14 +16,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
-from bankrecon import cancellations, metrics
 from bankrecon.accounts import Account, AccountDirectory
-from bankrecon.archive import archive_path, sweep_staged_files
-from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, describe_error, make_engine
-from bankrecon.decoding import decode_archive
-from bankrecon.logs import statement_fields
 from bankrecon.models import (
     DecodedStatement,
     DecodeRequest,
@@ -34,10 +28,9 @@ from bankrecon.models import (
     StatementCancellation,
     StatementKey,
 )
-from bankrecon.persistence import save_statement
-from bankrecon.quarantine import quarantine_archive
-from bankrecon.statement import ArchiveLimits, StatementDamaged
-from bankrecon.window import (
+from bankrecon.ops import metrics
+from bankrecon.ops.logs import statement_fields
+from bankrecon.pacing.window import (
     MerchantWindow,
     RequestOrigin,
     Wait,
@@ -46,6 +39,20 @@ from bankrecon.window import (
     opening_margin,
     requests_sent,
 )
+from bankrecon.sources.refbank.client import (
+    REJECTION_ADVICE,
+    BankAnswer,
+    BankClient,
+    BankUnavailable,
+    Outcome,
+)
+from bankrecon.sources.refbank.decoding import decode_archive
+from bankrecon.sources.refbank.format import ArchiveLimits, StatementDamaged
+from bankrecon.store import cancellations
+from bankrecon.store.archive import archive_path, sweep_staged_files
+from bankrecon.store.db import create_schema, describe_error, make_engine
+from bankrecon.store.persistence import save_statement
+from bankrecon.store.quarantine import quarantine_archive
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.db in DATA_DIR"
+        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.store.db in DATA_DIR"
     )
 
     # Several merchants and their accounts (see bankrecon/accounts.py); without it, one
@@ -124,11 +124,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Asia/Shanghai)") from None
         return value
 
-    # Payload encryption (bankrecon/codec.py): KEY_ID:BASE64_KEY entries, newest first, in
+    # Payload encryption (bankrecon/temporal/codec.py): KEY_ID:BASE64_KEY entries, newest first, in
     # the variable or in a file; off when neither is set.
     bankrecon_encryption_keys: SecretStr | None = None
     bankrecon_encryption_keys_file: Path | None = None
-    # The codec server (python -m bankrecon.codec_server) for the CLI and the Web UI.
+    # The codec server (python -m bankrecon.temporal.codec_server) for the CLI and the Web UI.
     codec_server_host: str = "127.0.0.1"
     codec_server_port: int = Field(default=8081, ge=0, le=65535)
     codec_server_token: SecretStr | None = None
@@ -149,4 +149,4 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'bankrecon.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'bankrecon.store.db').resolve()}"

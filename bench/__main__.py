@@ -35,10 +35,10 @@ from temporalio.client import Client
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.temporal_client import connect
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
+from bankrecon.temporal.client import connect
 from bench.children import ChildrenPeak, status_kb
-from simulator.generator import generate_statement
-from simulator.server import BankSimulator, StatementPlan
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
 from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
 
@@ -299,7 +299,7 @@ async def memory(
         data_dir = args.workdir / f"memory-data-{lines}"
         shutil.rmtree(data_dir, ignore_errors=True)
         if args.memory_database == "sqlite":
-            url = f"sqlite:///{data_dir / 'bankrecon.db'}"
+            url = f"sqlite:///{data_dir / 'bankrecon.store.db'}"
         else:
             pg.reset()
             url = pg.url
@@ -389,7 +389,7 @@ async def fanout(
                     temporal_address=server.address,
                     task_queue=f"bench-fanout-{uuid.uuid4().hex[:8]}",
                     data_dir=data_dir,
-                    database_url=f"sqlite:///{data_dir / 'bankrecon.db'}",
+                    database_url=f"sqlite:///{data_dir / 'bankrecon.store.db'}",
                     bank_url=bank.url,
                     min_interval=1,
                     request_timeout=60,

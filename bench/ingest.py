@@ -17,12 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bankrecon.archive import archive_path
-from bankrecon.db import create_schema, make_engine
-from bankrecon.decoding import decode_archive
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
-from bankrecon.persistence import save_statement
-from bankrecon.statement import ArchiveLimits
+from bankrecon.sources.refbank.decoding import decode_archive
+from bankrecon.sources.refbank.format import ArchiveLimits
+from bankrecon.store.archive import archive_path
+from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.persistence import save_statement
 from bench.children import ChildrenPeak
 
 

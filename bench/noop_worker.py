@@ -29,8 +29,8 @@ from bankrecon.models import (
     StatementKey,
     StatementTotals,
 )
-from bankrecon.search_attributes import register_search_attributes
-from bankrecon.temporal_client import connect
+from bankrecon.temporal.client import connect
+from bankrecon.temporal.search_attributes import register_search_attributes
 from worker import MAX_CONCURRENT_ACTIVITIES
 from workflows.daily_statement import DailyStatementWorkflow
 

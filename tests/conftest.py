@@ -17,11 +17,11 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.search_attributes import register_search_attributes
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator
+from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator
+from bankrecon.temporal.search_attributes import register_search_attributes
 from tests.harness import ACCOUNT, BILL_DATE, settings_for
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
@@ -81,14 +81,14 @@ def _postgres_schema_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test gets an empty database of each kind: a SQLite file or its own PostgreSQL schema."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bankrecon.db'}"
+        yield f"sqlite:///{tmp_path / 'bankrecon.store.db'}"
     else:
         yield from _postgres_schema_url()
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bankrecon.db'}"
+    return f"sqlite:///{tmp_path / 'bankrecon.store.db'}"
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from bankrecon.config import Settings
-from bankrecon.db import make_engine, statements, transactions
 from bankrecon.models import StatementKey
-from bankrecon.persistence import load_statement
-from bankrecon.records import RecordWriter
-from bankrecon.statement import CHINA_STANDARD_TIME, DetailLines, Transaction
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, DetailLines, Transaction
+from bankrecon.sources.refbank.records import RecordWriter
+from bankrecon.store.db import make_engine, statements, transactions
+from bankrecon.store.persistence import load_statement
 
 ACCOUNT = "6222020000000001"
 BILL_DATE = date(2026, 11, 24)

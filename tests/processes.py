@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from bankrecon.binaries import find_binary
+from bankrecon.ops.binaries import find_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables bankrecon reads (bankrecon/config.py); the developer's own values must not leak in.

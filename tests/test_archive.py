@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bankrecon.archive import (
+from bankrecon.models import ArchiveRef
+from bankrecon.store.archive import (
     ArchiveDamaged,
     Base64Content,
     archive_path,
@@ -19,7 +20,6 @@ from bankrecon.archive import (
     staged_file,
     sweep_staged_files,
 )
-from bankrecon.models import ArchiveRef
 
 ZIP = b"PK\x03\x04 pretend zip bytes " * 50
 SHA = hashlib.sha256(ZIP).hexdigest()

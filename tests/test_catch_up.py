@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from bankrecon.cancellations import forget_cancellation, record_cancellation
-from bankrecon.catch_up import days, missing_statements
-from bankrecon.db import cancelled_statements, create_schema, make_engine
 from bankrecon.models import PersistRequest, StatementCancellation, StatementKey, StatementTotals
-from bankrecon.persistence import save_statement
+from bankrecon.store.cancellations import forget_cancellation, record_cancellation
+from bankrecon.store.catch_up import days, missing_statements
+from bankrecon.store.db import cancelled_statements, create_schema, make_engine
+from bankrecon.store.persistence import save_statement
 
 ACCOUNTS = ["6222020000000001", "6222020000000002"]
 

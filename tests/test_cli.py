@@ -23,13 +23,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
-from bankrecon.db import cancelled_statements, create_schema, make_engine
 from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
-from bankrecon.persistence import save_statement
-from bankrecon.search_attributes import STATEMENT_PHASE
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.store.db import cancelled_statements, create_schema, make_engine
+from bankrecon.store.persistence import save_statement
+from bankrecon.temporal.search_attributes import STATEMENT_PHASE
 from tests.harness import settings_for, stored_rows
 from tests.test_nightly import new_accounts, run_nightly
 from worker import running_worker
@@ -37,7 +37,7 @@ from workflows.daily_statement import DailyStatementWorkflow, statement_workflow
 
 WINDOW = 1.0
 TODAY = date(2026, 11, 25)
-BANKRECON = [sys.executable, "-m", "bankrecon.cli"]
+BANKRECON = [sys.executable, "-m", "bankrecon.ops.cli"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ def bank() -> Iterator[BankSimulator]:
 def settings(dev_env: WorkflowEnvironment, bank: BankSimulator, task_queue: str, tmp_path: Path) -> Settings:
     return settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
         bank.url,
         task_queue,
         temporal_address=dev_env.client.service_client.config.target_host,

@@ -9,7 +9,9 @@ import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 
-from bankrecon.codec import (
+from bankrecon.models import DailyStatementInput
+from bankrecon.temporal.client import data_converter
+from bankrecon.temporal.codec import (
     ENCODING,
     KEY_ID_METADATA,
     EncryptionCodec,
@@ -20,8 +22,6 @@ from bankrecon.codec import (
     main,
     new_key,
 )
-from bankrecon.models import DailyStatementInput
-from bankrecon.temporal_client import data_converter
 from tests.harness import ACCOUNT, BILL_DATE, settings_for
 
 OLD_KEY = new_key()

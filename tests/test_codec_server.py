@@ -17,9 +17,9 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
-from bankrecon.codec import EncryptionCodec, KeyRing, new_key
-from bankrecon.codec_server import CodecServer, build_server
 from bankrecon.config import Settings
+from bankrecon.temporal.codec import EncryptionCodec, KeyRing, new_key
+from bankrecon.temporal.codec_server import CodecServer, build_server
 from tests.processes import ProcessGroup, environment_without_settings, free_port, listening, wait_until
 
 TOKEN = "codec-token-for-tests-0123456789"
@@ -174,7 +174,7 @@ async def test_unknown_key_id_and_bad_bodies_get_clear_errors(server: CodecServe
 
 
 def test_the_log_never_holds_the_token(server: CodecServer, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="bankrecon.codec_server"):
+    with caplog.at_level(logging.INFO, logger="bankrecon.temporal.codec_server"):
         httpx.post(f"{server.url}/{TOKEN}/decode", content=as_json(PLAIN))
         httpx.post(f"{server.url}/decode", content=as_json(PLAIN), headers=BEARER)
         # A request line that the base class rejects, quoting it in its own message.
@@ -193,7 +193,7 @@ def test_a_server_process_with_log_format_json_logs_one_object_per_line(tmp_path
     with ProcessGroup(tmp_path / "logs") as group:
         process = group.start(
             "codec-server",
-            [sys.executable, "-m", "bankrecon.codec_server"],
+            [sys.executable, "-m", "bankrecon.temporal.codec_server"],
             environment_without_settings()
             | {
                 "BANKRECON_ENCRYPTION_KEYS": f"k2:{KEY}",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from bankrecon.codec import new_key
 from bankrecon.config import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, SIMULATOR_URL, Settings
-from bankrecon.temporal_client import key_ring, tls_config
+from bankrecon.temporal.client import key_ring, tls_config
+from bankrecon.temporal.codec import new_key
 
 VARIABLES = [
     "TEMPORAL_ADDRESS",
@@ -52,7 +52,7 @@ def test_defaults_run_against_the_local_setup(tmp_path: Path) -> None:
         "bank-statements",
     )
     assert settings.data_dir == Path("./data")
-    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.db'}"
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.store.db'}"
     assert settings.bank_base_url == SIMULATOR_URL
     assert settings.bank_merchant_id == DEMO_MERCHANT_ID
     assert settings.bank_merchant_secret.get_secret_value() == DEMO_MERCHANT_SECRET
@@ -160,7 +160,7 @@ def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> N
     assert (settings.alert_webhook_url, settings.temporal_api_key, settings.codec_server_token) == (None,) * 3
     assert settings.nightly_time.isoformat() == "00:30:00"
     assert tls_config(settings) is False  # an empty API key turned TLS on
-    assert settings.resolved_database_url().endswith("bankrecon.db")
+    assert settings.resolved_database_url().endswith("bankrecon.store.db")
 
 
 def test_encryption_and_codec_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,5 +196,5 @@ def test_the_worker_refuses_a_malformed_key_before_connecting() -> None:
     assert worker.returncode == 1
     assert worker.stderr.strip() == (
         "configuration error: BANKRECON_ENCRYPTION_KEYS, key 'k1': decodes to 16 bytes; AES-256 needs 32 "
-        "(make one with: python -m bankrecon.codec new-key)"
+        "(make one with: python -m bankrecon.temporal.codec new-key)"
     )

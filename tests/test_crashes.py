@@ -30,8 +30,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from bankrecon.models import DailyStatementInput, DailyStatementResult, Phase
-from simulator.generator import generate_statement
-from simulator.server import BankSimulator, StatementPlan
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from tests.harness import count_rows, stored_rows
 from tests.processes import (
     Child,

@@ -16,8 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput
-from simulator.generator import generate_statement
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.conftest import Collect
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
 from worker import running_worker

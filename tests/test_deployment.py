@@ -34,7 +34,7 @@ REQUIRED = {
 SERVICES = {"postgresql", "temporal", "temporal-ui", "codec-server", "worker", "simulator"}
 
 
-# Settings of the encryption work (bankrecon/codec.py), which the worker and the codec server read.
+# Settings of the encryption work (bankrecon/temporal/codec.py), which the worker and the codec server read.
 def _docker_compose() -> str:
     found = shutil.which("docker-compose")
     assert found, "docker-compose is missing: apt-get install docker-compose (.ci/run does)"
@@ -164,7 +164,7 @@ def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
 
 def test_the_web_ui_decrypts_through_the_codec_server(stack: dict[str, Any]) -> None:
     codec, ui = stack["codec-server"], stack["temporal-ui"]
-    assert codec["command"] == ["python", "-m", "bankrecon.codec_server"]
+    assert codec["command"] == ["python", "-m", "bankrecon.temporal.codec_server"]
     assert codec["environment"] == {
         "BANKRECON_ENCRYPTION_KEYS": REQUIRED["BANKRECON_ENCRYPTION_KEYS"],
         "CODEC_SERVER_HOST": "0.0.0.0",

@@ -13,11 +13,16 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.statements import StatementActivities
-from bankrecon.archive import archive_path
-from bankrecon.bank import BankClient, BankUnavailable, read_answer
 from bankrecon.models import FetchResult, StatementKey
-from simulator.generator import generate_statement
-from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
+from bankrecon.sources.refbank.client import BankClient, BankUnavailable, read_answer
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import (
+    DEMO_MERCHANT_ID,
+    DEMO_MERCHANT_SECRET,
+    BankSimulator,
+    StatementPlan,
+)
+from bankrecon.store.archive import archive_path
 from tests.harness import ACCOUNT, BILL_DATE, settings_for
 
 # Past the simulator's in-memory limit, so it streams the body from a file too; ~5 MB of zip.

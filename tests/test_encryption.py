@@ -24,12 +24,12 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from bankrecon.binaries import find_binary
-from bankrecon.codec import new_key
 from bankrecon.config import DEMO_MERCHANT_ID, Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.temporal_client import connect
-from simulator.server import BankSimulator, StatementPlan
+from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
+from bankrecon.temporal.client import connect
+from bankrecon.temporal.codec import new_key
 from tests.harness import ACCOUNT, BILL_DATE, changed_url, readable_history
 from tests.processes import (
     Child,
@@ -100,7 +100,7 @@ class Stack:
             temporal_address=self.temporal.address,
             task_queue=task_queue,
             data_dir=self.home / task_queue,
-            database_url=database_url or f"sqlite:///{self.home / task_queue / 'bankrecon.db'}",
+            database_url=database_url or f"sqlite:///{self.home / task_queue / 'bankrecon.store.db'}",
             bank_url=self.bank.url,
             min_interval=0,
             request_timeout=5,
@@ -140,7 +140,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BANKRECON_", "CODEC_SERVER_"))}
         codec_server = group.start(
             "codec-server",
-            [sys.executable, "-m", "bankrecon.codec_server"],
+            [sys.executable, "-m", "bankrecon.temporal.codec_server"],
             env
             | {
                 "BANKRECON_ENCRYPTION_KEYS": KEYS,
@@ -366,7 +366,7 @@ def test_the_console_and_the_worker_never_print_the_database_password(
         assert done.returncode != 0, done.stdout + done.stderr
         return done.stdout + done.stderr
 
-    console = ("-m", "bankrecon.cli")
+    console = ("-m", "bankrecon.ops.cli")
     said = {
         "Temporal unreachable": failing(*console, "status", database=reachable),
         "database unreachable": failing(

@@ -16,11 +16,11 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 
-from bankrecon.binaries import find_binary
-from bankrecon.codec import EncryptionCodec, load_key_ring
-from bankrecon.db import create_schema, make_engine
-from bankrecon.demo import _show_rows
 from bankrecon.models import StatementKey
+from bankrecon.ops.binaries import find_binary
+from bankrecon.ops.demo import _show_rows
+from bankrecon.store.db import create_schema, make_engine
+from bankrecon.temporal.codec import EncryptionCodec, load_key_ring
 from tests.harness import ACCOUNT, changed_url, readable_history, stored_rows
 from tests.processes import DevServer, ProcessGroup, environment_without_settings, wait_until
 from workflows.daily_statement import statement_workflow_id, yesterday_in_china
@@ -40,7 +40,7 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     temporal_port, ui_port, bank_port = _free_port(), _free_port(), _free_port()
     demo = subprocess.run(
         [
-            sys.executable, "-m", "bankrecon.demo", "--exit-when-done",
+            sys.executable, "-m", "bankrecon.ops.demo", "--exit-when-done",
             "--data-dir", str(data_dir), "--database-url", database_url,
             "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
             "--bank-port", str(bank_port), "--interval", "1", "--ready-after", "2",
@@ -101,7 +101,7 @@ def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> N
         demo = group.start(
             "demo",
             [
-                sys.executable, "-m", "bankrecon.demo", "--encrypt",
+                sys.executable, "-m", "bankrecon.ops.demo", "--encrypt",
                 "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
                 "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
                 "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",

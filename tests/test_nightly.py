@@ -20,7 +20,6 @@ import pytest
 from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.binaries import find_binary
 from bankrecon.config import Settings
 from bankrecon.models import (
     DailyStatementInput,
@@ -28,9 +27,10 @@ from bankrecon.models import (
     NightlyStatementsInput,
     NightlyStatementsResult,
 )
-from bankrecon.nightly_schedule import apply_nightly_schedule
-from bankrecon.statement import CHINA_STANDARD_TIME
-from simulator.server import BankSimulator, StatementPlan
+from bankrecon.ops.binaries import find_binary
+from bankrecon.ops.nightly_schedule import apply_nightly_schedule
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from tests.conftest import time_skipping_server
 from tests.harness import settings_for, stored_rows
 from worker import running_worker
@@ -55,7 +55,7 @@ def bank() -> Iterator[BankSimulator]:
 def nightly_settings(tmp_path: Path, bank: BankSimulator, task_queue: str, accounts: list[str]) -> Settings:
     return settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
         bank.url,
         task_queue,
         bank_accounts=accounts,

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from bankrecon.db import create_schema, make_engine, statements, transactions
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
-from bankrecon.persistence import save_statement
-from bankrecon.statement import CHINA_STANDARD_TIME, Transaction
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, Transaction
+from bankrecon.store.db import create_schema, make_engine, statements, transactions
+from bankrecon.store.persistence import save_statement
 from tests.harness import write_records
 
 KEY = StatementKey(account_no="6222020000000001", bill_date=date(2026, 11, 24))

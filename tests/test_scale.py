@@ -9,13 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from bankrecon.archive import archive_path
-from bankrecon.db import create_schema, make_engine
-from bankrecon.decoding import decode_archive
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
-from bankrecon.persistence import LOAD_BLOCK_CHARS, load_statement, save_statement
-from bankrecon.statement import _CHUNK_BYTES, CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
-from simulator.generator import generate_statement
+from bankrecon.sources.refbank.decoding import decode_archive
+from bankrecon.sources.refbank.format import (
+    _CHUNK_BYTES,
+    CHINA_STANDARD_TIME,
+    ArchiveLimits,
+    StatementDamaged,
+)
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.store.archive import archive_path
+from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.persistence import LOAD_BLOCK_CHARS, load_statement, save_statement
 from tests.harness import ACCOUNT, BILL_DATE
 
 # Two parts of ~1.2 MB of text each (over a read chunk), and records over four load blocks

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput
-from simulator.server import BankSimulator, StatementPlan
+from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id

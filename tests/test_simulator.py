@@ -29,8 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from simulator.generator import generate_statement
-from simulator.server import (
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import (
     DEMO_MERCHANT_ID,
     DEMO_MERCHANT_SECRET,
     BankSimulator,
@@ -564,7 +564,7 @@ def test_writing_a_statement_takes_the_same_memory_whatever_its_size(tmp_path: P
     assert big < text_size, (big, text_size)
 
 
-# --- python -m simulator -----------------------------------------------------------------------
+# --- python -m bankrecon.sources.refbank.simulator ---
 
 
 def free_port() -> int:
@@ -577,7 +577,17 @@ def test_command_line_simulator_serves_and_stops_on_sigterm() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "--port", str(port), "--min-interval", "0", "--ready-after", "1"],
+        [
+            sys.executable,
+            "-m",
+            "bankrecon.sources.refbank.simulator",
+            "--port",
+            str(port),
+            "--min-interval",
+            "0",
+            "--ready-after",
+            "1",
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -610,7 +620,11 @@ def test_command_line_simulator_serves_and_stops_on_sigterm() -> None:
 
 def test_command_line_help() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "bankrecon.sources.refbank.simulator", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "--min-interval" in result.stdout and "--fail-every" in result.stdout
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bankrecon.statement import (
+from bankrecon.sources.refbank.format import (
     CHINA_STANDARD_TIME,
     ArchiveLimits,
     ExpectedStatement,

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bankrecon import statement_shards
-from bankrecon.archive import archive_path
-from bankrecon.decoding import decode_archive
 from bankrecon.models import ArchiveRef, StatementKey
-from bankrecon.records import RecordWriter
-from bankrecon.statement import (
+from bankrecon.sources.refbank import shards as statement_shards
+from bankrecon.sources.refbank.decoding import decode_archive
+from bankrecon.sources.refbank.format import (
     ArchiveLimits,
     DetailLines,
     ExpectedStatement,
@@ -28,8 +26,10 @@ from bankrecon.statement import (
     StatementSummary,
     validate_statement_archive,
 )
-from bankrecon.statement_shards import _Job, _run_children, validate_in_shards
-from simulator.generator import generate_statement
+from bankrecon.sources.refbank.records import RecordWriter
+from bankrecon.sources.refbank.shards import _Job, _run_children, validate_in_shards
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.store.archive import archive_path
 from tests.harness import ACCOUNT, BILL_DATE
 from tests.processes import children_of
 

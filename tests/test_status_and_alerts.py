@@ -17,14 +17,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
-from bankrecon.search_attributes import (
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.temporal.search_attributes import (
     BANK_ACCOUNT,
     BILL_DATE,
     STATEMENT_LATE,
     STATEMENT_PHASE,
 )
-from bankrecon.statement import CHINA_STANDARD_TIME
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from tests.conftest import time_skipping_server
 from tests.harness import ACCOUNT, settings_for
 from tests.webhook import WebhookReceiver, webhook_receiver
@@ -65,7 +65,7 @@ async def _run(
 ) -> tuple[DailyStatementResult, DailyStatementStatus, datetime]:
     settings = settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
         bank.url,
         task_queue,
         alert_webhook_url=hook.url,

@@ -23,7 +23,7 @@ from temporalio.service import TLSConfig
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
-from bankrecon.temporal_client import TemporalConnectionError, TemporalUnreachable, connect, tls_config
+from bankrecon.temporal.client import TemporalConnectionError, TemporalUnreachable, connect, tls_config
 
 SERVER_NAME = "temporal.test"
 

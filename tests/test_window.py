@@ -8,8 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, inspect, select, text
 
-from bankrecon.db import bank_requests, create_schema, make_engine
-from bankrecon.window import (
+from bankrecon.pacing.window import (
     Claim,
     MerchantWindow,
     RequestOrigin,
@@ -19,6 +18,7 @@ from bankrecon.window import (
     requests_sent,
     statements_asking,
 )
+from bankrecon.store.db import bank_requests, create_schema, make_engine
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)

@@ -18,9 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.statement import CHINA_STANDARD_TIME
-from simulator.generator import generate_statement
-from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.server import (
+    DEMO_MERCHANT_ID,
+    DEMO_MERCHANT_SECRET,
+    BankSimulator,
+    StatementPlan,
+)
 from tests.conftest import Collect
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
 from worker import running_worker

@@ -18,7 +18,6 @@ with workflow.unsafe.imports_passed_through():
         STATEMENT_DAMAGED,
         StatementActivities,
     )
-    from bankrecon.logs import statement_fields
     from bankrecon.models import (
         BankAnswerSeen,
         DailyStatementInput,
@@ -36,8 +35,9 @@ with workflow.unsafe.imports_passed_through():
         StatementKey,
         StatementTotals,
     )
-    from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
-    from bankrecon.statement import CHINA_STANDARD_TIME
+    from bankrecon.ops.logs import statement_fields
+    from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+    from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
 
 # The workflow.patched id of the status shown while waiting after a damaged download.
 WAITING_AFTER_DAMAGE_PATCH = "status-waiting-after-a-damaged-download"

@@ -32,7 +32,7 @@ SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTi
 PLAN_TIMEOUT = timedelta(minutes=5)
 # A statement that ran already is not fetched again by the nightly run: only a failed (or
 # terminated, or timed-out) one is started anew. A cancelled one would be too, so the plan
-# leaves out dates an operator cancelled (bankrecon/cancellations.py). Operators re-fetch a
+# leaves out dates an operator cancelled (bankrecon/store/cancellations.py). Operators re-fetch a
 # stored date on purpose (``bankrecon refetch``).
 NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 

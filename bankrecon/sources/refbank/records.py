@@ -16,8 +16,8 @@ from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
-from bankrecon.db import stored_utc_text
-from bankrecon.statement import CHINA_STANDARD_TIME, DetailLines
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, DetailLines
+from bankrecon.store.db import stored_utc_text
 
 RECORD_COLUMNS = (
     "account_no",

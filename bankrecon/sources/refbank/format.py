@@ -17,7 +17,7 @@ megabyte at a time, and the serial numbers that rule 6 needs are kept as 8-byte 
 
 Most blocks hold nothing but valid D records: ``_valid_records`` checks such a block
 whole, in C loops, and only a block it doubts goes through the line-by-line checks that
-name a fault. ``bankrecon.statement_shards`` shares that block check out over several
+name a fault. ``bankrecon.sources.refbank.shards`` shares that block check out over several
 processes for large statements, and uses the helpers here to join their verdicts.
 """
 

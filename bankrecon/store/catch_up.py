@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 from sqlalchemy import Engine, select
 
-from bankrecon.db import cancelled_statements, statements
 from bankrecon.models import StatementKey
+from bankrecon.store.db import cancelled_statements, statements
 
 
 def days(first: date, last: date) -> list[date]:

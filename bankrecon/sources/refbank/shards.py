@@ -1,4 +1,4 @@
-"""Validating a large statement on several cores: the rules of bankrecon.statement, shared out by block.
+"""Validating a large statement on several cores: the rules of format.py, shared out by block.
 
 Each child process reads the whole archive itself (inflating costs little next to
 validating) and takes every n-th block of lines: it decodes the block, checks that its
@@ -13,7 +13,7 @@ line that is not a D record where one should be, a repeated serial hash, a child
 failed) makes ``validate_in_shards`` return None, and the caller validates the statement
 again the usual way, which names the fault exactly as it always does.
 
-A child: ``python -m bankrecon.statement_shards`` with its job as JSON on stdin.
+A child: ``python -m bankrecon.sources.refbank.shards`` with its job as JSON on stdin.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
-from bankrecon.statement import (
+from bankrecon.sources.refbank.format import (
     _CHUNK_BYTES,
     _MAX_LINE_BYTES,
     _SERIAL_BUCKETS,
@@ -70,7 +70,7 @@ MAX_SHARDS = 4
 # How often the progress of children still running is reported (the activity heartbeats with it).
 _PROGRESS_SECONDS = 2.0
 # Where the children find this very bankrecon, whether it is installed or run from a checkout.
-_PACKAGES = Path(__file__).resolve().parent.parent
+_PACKAGES = Path(__file__).resolve().parents[3]
 
 
 def available_shards() -> int:
@@ -163,7 +163,7 @@ def _run_children(jobs: list[_Job], on_progress: Callable[[int], None]) -> list[
         for job in jobs:
             errors.append(cleanup.enter_context(tempfile.TemporaryFile()))
             child = subprocess.Popen(
-                [sys.executable, "-m", "bankrecon.statement_shards"],
+                [sys.executable, "-m", "bankrecon.sources.refbank.shards"],
                 stdin=subprocess.PIPE,
                 stderr=errors[-1],
                 env=env,

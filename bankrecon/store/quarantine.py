@@ -7,9 +7,9 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bankrecon.archive import archive_path, staged_file
 from bankrecon.models import ArchiveRef, StatementKey
-from bankrecon.statement import StatementDamaged
+from bankrecon.sources.refbank.format import StatementDamaged
+from bankrecon.store.archive import archive_path, staged_file
 
 
 def quarantine_archive(

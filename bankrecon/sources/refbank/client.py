@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
-from bankrecon.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
-from bankrecon.jsonstream import NotJson, read_json
 from bankrecon.models import ArchiveRef
+from bankrecon.sources.refbank.jsonstream import NotJson, read_json
+from bankrecon.store.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
 
 
 class Outcome(Enum):

@@ -38,11 +38,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
-from bankrecon.cancellations import forget_cancellation
-from bankrecon.catch_up import days
-from bankrecon.codec import KeyRingError
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, database_location, make_engine
 from bankrecon.models import (
     ACCOUNT_NO_PATTERN,
     DailyStatementInput,
@@ -50,11 +46,8 @@ from bankrecon.models import (
     DailyStatementStatus,
     StatementKey,
 )
-from bankrecon.nightly_schedule import apply_nightly_schedule
-from bankrecon.persistence import stored_statements
-from bankrecon.search_attributes import BANK_ACCOUNT, BILL_DATE
-from bankrecon.temporal_client import TemporalConnectionError, connect
-from bankrecon.window import (
+from bankrecon.ops.nightly_schedule import apply_nightly_schedule
+from bankrecon.pacing.window import (
     merchant_pace,
     merchant_pause,
     merchant_pauses_now,
@@ -62,6 +55,13 @@ from bankrecon.window import (
     resume_merchant,
     statements_asking,
 )
+from bankrecon.store.cancellations import forget_cancellation
+from bankrecon.store.catch_up import days
+from bankrecon.store.db import create_schema, database_location, make_engine
+from bankrecon.store.persistence import stored_statements
+from bankrecon.temporal.client import TemporalConnectionError, connect
+from bankrecon.temporal.codec import KeyRingError
+from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]

@@ -20,9 +20,9 @@ from temporalio.runtime import (
 )
 from temporalio.service import TLSConfig
 
-from bankrecon.codec import EncryptionCodec, KeyRing, load_key_ring
 from bankrecon.config import Settings
-from bankrecon.metrics import HISTOGRAM_BUCKETS
+from bankrecon.ops.metrics import HISTOGRAM_BUCKETS
+from bankrecon.temporal.codec import EncryptionCodec, KeyRing, load_key_ring
 
 CORE_LOGGER = logging.getLogger("temporalio.core")
 

@@ -15,9 +15,9 @@ from datetime import date, datetime, time, timedelta
 
 from temporalio import activity
 
-from bankrecon.bank import BankAnswer
 from bankrecon.models import ArchiveRef, PersistRequest
-from bankrecon.statement import CHINA_STANDARD_TIME
+from bankrecon.sources.refbank.client import BankAnswer
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
 
 FETCH_ATTEMPTS = "bankrecon_fetch_attempts"
 ARCHIVE_BYTES = "bankrecon_archive_bytes_downloaded"

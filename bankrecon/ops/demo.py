@@ -31,22 +31,22 @@ from pathlib import Path
 import httpx
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 
-from bankrecon.binaries import find_binary
-from bankrecon.codec import new_key
 from bankrecon.config import Settings
-from bankrecon.db import database_location, make_engine
 from bankrecon.models import DailyStatementResult, StatementKey
-from bankrecon.persistence import load_statement
-from bankrecon.search_attributes import dev_server_flags
-from bankrecon.statement import CHINA_STANDARD_TIME
-from bankrecon.temporal_client import connect
+from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.store.db import database_location, make_engine
+from bankrecon.store.persistence import load_statement
+from bankrecon.temporal.client import connect
+from bankrecon.temporal.codec import new_key
+from bankrecon.temporal.search_attributes import dev_server_flags
 from workflows.daily_statement import (
     DailyStatementWorkflow,
     statement_workflow_id,
     yesterday_in_china,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BANK_SAYS = {
     "9999": "9999 系统错误 (not ready yet); Temporal retries after the interval",
     "0000": "0000 成功 (the statement is ready)",
@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     temporal_address = f"127.0.0.1:{args.temporal_port}"
     bank_url = f"http://127.0.0.1:{args.bank_port}"
-    database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
+    database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.store.db'}"
     ui = f"http://127.0.0.1:{args.ui_port}"
     encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
     for port, what in (
@@ -234,7 +234,7 @@ async def run(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         services = Services(stack, data_dir / "logs", env)
         if encryption:
-            log = services.start("codec-server", [sys.executable, "-m", "bankrecon.codec_server"])
+            log = services.start("codec-server", [sys.executable, "-m", "bankrecon.temporal.codec_server"])
             _wait_for_port("127.0.0.1", encryption.codec_port, "the codec server", log)
             _say(
                 f"payloads encrypted with the key in {encryption.keys_file}; codec server on "
@@ -255,7 +255,7 @@ async def run(args: argparse.Namespace) -> int:
         log = services.start(
             "simulator",
             [
-                sys.executable, "-m", "simulator", "--port", str(args.bank_port),
+                sys.executable, "-m", "bankrecon.sources.refbank.simulator", "--port", str(args.bank_port),
                 "--min-interval", str(args.interval), "--ready-after", str(args.ready_after),
             ],
         )  # fmt: skip
@@ -297,7 +297,7 @@ async def run(args: argparse.Namespace) -> int:
             + codec_options
         )
         scheduled = subprocess.run(
-            [sys.executable, "-m", "bankrecon.cli", "schedule"], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "bankrecon.ops.cli", "schedule"], env=env, capture_output=True, text=True
         )
         _say(f"\n$ bankrecon schedule\n{scheduled.stdout.strip() or scheduled.stderr.strip()}")
         _say(f"bankrecon and temporal commands in another shell: set -a; . {data_dir / 'demo.env'}; set +a")
@@ -331,7 +331,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
-    parser.add_argument("--database-url", help="default: SQLite file bankrecon.db in the data dir")
+    parser.add_argument("--database-url", help="default: SQLite file bankrecon.store.db in the data dir")
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--bank-port", type=int, default=8600)

@@ -1,6 +1,6 @@
 """The codec server: decrypts (and encrypts) payloads for the ``temporal`` CLI and the Web UI.
 
-    python -m bankrecon.codec_server
+    python -m bankrecon.temporal.codec_server
 
 It speaks Temporal's remote codec protocol: ``POST .../decode`` and ``POST .../encode``
 take and return a ``Payloads`` message in protobuf JSON (``{"payloads": [{"metadata":
@@ -34,12 +34,12 @@ from google.protobuf import json_format
 from pydantic import ValidationError
 from temporalio.api.common.v1 import Payloads
 
-from bankrecon.codec import EncryptionCodec, KeyRing, KeyRingError, PayloadDecryptionError
 from bankrecon.config import Settings
-from bankrecon.logs import configure_logging
-from bankrecon.temporal_client import key_ring
+from bankrecon.ops.logs import configure_logging
+from bankrecon.temporal.client import key_ring
+from bankrecon.temporal.codec import EncryptionCodec, KeyRing, KeyRingError, PayloadDecryptionError
 
-log = logging.getLogger("bankrecon.codec_server")
+log = logging.getLogger("bankrecon.temporal.codec_server")
 
 # A history event's payloads stay under 4 MB (Temporal's gRPC limit); base64 adds a third.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -178,7 +178,7 @@ def build_server(settings: Settings) -> CodecServer:
 
 def main() -> None:
     argparse.ArgumentParser(
-        prog="python -m bankrecon.codec_server",
+        prog="python -m bankrecon.temporal.codec_server",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     ).parse_args()

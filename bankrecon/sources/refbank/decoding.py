@@ -6,16 +6,16 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from bankrecon.archive import archive_path, staged_file
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.records import RecordWriter, records_path
-from bankrecon.statement import (
+from bankrecon.sources.refbank.format import (
     ArchiveLimits,
     DetailLines,
     ExpectedStatement,
     validate_statement_archive,
 )
-from bankrecon.statement_shards import MIN_ARCHIVE_BYTES, available_shards, validate_in_shards
+from bankrecon.sources.refbank.records import RecordWriter, records_path
+from bankrecon.sources.refbank.shards import MIN_ARCHIVE_BYTES, available_shards, validate_in_shards
+from bankrecon.store.archive import archive_path, staged_file
 
 
 def decode_archive(

@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bankrecon.db import bank_requests, bank_window_queue, bank_windows, merchant_pauses
+from bankrecon.store.db import bank_requests, bank_window_queue, bank_windows, merchant_pauses
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The bank counts arrivals, and timers fire a little early or late: a fetch that found the

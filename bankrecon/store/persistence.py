@@ -12,9 +12,9 @@ import psycopg
 from sqlalchemy import Connection, Engine, Row, delete, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
-from bankrecon.db import rows_of, statements, transactions
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
-from bankrecon.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
+from bankrecon.sources.refbank.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
+from bankrecon.store.db import rows_of, statements, transactions
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from simulator.generator import generate_statement
+from bankrecon.sources.refbank.simulator.generator import generate_statement
 
 DEMO_MERCHANT_ID = "M100001"
 DEMO_MERCHANT_SECRET = "demo-secret-change-me"

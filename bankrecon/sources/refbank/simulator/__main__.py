@@ -1,4 +1,4 @@
-"""``python -m simulator``: the reference bank on a port, until SIGINT or SIGTERM."""
+"""``python -m bankrecon.sources.refbank.simulator``: the reference bank, until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from datetime import time as TimeOfDay
 from types import FrameType
 
-from simulator.server import (
+from bankrecon.sources.refbank.simulator.server import (
     DEMO_MERCHANT_ID,
     DEMO_MERCHANT_SECRET,
     DOWNLOAD_PATH,
@@ -60,7 +60,7 @@ a signed request with curl (bill_date must be within the last 90 days):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m simulator",
+        prog="python -m bankrecon.sources.refbank.simulator",
         description=f"""\
 The reference bank of bank-api.md. POST {DOWNLOAD_PATH} takes HMAC-signed requests,
 allows one request per merchant per window and answers '9999 系统错误' until a

@@ -4,7 +4,7 @@ A key ring is one or more ``KEY_ID:BASE64_KEY`` entries, newest first: new paylo
 encrypted with the first key, and a payload names its key id in its metadata, so
 payloads written under older keys still decode while their key stays in the ring.
 Entries are separated by commas or newlines (a key file may have ``#`` comments).
-Each key is 32 random bytes in standard base64: ``python -m bankrecon.codec new-key``.
+Each key is 32 random bytes in standard base64: ``python -m bankrecon.temporal.codec new-key``.
 
 Errors name key ids and positions, never key material.
 """
@@ -78,7 +78,7 @@ class KeyRing:
             if len(material) != KEY_BYTES:
                 raise KeyRingError(
                     f"{where}: decodes to {len(material)} bytes; AES-256 needs {KEY_BYTES} "
-                    "(make one with: python -m bankrecon.codec new-key)"
+                    "(make one with: python -m bankrecon.temporal.codec new-key)"
                 )
             keys[key_id] = AESGCM(material)
         return cls(current_id=next(iter(keys)), keys=keys)
@@ -155,7 +155,7 @@ def load_key_ring(keys: str | None, keys_file: Path | None) -> KeyRing | None:
 
 def main(argv: list[str]) -> int:
     if argv != ["new-key"]:
-        print("usage: python -m bankrecon.codec new-key   (prints a random AES-256 key, base64)")
+        print("usage: python -m bankrecon.temporal.codec new-key   (prints a random AES-256 key, base64)")
         return 2
     print(new_key())
     return 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine, delete, insert
 
-from bankrecon.db import cancelled_statements, rows_of
 from bankrecon.models import StatementCancellation, StatementKey
+from bankrecon.store.db import cancelled_statements, rows_of
 
 
 def record_cancellation(engine: Engine, cancellation: StatementCancellation) -> None:
