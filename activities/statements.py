@@ -47,7 +47,7 @@ from bankrecon.sources.refbank.client import (
     Outcome,
 )
 from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.sources.refbank.format import ArchiveLimits, StatementDamaged
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations
 from bankrecon.store.archive import archive_path, sweep_staged_files
 from bankrecon.store.db import create_schema, describe_error, make_engine

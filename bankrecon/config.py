@@ -51,7 +51,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.store.db in DATA_DIR"
+        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.db in DATA_DIR"
     )
 
     # Several merchants and their accounts (see bankrecon/accounts.py); without it, one
@@ -149,4 +149,4 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'bankrecon.store.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'bankrecon.db').resolve()}"

@@ -299,7 +299,7 @@ async def memory(
         data_dir = args.workdir / f"memory-data-{lines}"
         shutil.rmtree(data_dir, ignore_errors=True)
         if args.memory_database == "sqlite":
-            url = f"sqlite:///{data_dir / 'bankrecon.store.db'}"
+            url = f"sqlite:///{data_dir / 'bankrecon.db'}"
         else:
             pg.reset()
             url = pg.url
@@ -389,7 +389,7 @@ async def fanout(
                     temporal_address=server.address,
                     task_queue=f"bench-fanout-{uuid.uuid4().hex[:8]}",
                     data_dir=data_dir,
-                    database_url=f"sqlite:///{data_dir / 'bankrecon.store.db'}",
+                    database_url=f"sqlite:///{data_dir / 'bankrecon.db'}",
                     bank_url=bank.url,
                     min_interval=1,
                     request_timeout=60,

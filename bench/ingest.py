@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
 from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.sources.refbank.format import ArchiveLimits
+from bankrecon.statements.common import ArchiveLimits
 from bankrecon.store.archive import archive_path
 from bankrecon.store.db import create_schema, make_engine
 from bankrecon.store.persistence import save_statement

@@ -81,14 +81,14 @@ def _postgres_schema_url() -> Iterator[str]:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Each test gets an empty database of each kind: a SQLite file or its own PostgreSQL schema."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bankrecon.store.db'}"
+        yield f"sqlite:///{tmp_path / 'bankrecon.db'}"
     else:
         yield from _postgres_schema_url()
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bankrecon.store.db'}"
+    return f"sqlite:///{tmp_path / 'bankrecon.db'}"
 
 
 @pytest.fixture

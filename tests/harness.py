@@ -16,8 +16,9 @@ from temporalio.exceptions import ApplicationError
 
 from bankrecon.config import Settings
 from bankrecon.models import StatementKey
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, DetailLines, Transaction
+from bankrecon.sources.refbank.format import DetailLines, Transaction
 from bankrecon.sources.refbank.records import RecordWriter
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.store.persistence import load_statement
 

@@ -12,7 +12,8 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.statements import HeartbeatWhenDue, StatementActivities
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, Transaction
+from bankrecon.sources.refbank.format import Transaction
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, settings_for, write_records
 
 ROW = Transaction(

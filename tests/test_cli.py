@@ -86,7 +86,7 @@ def bank() -> Iterator[BankSimulator]:
 def settings(dev_env: WorkflowEnvironment, bank: BankSimulator, task_queue: str, tmp_path: Path) -> Settings:
     return settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.db'}",
         bank.url,
         task_queue,
         temporal_address=dev_env.client.service_client.config.target_host,

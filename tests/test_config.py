@@ -52,7 +52,7 @@ def test_defaults_run_against_the_local_setup(tmp_path: Path) -> None:
         "bank-statements",
     )
     assert settings.data_dir == Path("./data")
-    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.store.db'}"
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.db'}"
     assert settings.bank_base_url == SIMULATOR_URL
     assert settings.bank_merchant_id == DEMO_MERCHANT_ID
     assert settings.bank_merchant_secret.get_secret_value() == DEMO_MERCHANT_SECRET
@@ -160,7 +160,7 @@ def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> N
     assert (settings.alert_webhook_url, settings.temporal_api_key, settings.codec_server_token) == (None,) * 3
     assert settings.nightly_time.isoformat() == "00:30:00"
     assert tls_config(settings) is False  # an empty API key turned TLS on
-    assert settings.resolved_database_url().endswith("bankrecon.store.db")
+    assert settings.resolved_database_url().endswith("bankrecon.db")
 
 
 def test_encryption_and_codec_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:

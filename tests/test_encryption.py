@@ -100,7 +100,7 @@ class Stack:
             temporal_address=self.temporal.address,
             task_queue=task_queue,
             data_dir=self.home / task_queue,
-            database_url=database_url or f"sqlite:///{self.home / task_queue / 'bankrecon.store.db'}",
+            database_url=database_url or f"sqlite:///{self.home / task_queue / 'bankrecon.db'}",
             bank_url=self.bank.url,
             min_interval=0,
             request_timeout=5,

@@ -29,8 +29,8 @@ from bankrecon.models import (
 )
 from bankrecon.ops.binaries import find_binary
 from bankrecon.ops.nightly_schedule import apply_nightly_schedule
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from tests.conftest import time_skipping_server
 from tests.harness import settings_for, stored_rows
 from worker import running_worker
@@ -55,7 +55,7 @@ def bank() -> Iterator[BankSimulator]:
 def nightly_settings(tmp_path: Path, bank: BankSimulator, task_queue: str, accounts: list[str]) -> Settings:
     return settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.db'}",
         bank.url,
         task_queue,
         bank_accounts=accounts,

@@ -11,7 +11,8 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, Transaction
+from bankrecon.sources.refbank.format import Transaction
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import create_schema, make_engine, statements, transactions
 from bankrecon.store.persistence import save_statement
 from tests.harness import write_records

@@ -11,13 +11,9 @@ import pytest
 
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
 from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.sources.refbank.format import (
-    _CHUNK_BYTES,
-    CHINA_STANDARD_TIME,
-    ArchiveLimits,
-    StatementDamaged,
-)
+from bankrecon.sources.refbank.format import _CHUNK_BYTES
 from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store.archive import archive_path
 from bankrecon.store.db import create_schema, make_engine
 from bankrecon.store.persistence import LOAD_BLOCK_CHARS, load_statement, save_statement

@@ -13,14 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bankrecon.sources.refbank.format import (
-    CHINA_STANDARD_TIME,
-    ArchiveLimits,
     ExpectedStatement,
-    StatementDamaged,
     StatementSummary,
     Transaction,
     read_statement_archive,
 )
+from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 
 ACCOUNT = "6222020000000001"
 BILL_DATE = date(2026, 11, 24)

@@ -19,16 +19,15 @@ from bankrecon.models import ArchiveRef, StatementKey
 from bankrecon.sources.refbank import shards as statement_shards
 from bankrecon.sources.refbank.decoding import decode_archive
 from bankrecon.sources.refbank.format import (
-    ArchiveLimits,
     DetailLines,
     ExpectedStatement,
-    StatementDamaged,
     StatementSummary,
     validate_statement_archive,
 )
 from bankrecon.sources.refbank.records import RecordWriter
 from bankrecon.sources.refbank.shards import _Job, _run_children, validate_in_shards
 from bankrecon.sources.refbank.simulator.generator import generate_statement
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.store.archive import archive_path
 from tests.harness import ACCOUNT, BILL_DATE
 from tests.processes import children_of

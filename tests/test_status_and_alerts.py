@@ -17,8 +17,8 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput, DailyStatementResult, DailyStatementStatus
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.temporal.search_attributes import (
     BANK_ACCOUNT,
     BILL_DATE,
@@ -65,7 +65,7 @@ async def _run(
 ) -> tuple[DailyStatementResult, DailyStatementStatus, datetime]:
     settings = settings_for(
         tmp_path / "data",
-        f"sqlite:///{tmp_path / 'bankrecon.store.db'}",
+        f"sqlite:///{tmp_path / 'bankrecon.db'}",
         bank.url,
         task_queue,
         alert_webhook_url=hook.url,

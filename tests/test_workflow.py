@@ -18,7 +18,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
 from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import (
     DEMO_MERCHANT_ID,
@@ -26,6 +25,7 @@ from bankrecon.sources.refbank.simulator.server import (
     BankSimulator,
     StatementPlan,
 )
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from tests.conftest import Collect
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
 from worker import running_worker

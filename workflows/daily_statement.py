@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StatementTotals,
     )
     from bankrecon.ops.logs import statement_fields
-    from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+    from bankrecon.statements.common import CHINA_STANDARD_TIME
     from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
 
 # The workflow.patched id of the status shown while waiting after a damaged download.

@@ -34,7 +34,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.ops.binaries import find_binary
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
 from bankrecon.store.persistence import load_statement
 from bankrecon.temporal.client import connect
@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     temporal_address = f"127.0.0.1:{args.temporal_port}"
     bank_url = f"http://127.0.0.1:{args.bank_port}"
-    database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.store.db'}"
+    database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
     ui = f"http://127.0.0.1:{args.ui_port}"
     encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
     for port, what in (
@@ -331,7 +331,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
-    parser.add_argument("--database-url", help="default: SQLite file bankrecon.store.db in the data dir")
+    parser.add_argument("--database-url", help="default: SQLite file bankrecon.db in the data dir")
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--bank-port", type=int, default=8600)

@@ -17,7 +17,7 @@ from temporalio import activity
 
 from bankrecon.models import ArchiveRef, PersistRequest
 from bankrecon.sources.refbank.client import BankAnswer
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 FETCH_ATTEMPTS = "bankrecon_fetch_attempts"
 ARCHIVE_BYTES = "bankrecon_archive_bytes_downloaded"

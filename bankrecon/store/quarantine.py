@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bankrecon.models import ArchiveRef, StatementKey
-from bankrecon.sources.refbank.format import StatementDamaged
+from bankrecon.statements.common import StatementDamaged
 from bankrecon.store.archive import archive_path, staged_file
 
 

@@ -7,14 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.sources.refbank.format import (
-    ArchiveLimits,
-    DetailLines,
-    ExpectedStatement,
-    validate_statement_archive,
-)
+from bankrecon.sources.refbank.format import DetailLines, ExpectedStatement, validate_statement_archive
 from bankrecon.sources.refbank.records import RecordWriter, records_path
 from bankrecon.sources.refbank.shards import MIN_ARCHIVE_BYTES, available_shards, validate_in_shards
+from bankrecon.statements.common import ArchiveLimits
 from bankrecon.store.archive import archive_path, staged_file
 
 

@@ -31,14 +31,14 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import accumulate, pairwise
 from operator import methodcaller, mul
 from pathlib import Path
 from typing import IO
 
-CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +48,6 @@ class ExpectedStatement:
     account_no: str
     bill_date: date
     currency: str | None = None  # None: any ISO 4217 code is accepted
-
-
-@dataclass(frozen=True, slots=True)
-class ArchiveLimits:
-    """Bounds that keep a hostile archive from harming the host; checked while streaming."""
-
-    max_members: int = 1_000
-    max_total_uncompressed_bytes: int = 2 * 1024**3
-    max_compression_ratio: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,18 +88,6 @@ class StatementSummary:
     debit_total: Decimal
     transaction_count: int
     part_count: int
-
-
-class StatementDamaged(Exception):
-    """The statement breaks a rule of statement-format.md or bank-api.md; nothing of it may be kept."""
-
-    def __init__(self, rule: str, detail: str, *, part: str | None = None, line: int | None = None):
-        self.rule = rule
-        self.detail = detail
-        self.part = part
-        self.line = line
-        where = ", ".join(x for x in (f"part {part}" if part else "", f"line {line}" if line else "") if x)
-        super().__init__(f"{where + ': ' if where else ''}{rule}: {detail}")
 
 
 # Reading in large chunks and splitting them ourselves keeps the per-line cost low;

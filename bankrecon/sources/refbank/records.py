@@ -16,7 +16,8 @@ from operator import methodcaller
 from pathlib import Path
 from typing import IO
 
-from bankrecon.sources.refbank.format import CHINA_STANDARD_TIME, DetailLines
+from bankrecon.sources.refbank.format import DetailLines
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import stored_utc_text
 
 RECORD_COLUMNS = (

@@ -39,10 +39,8 @@ from bankrecon.sources.refbank.format import (
     _CHUNK_BYTES,
     _MAX_LINE_BYTES,
     _SERIAL_BUCKETS,
-    ArchiveLimits,
     ExpectedStatement,
     FindDetails,
-    StatementDamaged,
     StatementSummary,
     _block_text,
     _ChainedTotals,
@@ -60,6 +58,7 @@ from bankrecon.sources.refbank.format import (
     _summary,
     _valid_records,
 )
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 
 log = logging.getLogger(__name__)
 
