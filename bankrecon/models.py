@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 AccountNo = str  # digits, 10 to 32 (statement-format.md)
+RecordsFormat = Literal["refbank", "canonical"]
 ACCOUNT_NO_PATTERN = r"^[0-9]{10,32}$"
 
 
@@ -68,6 +69,10 @@ class StatementTotals(BaseModel):
     credit_total: Decimal
     debit_total: Decimal
     transaction_count: int
+    # Sources whose summary carries more (WeChat Pay's fee total): the fee total with every
+    # decimal the source writes, and the summary's fields by their own names, as written.
+    fee_total: Decimal | None = None
+    summary: dict[str, str] | None = None
 
     @classmethod
     def empty(cls) -> StatementTotals:
@@ -88,6 +93,9 @@ class DecodedStatement(BaseModel):
     source_sha256: str
     records_file: str  # validated detail lines, relative to DATA_DIR
     part_count: int
+    # How the records file is written: the reference bank's D records, or canonical rows
+    # (bankrecon.statements.canonical).
+    records_format: RecordsFormat = "refbank"
 
 
 class PersistRequest(BaseModel):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 # Every channel here dates its statements in Beijing time.
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +29,8 @@ class StatementDamaged(Exception):
         self.line = line
         where = ", ".join(x for x in (f"part {part}" if part else "", f"line {line}" if line else "") if x)
         super().__init__(f"{where + ': ' if where else ''}{rule}: {detail}")
+
+
+def stored_utc_text(value: datetime) -> str:
+    """An aware time as SQLite stores it; PostgreSQL reads the same text as the same instant."""
+    return value.astimezone(UTC).strftime(_SQLITE_TIME_FORMAT)

@@ -32,9 +32,9 @@ from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from bankrecon.models import StatementKey
+from bankrecon.statements.common import stored_utc_text
 
 CENT = Decimal("0.01")
-_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 
 
 class Money(TypeDecorator[Decimal]):
@@ -91,11 +91,6 @@ class UtcDateTime(TypeDecorator[datetime]):
             return datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f+00:00").replace(tzinfo=UTC)
         assert isinstance(value, datetime)
         return value.astimezone(UTC)
-
-
-def stored_utc_text(value: datetime) -> str:
-    """An aware time as SQLite stores it; PostgreSQL reads the same text as the same instant."""
-    return value.astimezone(UTC).strftime(_SQLITE_TIME_FORMAT)
 
 
 metadata = MetaData()

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from bankrecon.sources.refbank.format import DetailLines
-from bankrecon.statements.common import CHINA_STANDARD_TIME
-from bankrecon.store.db import stored_utc_text
+from bankrecon.statements.common import CHINA_STANDARD_TIME, stored_utc_text
 
 RECORD_COLUMNS = (
     "account_no",
@@ -89,7 +88,7 @@ class _UtcTimes(dict[str, str]):
 class StatementRecords:
     """A records file read back as the transactions table's rows, numbered in statement order from 1.
 
-    ``traded_at`` is the UTC text that SQLite stores (db.stored_utc_text), which PostgreSQL
+    ``traded_at`` is the UTC text that SQLite stores (common.stored_utc_text), which PostgreSQL
     reads as the same instant; money is the statement's own decimal text.
     """
 

@@ -1,0 +1,13 @@
+"""The source kinds bankrecon collects from, by the name an accounts file's ``kind`` gives them.
+
+Adding a source kind is its package, one line here, and its page in docs/sources/.
+"""
+
+from __future__ import annotations
+
+from bankrecon.sources.base import SourceKind
+
+DEFAULT_KIND = "refbank"
+
+_KINDS: tuple[SourceKind, ...] = ()
+SOURCE_KINDS = {kind.name: kind for kind in _KINDS}
