@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
-from bankrecon.accounts import Account, AccountDirectory
+from bankrecon.accounts import Account, AccountDirectory, defaults_of, kind_of
 from bankrecon.config import Settings
 from bankrecon.models import (
     DecodedStatement,
@@ -39,15 +39,8 @@ from bankrecon.pacing.window import (
     opening_margin,
     requests_sent,
 )
-from bankrecon.sources.refbank.client import (
-    REJECTION_ADVICE,
-    BankAnswer,
-    BankClient,
-    BankUnavailable,
-    Outcome,
-)
-from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.statements.common import ArchiveLimits, StatementDamaged
+from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, StatementClient, earliest_request
+from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations
 from bankrecon.store.archive import archive_path, sweep_staged_files
 from bankrecon.store.db import create_schema, describe_error, make_engine
@@ -114,7 +107,7 @@ def _workflow_run() -> tuple[str, str]:
 class _MerchantLink:
     """What talking to one merchant's bank takes: its client, its window, and the wait margin."""
 
-    bank: BankClient
+    client: StatementClient
     window: MerchantWindow
     margin: timedelta
 
@@ -126,13 +119,7 @@ class StatementActivities:
         self._directory = directory
         self._merchants = {
             merchant.id: _MerchantLink(
-                bank=BankClient(
-                    merchant.base_url,
-                    merchant.id,
-                    merchant.secret,
-                    connect_timeout=settings.bank_connect_timeout_seconds,
-                    request_timeout=settings.bank_request_timeout_seconds,
-                ),
+                client=kind_of(merchant).client(merchant, defaults_of(settings)),
                 window=MerchantWindow(
                     engine,
                     min_interval=timedelta(seconds=merchant.min_interval_seconds),
@@ -161,7 +148,7 @@ class StatementActivities:
 
     async def close(self) -> None:
         for link in self._merchants.values():
-            await link.bank.aclose()
+            await link.client.aclose()
         self._engine.dispose()
 
     def _account(self, account_no: str) -> Account:
@@ -183,8 +170,30 @@ class StatementActivities:
 
     async def _fetch(self, key: StatementKey) -> FetchResult:
         workflow_id, run_id = _workflow_run()
-        merchant_id = self._account(key.account_no).merchant.id
+        account = self._account(key.account_no)
+        merchant_id = account.merchant.id
+        kind = kind_of(account.merchant)
         link = self._merchants[merchant_id]
+        now = datetime.now(UTC)
+        refusal = kind.refusal(key.bill_date, now.astimezone(CHINA_STANDARD_TIME).date())
+        if refusal is not None:
+            message = f"{kind.label} cannot serve {key.bill_date}: {refusal}; nothing was asked"
+            await self._report(None, message, final=True)
+            raise ApplicationError(message, type=BANK_REJECTED, non_retryable=True)
+        first_request = earliest_request(key.bill_date, account.merchant)
+        if first_request is not None and now < first_request:
+            wait = first_request - now
+            message = (
+                f"{kind.label} prepares the statement for {key.bill_date} by "
+                f"{first_request:%Y-%m-%d %H:%M} China Standard Time; first request then"
+            )
+            await self._report(None, message, next_attempt_in=wait)
+            raise ApplicationError(
+                message,
+                type="StatementNotDue",
+                next_retry_delay=wait,
+                category=ApplicationErrorCategory.BENIGN,
+            )
         paused = await asyncio.to_thread(merchant_pause, self._engine, merchant_id)
         if paused is not None:
             message = (
@@ -222,16 +231,14 @@ class StatementActivities:
             )
         outcome = "no answer"
         try:
-            answer = await link.bank.download_statement(
-                key.account_no, key.bill_date, claim.request_id, self._data_dir
-            )
+            answer = await link.client.ask(account, key.bill_date, claim.request_id, self._data_dir)
             outcome = answer.code
             metrics.fetch_attempted(merchant_id, answer)
-        except BankUnavailable as exc:
+        except SourceUnavailable as exc:
             outcome = str(exc)
             metrics.fetch_attempted(merchant_id, None)
-            await self._report(None, f"bank unavailable: {exc}")
-            raise ApplicationError(f"bank unavailable: {exc}", type="BankUnavailable") from None
+            await self._report(None, f"{kind.label} unavailable: {exc}")
+            raise ApplicationError(f"{kind.label} unavailable: {exc}", type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
@@ -242,7 +249,7 @@ class StatementActivities:
             sent = await asyncio.to_thread(requests_sent, self._engine, *_workflow_run())
         else:
             sent = await self._report(answer.code, answer.message, final=answer.outcome is Outcome.REJECTED)
-        return self._accept(key, answer, claim.sent_at, sent)
+        return self._accept(key, kind.label, answer, claim.sent_at, sent)
 
     async def _report(
         self,
@@ -273,20 +280,20 @@ class StatementActivities:
             log.warning("could not report a fetch attempt to %s: %s", workflow_id, exc.message)
         return sent
 
-    def _accept(self, key: StatementKey, answer: BankAnswer, sent_at: datetime, sent: int) -> FetchResult:
-        said = f"bank answered {answer.code} {answer.message}".rstrip()
+    def _accept(
+        self, key: StatementKey, label: str, answer: Answer, sent_at: datetime, sent: int
+    ) -> FetchResult:
+        said = f"{label} answered {answer.code} {answer.message}".rstrip()
         if answer.outcome is Outcome.REJECTED:
+            raise ApplicationError(f"{said}: {answer.advice}", type=BANK_REJECTED, non_retryable=True)
+        if answer.outcome is Outcome.NOT_READY:
             raise ApplicationError(
-                f"{said}: {REJECTION_ADVICE[answer.code]}", type=BANK_REJECTED, non_retryable=True
+                f"statement not ready ({said})",
+                type="BankNotReady",
+                category=ApplicationErrorCategory.BENIGN,
             )
-        if answer.outcome is Outcome.NOT_YET:
-            if answer.code == "9999":
-                raise ApplicationError(
-                    f"statement not ready ({said})",
-                    type="BankNotReady",
-                    category=ApplicationErrorCategory.BENIGN,
-                )
-            kind = "BankRateLimited" if answer.known else "BankUnknownCode"
+        if answer.outcome in (Outcome.THROTTLED, Outcome.UNRECOGNISED):
+            kind = "BankRateLimited" if answer.outcome is Outcome.THROTTLED else "BankUnknownCode"
             raise ApplicationError(f"{said}; trying again after the window", type=kind)
         archive = None
         if answer.outcome is Outcome.READY:
@@ -299,7 +306,7 @@ class StatementActivities:
             metrics.archive_downloaded(self._account(key.account_no).merchant.id, archive)
         activity.logger.info("statement fetched: %s", said, extra=statement_fields(key))
         return FetchResult(
-            code="0000" if archive else "2001",
+            code=answer.code,
             message=answer.message,
             archive=archive,
             fetched_at=sent_at,
@@ -309,15 +316,15 @@ class StatementActivities:
     @activity.defn(name="decode_statement")
     def decode_statement(self, request: DecodeRequest) -> DecodedStatement:
         key = request.statement
-        currency = self._account(key.account_no).currency
+        account = self._account(key.account_no)
         try:
-            return decode_archive(
+            return kind_of(account.merchant).decode(
                 self._data_dir,
                 key,
                 request.archive,
+                account,
                 self._limits,
-                currency,
-                on_progress=HeartbeatWhenDue(HEARTBEAT_EVERY),
+                HeartbeatWhenDue(HEARTBEAT_EVERY),
             )
         except StatementDamaged as exc:
             kept = quarantine_archive(self._data_dir, key, request.archive, exc, _workflow_run()[0])

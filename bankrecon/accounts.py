@@ -1,73 +1,60 @@
-"""Which merchant (credential) each account belongs to, and the account's currency.
+"""Which merchant (credentials at a channel) each statement belongs to, and its source kind's settings.
 
-Without ``BANK_ACCOUNTS_FILE`` there is one merchant, from ``BANK_MERCHANT_ID`` and
-``BANK_MERCHANT_SECRET``, and every account belongs to it. With it, a TOML file lists
-the merchants and their accounts::
+Without ``BANK_ACCOUNTS_FILE`` there is one merchant of the reference bank, from
+``BANK_MERCHANT_ID`` and ``BANK_MERCHANT_SECRET``, and every account belongs to it. With it, a
+TOML file lists the merchants and their accounts (docs/configuration.md, docs/sources/)::
 
     [[merchant]]
     id = "M100001"
-    secret_env = "BANK_SECRET_M100001"   # the secret's environment variable (or: secret = "...")
-    base_url = "https://bank.example.com/api"   # optional, default BANK_BASE_URL
-    min_interval_seconds = 1800                 # optional, default BANK_MIN_INTERVAL_SECONDS
+    # kind = "refbank"                         the default; or "wechatpay", ...: docs/sources/<kind>.md
+    secret_env = "BANK_SECRET_M100001"         # refbank: the variable holding the secret (or secret = "...")
+    base_url = "https://bank.example.com/api"  # refbank: optional, default BANK_BASE_URL
+    min_interval_seconds = 1800                # optional, default BANK_MIN_INTERVAL_SECONDS
+    # earliest = "10:00"                       first request for a day: this time (China) the next day
 
     [[account]]
     account_no = "6222020000000001"
     merchant = "M100001"
-    currency = "CNY"    # optional: the statement's header must then say this currency
+    currency = "CNY"    # optional: the statement must then be in this currency
+
+Keys other than these common ones belong to the merchant's source kind, which checks them.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
-from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bankrecon.config import Settings
-from bankrecon.models import ACCOUNT_NO_PATTERN
+from bankrecon.models import STATEMENT_NAME_FORM, is_statement_name
+from bankrecon.sources.base import Account, Defaults, Merchant, SourceKind, one_line
+from bankrecon.sources.refbank.kind import RefBankAccount, RefBankMerchant
+from bankrecon.sources.registry import DEFAULT_KIND, SOURCE_KINDS
 
-
-@dataclass(frozen=True)
-class Merchant:
-    id: str
-    secret: SecretStr
-    base_url: str
-    min_interval_seconds: float
-
-
-@dataclass(frozen=True)
-class Account:
-    account_no: str
-    merchant: Merchant
-    currency: str | None
+__all__ = ["Account", "AccountDirectory", "AccountsFileError", "Merchant"]
 
 
 class AccountsFileError(ValueError):
     pass
 
 
-class _MerchantEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _MerchantCommon(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
-    id: str = Field(min_length=1)
-    secret: SecretStr | None = None
-    secret_env: str | None = None
-    base_url: str | None = None
+    id: str = Field(min_length=1, max_length=64)
+    kind: str = DEFAULT_KIND
     min_interval_seconds: float | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> _MerchantEntry:
-        if (self.secret is None) == (self.secret_env is None):
-            raise ValueError(f"merchant {self.id}: give exactly one of secret and secret_env")
-        return self
+    earliest: time | None = None
 
 
-class _AccountEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _AccountCommon(BaseModel):
+    model_config = ConfigDict(extra="allow")
 
-    account_no: str = Field(pattern=ACCOUNT_NO_PATTERN)
+    account_no: str
     merchant: str
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
 
@@ -75,8 +62,16 @@ class _AccountEntry(BaseModel):
 class _AccountsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    merchant: list[_MerchantEntry] = Field(min_length=1)
-    account: list[_AccountEntry] = Field(default_factory=list)
+    merchant: list[dict[str, Any]] = Field(min_length=1)
+    account: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def defaults_of(settings: Settings) -> Defaults:
+    return Defaults(
+        bank_base_url=settings.bank_base_url,
+        request_timeout_seconds=settings.bank_request_timeout_seconds,
+        connect_timeout_seconds=settings.bank_connect_timeout_seconds,
+    )
 
 
 class AccountDirectory:
@@ -97,9 +92,12 @@ class AccountDirectory:
                 None,
                 Merchant(
                     id=settings.bank_merchant_id,
-                    secret=settings.bank_merchant_secret,
-                    base_url=settings.bank_base_url,
+                    kind=DEFAULT_KIND,
                     min_interval_seconds=settings.bank_min_interval_seconds,
+                    earliest=None,
+                    settings=RefBankMerchant(
+                        secret=settings.bank_merchant_secret, base_url=settings.bank_base_url
+                    ),
                 ),
                 settings.bank_accounts,
             )
@@ -110,10 +108,10 @@ class AccountDirectory:
         return "BANK_ACCOUNTS_FILE" if self._accounts is not None else "BANK_MERCHANT_ID"
 
     def account(self, account_no: str) -> Account | None:
-        """The account's merchant and currency; None if it is not configured."""
+        """The account's merchant and settings; None if it is not configured."""
         if self._accounts is None:
             assert self._default is not None
-            return Account(account_no, self._default, None)
+            return Account(account_no, self._default, None, RefBankAccount())
         return self._accounts.get(account_no)
 
     def nightly_accounts(self) -> list[str]:
@@ -129,48 +127,82 @@ class AccountDirectory:
         return list({a.merchant.id: a.merchant for a in self._accounts.values()}.values())
 
 
+def kind_of(merchant: Merchant) -> SourceKind:
+    return SOURCE_KINDS[merchant.kind]
+
+
 def _read_accounts_file(path: Path, settings: Settings) -> dict[str, Account]:
+    where = f"BANK_ACCOUNTS_FILE {path}"
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        parsed = _AccountsFile.model_validate(raw)
+        parsed = _AccountsFile.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
-        raise AccountsFileError(f"BANK_ACCOUNTS_FILE {path}: cannot read it: {exc}") from None
+        raise AccountsFileError(f"{where}: cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise AccountsFileError(f"BANK_ACCOUNTS_FILE {path}: not valid TOML: {exc}") from None
+        raise AccountsFileError(f"{where}: not valid TOML: {exc}") from None
     except ValidationError as exc:
-        raise AccountsFileError(f"BANK_ACCOUNTS_FILE {path}: {exc}") from None
+        raise AccountsFileError(f"{where}: {one_line(exc)}") from None
+    defaults = defaults_of(settings)
     merchants: dict[str, Merchant] = {}
-    for entry in parsed.merchant:
-        if entry.id in merchants:
-            raise AccountsFileError(f"BANK_ACCOUNTS_FILE {path}: merchant {entry.id} appears twice")
-        merchants[entry.id] = Merchant(
-            id=entry.id,
-            secret=entry.secret or _secret_from_env(path, entry),
-            base_url=entry.base_url or settings.bank_base_url,
-            min_interval_seconds=(
-                settings.bank_min_interval_seconds
-                if entry.min_interval_seconds is None
-                else entry.min_interval_seconds
-            ),
-        )
+    for number, raw in enumerate(parsed.merchant, 1):
+        merchant = _merchant(raw, defaults, settings, f"{where}: merchant {raw.get('id', f'#{number}')}")
+        if merchant.id in merchants:
+            raise AccountsFileError(f"{where}: merchant {merchant.id} appears twice")
+        merchants[merchant.id] = merchant
     accounts: dict[str, Account] = {}
-    for item in parsed.account:
-        if item.account_no in accounts:
-            raise AccountsFileError(f"BANK_ACCOUNTS_FILE {path}: account {item.account_no} appears twice")
-        if item.merchant not in merchants:
-            raise AccountsFileError(
-                f"BANK_ACCOUNTS_FILE {path}: account {item.account_no} names merchant {item.merchant}, "
-                f"which is not among the merchants ({', '.join(merchants)})"
-            )
-        accounts[item.account_no] = Account(item.account_no, merchants[item.merchant], item.currency)
+    for number, raw in enumerate(parsed.account, 1):
+        account = _account(raw, merchants, f"{where}: account {raw.get('account_no', f'#{number}')}")
+        if account.account_no in accounts:
+            raise AccountsFileError(f"{where}: account {account.account_no} appears twice")
+        accounts[account.account_no] = account
     return accounts
 
 
-def _secret_from_env(path: Path, entry: _MerchantEntry) -> SecretStr:
-    assert entry.secret_env is not None
-    value = os.environ.get(entry.secret_env)
-    if not value:
+def _merchant(raw: dict[str, Any], defaults: Defaults, settings: Settings, where: str) -> Merchant:
+    try:
+        common = _MerchantCommon.model_validate(raw)
+    except ValidationError as exc:
+        raise AccountsFileError(f"{where}: {one_line(exc)}") from None
+    kind = SOURCE_KINDS.get(common.kind)
+    if kind is None:
+        raise AccountsFileError(f"{where}: kind {common.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    try:
+        own = kind.merchant_settings(common.model_extra or {}, defaults)
+    except ValueError as exc:
+        raise AccountsFileError(f"{where}: {exc}") from None
+    return Merchant(
+        id=common.id,
+        kind=kind.name,
+        min_interval_seconds=(
+            settings.bank_min_interval_seconds
+            if common.min_interval_seconds is None
+            else common.min_interval_seconds
+        ),
+        earliest=common.earliest if common.earliest is not None else kind.default_earliest,
+        settings=own,
+    )
+
+
+def _account(raw: dict[str, Any], merchants: dict[str, Merchant], where: str) -> Account:
+    try:
+        common = _AccountCommon.model_validate(raw)
+    except ValidationError as exc:
+        raise AccountsFileError(f"{where}: {one_line(exc)}") from None
+    merchant = merchants.get(common.merchant)
+    if merchant is None:
         raise AccountsFileError(
-            f"BANK_ACCOUNTS_FILE {path}: merchant {entry.id}'s secret_env {entry.secret_env} is not set"
+            f"{where} names merchant {common.merchant}, "
+            f"which is not among the merchants ({', '.join(merchants)})"
         )
-    return SecretStr(value)
+    kind = kind_of(merchant)
+    problem = (
+        None
+        if is_statement_name(common.account_no)
+        else f"account_no {common.account_no!r} does not name a statement ({STATEMENT_NAME_FORM})"
+    ) or kind.account_no_error(common.account_no)
+    if problem:
+        raise AccountsFileError(f"{where}: {problem}")
+    try:
+        own = kind.account_settings(common.model_extra or {})
+    except ValueError as exc:
+        raise AccountsFileError(f"{where}: {exc}") from None
+    return Account(common.account_no, merchant, common.currency, own)

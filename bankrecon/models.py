@@ -6,21 +6,31 @@ summaries only: never statement lines, never credentials.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-AccountNo = str  # digits, 10 to 32 (statement-format.md)
+AccountNo = str  # a bank account number, or a statement's name (STATEMENT_NAME_PATTERN)
 RecordsFormat = Literal["refbank", "canonical"]
-ACCOUNT_NO_PATTERN = r"^[0-9]{10,32}$"
+ACCOUNT_NO_PATTERN = r"^[0-9]{10,32}$"  # the reference bank's (statement-format.md)
+# What names a statement of any source: a bank account number, or a name of letters, digits,
+# '.', '_' and '-' with at least one letter (digits alone would be taken for an account number).
+STATEMENT_NAME_PATTERN = r"^(?:[0-9]{10,32}|[A-Za-z][A-Za-z0-9._-]*|[0-9][0-9._-]*[A-Za-z][A-Za-z0-9._-]*)$"
+STATEMENT_NAME_MAX_CHARS = 64
+STATEMENT_NAME_FORM = "10 to 32 digits, or letters, digits, '.', '_' and '-' with a letter, at most 64"
+
+
+def is_statement_name(text: str) -> bool:
+    return len(text) <= STATEMENT_NAME_MAX_CHARS and re.fullmatch(STATEMENT_NAME_PATTERN, text) is not None
 
 
 class DailyStatementInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    account_no: AccountNo = Field(pattern=ACCOUNT_NO_PATTERN)
+    account_no: AccountNo = Field(pattern=STATEMENT_NAME_PATTERN, max_length=STATEMENT_NAME_MAX_CHARS)
     bill_date: date | None = None  # default: yesterday in China Standard Time
     retry_interval_seconds: float = Field(default=1800.0, gt=0)
     # A damaged download is fetched again after the interval (the bank may regenerate it),
@@ -46,9 +56,9 @@ class ArchiveRef(BaseModel):
 
 
 class FetchResult(BaseModel):
-    code: Literal["0000", "2001"]
-    message: str = ""  # the bank's words with its code (成功, 当日无交易)
-    archive: ArchiveRef | None  # None for 2001, "no transactions that day"
+    code: str  # the source's own code: 0000 or 2001 from the reference bank
+    message: str = ""  # the source's words with its code (成功, 当日无交易)
+    archive: ArchiveRef | None  # None: no statement that day (2001), stored as an empty statement
     fetched_at: datetime
     bank_requests: int  # requests this workflow run sent for the statement, this one included
 
@@ -100,9 +110,10 @@ class DecodedStatement(BaseModel):
 
 class PersistRequest(BaseModel):
     statement: StatementKey
-    bank_code: Literal["0000", "2001"]
+    bank_code: str
     totals: StatementTotals
     records_file: str | None  # None: no transactions
+    records_format: RecordsFormat = "refbank"
     source_sha256: str | None
     fetched_at: datetime
 
@@ -210,7 +221,7 @@ class DailyStatementResult(BaseModel):
     status: Literal["persisted", "already_persisted"]
     transaction_count: int
     fetch_attempts: int
-    bank_code: Literal["0000", "2001"]
+    bank_code: str
     currency: str | None
     opening_balance: Decimal | None
     closing_balance: Decimal | None

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bankrecon.accounts import AccountDirectory, AccountsFileError
+from bankrecon.accounts import AccountDirectory, AccountsFileError, Merchant
 from bankrecon.config import Settings
+from bankrecon.sources.refbank.kind import RefBankMerchant
 from tests.harness import settings_for
 
 VALID = """
@@ -33,6 +34,11 @@ merchant = "M2"
 """
 
 
+def refbank(merchant: Merchant) -> RefBankMerchant:
+    assert merchant.kind == "refbank" and isinstance(merchant.settings, RefBankMerchant)
+    return merchant.settings
+
+
 def _directory(tmp_path: Path, text: str) -> AccountDirectory:
     path = tmp_path / "accounts.toml"
     path.write_text(text)
@@ -47,19 +53,19 @@ def test_accounts_map_to_their_merchants(tmp_path: Path, monkeypatch: pytest.Mon
     first = directory.account("6222020000000001")
     second = directory.account("6222020000000002")
     assert first is not None and second is not None
-    assert (first.merchant.id, first.merchant.secret.get_secret_value(), first.currency) == (
+    assert (first.merchant.id, refbank(first.merchant).secret.get_secret_value(), first.currency) == (
         "M1",
         "inline-secret",
         "CNY",
     )
-    assert first.merchant.base_url == "http://127.0.0.1:8600"  # BANK_BASE_URL by default
+    assert refbank(first.merchant).base_url == "http://127.0.0.1:8600"  # BANK_BASE_URL by default
     assert first.merchant.min_interval_seconds == 0  # BANK_MIN_INTERVAL_SECONDS by default
-    assert (second.merchant.id, second.merchant.secret.get_secret_value(), second.currency) == (
+    assert (second.merchant.id, refbank(second.merchant).secret.get_secret_value(), second.currency) == (
         "M2",
         "from-env",
         None,
     )
-    assert (second.merchant.base_url, second.merchant.min_interval_seconds) == (
+    assert (refbank(second.merchant).base_url, second.merchant.min_interval_seconds) == (
         "http://127.0.0.1:9/other-bank",
         60,
     )

@@ -295,6 +295,7 @@ class DailyStatementWorkflow:
                 bank_code=fetched.code,
                 totals=totals,
                 records_file=records_file,
+                records_format=decoded.records_format if decoded else "refbank",
                 source_sha256=source_sha256,
                 fetched_at=fetched.fetched_at,
             ),

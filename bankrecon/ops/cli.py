@@ -40,11 +40,12 @@ from temporalio.service import RPCError
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from bankrecon.models import (
-    ACCOUNT_NO_PATTERN,
+    STATEMENT_NAME_FORM,
     DailyStatementInput,
     DailyStatementResult,
     DailyStatementStatus,
     StatementKey,
+    is_statement_name,
 )
 from bankrecon.ops.nightly_schedule import apply_nightly_schedule
 from bankrecon.pacing.window import (
@@ -455,8 +456,10 @@ def _date(text: str) -> date:
 
 def _account_no(text: str) -> str:
     # Checked before anything else: it goes into workflow inputs and into visibility queries.
-    if not re.fullmatch(ACCOUNT_NO_PATTERN, text):
-        raise argparse.ArgumentTypeError(f"{text} is not an account number (10 to 32 digits)")
+    if not is_statement_name(text):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not an account number (10 to 32 digits) nor a statement name ({STATEMENT_NAME_FORM})"
+        )
     return text
 
 

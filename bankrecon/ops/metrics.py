@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from temporalio import activity
 
 from bankrecon.models import ArchiveRef, PersistRequest
-from bankrecon.sources.refbank.client import BankAnswer
+from bankrecon.sources.base import Answer, Outcome
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 FETCH_ATTEMPTS = "bankrecon_fetch_attempts"
@@ -32,7 +32,7 @@ HISTOGRAM_BUCKETS = {LATENESS: LATENESS_BUCKETS}
 
 # The label for an attempt that got no business answer (HTTP error, timeout, unreadable body).
 NO_ANSWER = "none"
-# The label for a code the bank's specification does not list, which could be anything.
+# The label for a code the source does not know, which could be anything.
 UNKNOWN_CODE = "unknown"
 
 
@@ -42,9 +42,12 @@ def lateness(bill_date: date, persisted_at: datetime) -> timedelta:
     return persisted_at - day_ended
 
 
-def fetch_attempted(merchant_id: str, answer: BankAnswer | None) -> None:
+def fetch_attempted(merchant_id: str, answer: Answer | None) -> None:
     """One request sent to the bank, by the code it answered."""
-    code = NO_ANSWER if answer is None else answer.code if answer.known else UNKNOWN_CODE
+    if answer is None:
+        code = NO_ANSWER
+    else:
+        code = UNKNOWN_CODE if answer.outcome is Outcome.UNRECOGNISED else answer.code
     activity.metric_meter().create_counter(
         FETCH_ATTEMPTS, "requests sent to the bank for a statement, by the code it answered"
     ).add(1, {"merchant": merchant_id, "bank_code": code})

@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits
@@ -96,6 +96,7 @@ class SourceKind(ABC):
     """One channel's protocol and formats; registered by name in ``bankrecon.sources``."""
 
     name: str
+    label: str  # how messages name the channel: "bank", "WeChat Pay"
     # First request for a day when the merchant's entry has no ``earliest``; None: as soon as the day is over.
     default_earliest: time | None = None
 
@@ -136,3 +137,11 @@ def earliest_request(bill_date: date, merchant: Merchant) -> datetime | None:
     if merchant.earliest is None:
         return None
     return datetime.combine(bill_date + timedelta(days=1), merchant.earliest, CHINA_STANDARD_TIME)
+
+
+def one_line(error: ValidationError) -> str:
+    """A pydantic error as one line: each problem's place and message, never the input."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}".lstrip(": ")
+        for problem in error.errors(include_input=False)
+    )

@@ -6,8 +6,9 @@ Adding a source kind is its package, one line here, and its page in docs/sources
 from __future__ import annotations
 
 from bankrecon.sources.base import SourceKind
+from bankrecon.sources.refbank.kind import REFBANK
 
 DEFAULT_KIND = "refbank"
 
-_KINDS: tuple[SourceKind, ...] = ()
+_KINDS: tuple[SourceKind, ...] = (REFBANK,)
 SOURCE_KINDS = {kind.name: kind for kind in _KINDS}

@@ -11,7 +11,6 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from datetime import date
-from enum import Enum
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -20,16 +19,9 @@ import httpx
 from pydantic import SecretStr
 
 from bankrecon.models import ArchiveRef
+from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
 from bankrecon.sources.refbank.jsonstream import NotJson, read_json
 from bankrecon.store.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
-
-
-class Outcome(Enum):
-    READY = "ready"  # 0000: the file is in data
-    EMPTY = "empty"  # 2001: ready, no transactions
-    NOT_YET = "not_yet"  # 9999, 1005, unknown codes: try again after the window
-    REJECTED = "rejected"  # 1001, 1002, 1003: asking again cannot help
-
 
 # What an operator does about a permanent answer; the workflow's failure message says it.
 REJECTION_ADVICE = {
@@ -40,8 +32,8 @@ REJECTION_ADVICE = {
 _OUTCOMES = {
     "0000": Outcome.READY,
     "2001": Outcome.EMPTY,
-    "9999": Outcome.NOT_YET,
-    "1005": Outcome.NOT_YET,
+    "9999": Outcome.NOT_READY,
+    "1005": Outcome.THROTTLED,
 } | {code: Outcome.REJECTED for code in REJECTION_ADVICE}
 
 
@@ -55,16 +47,19 @@ class BankAnswer:
     archive: ArchiveRef | None = None
     damage: str | None = None
 
-    @property
-    def outcome(self) -> Outcome:
-        return _OUTCOMES.get(self.code, Outcome.NOT_YET)
+    def answer(self) -> Answer:
+        """The answer as every source gives it: an unknown code is asked again after the window."""
+        return Answer(
+            outcome=_OUTCOMES.get(self.code, Outcome.UNRECOGNISED),
+            code=self.code,
+            message=self.message,
+            archive=self.archive,
+            damage=self.damage,
+            advice=REJECTION_ADVICE.get(self.code),
+        )
 
-    @property
-    def known(self) -> bool:
-        return self.code in _OUTCOMES
 
-
-class BankUnavailable(Exception):
+class BankUnavailable(SourceUnavailable):
     """No business answer: HTTP error, timeout, connection failure or an unreadable body."""
 
 
@@ -107,6 +102,10 @@ class BankClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def ask(self, account: Account, bill_date: date, request_id: str, data_dir: Path) -> Answer:
+        answer = await self.download_statement(account.account_no, bill_date, request_id, data_dir)
+        return answer.answer()
 
     async def download_statement(
         self, account_no: str, bill_date: date, request_id: str, data_dir: Path
