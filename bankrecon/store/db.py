@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     ColumnElement,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     and_,
     create_engine,
     event,
@@ -93,6 +95,26 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class ExactDecimal(TypeDecorator[Decimal]):
+    """A decimal with every digit the source wrote: NUMERIC in PostgreSQL; its text in SQLite."""
+
+    impl = Numeric()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return str(value) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+
 metadata = MetaData()
 
 statements = Table(
@@ -100,7 +122,7 @@ statements = Table(
     metadata,
     Column("account_no", String(32), nullable=False),
     Column("bill_date", Date, nullable=False),
-    Column("bank_code", String(4), nullable=False),  # 0000 with a file, 2001 no transactions
+    Column("bank_code", String(64), nullable=False),  # 0000 with a file, 2001 no transactions
     Column("currency", String(3)),  # NULL only for 2001, which carries no header
     Column("opening_balance", Money),
     Column("closing_balance", Money),
@@ -112,6 +134,9 @@ statements = Table(
     Column("source_sha256", String(64)),
     Column("fetched_at", UtcDateTime, nullable=False),
     Column("persisted_at", UtcDateTime, nullable=False),
+    Column("source_kind", String(32), nullable=False, server_default="refbank"),
+    Column("fee_total", ExactDecimal),
+    Column("summary", JSON),
     PrimaryKeyConstraint("account_no", "bill_date", name="statements_pkey"),
 )
 
@@ -121,17 +146,20 @@ statements = Table(
 transactions = Table(
     "transactions",
     metadata,
-    Column("account_no", String(32), nullable=False),
+    Column("account_no", String(64), nullable=False),
     Column("bill_date", Date, nullable=False),
-    Column("serial_no", String(32), nullable=False),
+    Column("serial_no", String(128), nullable=False),
     Column("seq", Integer, nullable=False),  # position in the statement, parts in order
     Column("traded_at", UtcDateTime, nullable=False),
     Column("direction", String(1), nullable=False),
     Column("amount", Money, nullable=False),
-    Column("balance_after", Money, nullable=False),
-    Column("counterparty_account", String(64)),
-    Column("counterparty_name", String(256)),
-    Column("memo", String(512)),
+    Column("balance_after", Money),
+    Column("counterparty_account", Text),
+    Column("counterparty_name", Text),
+    Column("memo", Text),
+    Column("reference", Text),
+    Column("fee", ExactDecimal),
+    Column("details", JSON),
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
     # In SQLite the rows live in the primary key's B-tree instead of beside it: a statement's
     # load writes one tree, not two.
