@@ -358,7 +358,11 @@ class StatementActivities:
         key = request.statement
         try:
             stored = save_statement(
-                self._engine, self._data_dir, request, on_progress=HeartbeatWhenDue(HEARTBEAT_EVERY)
+                self._engine,
+                self._data_dir,
+                request,
+                on_progress=HeartbeatWhenDue(HEARTBEAT_EVERY),
+                source_kind=self._account(key.account_no).merchant.kind,
             )
         except DBAPIError as exc:
             # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or

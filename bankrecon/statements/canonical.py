@@ -136,30 +136,32 @@ class CanonicalRecords:
     def copy_text(self, account_no: str, bill_date: str) -> Iterator[tuple[bytes, int]]:
         """Blocks of COPY text for the transactions table's columns, with the number of rows in each."""
         key = f"{account_no}\t{bill_date}"
-        for seqs, lines in self._blocks():
+        for seqs, lines in line_blocks(self._path, self._block_chars):
             text = "\n".join([f"{key}\t{n}\t{line}" for n, line in zip(seqs, lines, strict=True)])
             yield f"{text}\n".encode(), len(lines)
 
     def rows(self) -> Iterator[list[tuple[int, list[str | None]]]]:
         """Blocks of (seq, fields) with the fields unescaped, None for NULL."""
-        for seqs, lines in self._blocks():
+        for seqs, lines in line_blocks(self._path, self._block_chars):
             yield [
                 (n, [_unescape(field) for field in line.split("\t")])
                 for n, line in zip(seqs, lines, strict=True)
             ]
 
-    def _blocks(self) -> Iterator[tuple[range, list[str]]]:
-        first = 1
-        with self._path.open("r", encoding="utf-8", newline="\n") as records:
-            pending = ""
-            while chunk := records.read(self._block_chars):
-                text = pending + chunk
-                cut = text.rfind("\n")
-                pending = text[cut + 1 :]
-                if cut < 0:
-                    continue
-                lines = text[:cut].split("\n")
-                yield range(first, first + len(lines)), lines
-                first += len(lines)
-        if pending:
-            raise ValueError(f"{self._path} ends inside a record")
+
+def line_blocks(path: Path, block_chars: int) -> Iterator[tuple[range, list[str]]]:
+    """A records file's lines, about ``block_chars`` of whole lines at a time, each with its seq numbers."""
+    first = 1
+    with path.open("r", encoding="utf-8", newline="\n") as records:
+        pending = ""
+        while chunk := records.read(block_chars):
+            text = pending + chunk
+            cut = text.rfind("\n")
+            pending = text[cut + 1 :]
+            if cut < 0:
+                continue
+            lines = text[:cut].split("\n")
+            yield range(first, first + len(lines)), lines
+            first += len(lines)
+    if pending:
+        raise ValueError(f"{path} ends inside a record")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
 from bankrecon.sources.refbank.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
+from bankrecon.statements.canonical import CANONICAL_COLUMNS, CANONICAL_COPY_OPTIONS, CanonicalRecords
 from bankrecon.store.db import rows_of, statements, transactions
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,16 @@ _INSERT = (
     f"INSERT INTO transactions ({_COLUMNS}) "
     f"VALUES ({', '.join(_SQLITE_VALUES.get(column, '?') for column in RECORD_COLUMNS)})"
 )
+_CANONICAL_COLUMNS = ", ".join(("account_no", "bill_date", "seq", *CANONICAL_COLUMNS))
+_CANONICAL_COPY = f"COPY transactions ({_CANONICAL_COLUMNS}) FROM STDIN WITH ({CANONICAL_COPY_OPTIONS})"
+_CANONICAL_SQLITE_VALUES = {
+    "amount": "CAST(REPLACE(?, '.', '') AS INTEGER)",
+    "balance_after": "CAST(REPLACE(?, '.', '') AS INTEGER)",
+}
+_CANONICAL_INSERT = (
+    f"INSERT INTO transactions ({_CANONICAL_COLUMNS}) VALUES (?, ?, ?, "
+    f"{', '.join(_CANONICAL_SQLITE_VALUES.get(column, '?') for column in CANONICAL_COLUMNS)})"
+)
 LOCK_TIMEOUT = "20s"
 
 
@@ -44,6 +55,7 @@ def save_statement(
     data_dir: Path,
     request: PersistRequest,
     on_progress: Callable[[int], None] = lambda _count: None,
+    source_kind: str = "refbank",
 ) -> PersistResult:
     """Store the statement and its transactions, or nothing at all; then drop the records file.
 
@@ -90,15 +102,14 @@ def save_statement(
                 source_sha256=request.source_sha256,
                 fetched_at=request.fetched_at,
                 persisted_at=datetime.now(UTC),
+                source_kind=source_kind,
+                fee_total=totals.fee_total,
+                summary=totals.summary,
             )
         )
         written = 0
         if request.records_file is not None:
-            load = _copy_records if engine.dialect.name == "postgresql" else _insert_records
-            records = StatementRecords(
-                data_dir / request.records_file, key.account_no, key.bill_date, LOAD_BLOCK_CHARS
-            )
-            written = load(conn, records, on_progress)
+            written = _load_records(conn, data_dir / request.records_file, request, on_progress)
         if written != totals.transaction_count:
             raise RuntimeError(
                 f"records file holds {written} transactions, the statement says "
@@ -108,14 +119,37 @@ def save_statement(
     return PersistResult(written=True, transaction_count=written)
 
 
-def _copy_records(conn: Connection, records: StatementRecords, on_progress: Callable[[int], None]) -> int:
-    """COPY the records in, each block made while the server is still busy with the one before."""
+def _load_records(
+    conn: Connection, path: Path, request: PersistRequest, on_progress: Callable[[int], None]
+) -> int:
+    key = request.statement
+    postgresql = conn.dialect.name == "postgresql"
+    if request.records_format == "canonical":
+        canonical = CanonicalRecords(path, LOAD_BLOCK_CHARS)
+        if postgresql:
+            blocks = canonical.copy_text(key.account_no, key.bill_date.isoformat())
+            return _copy(conn, _CANONICAL_COPY, blocks, on_progress)
+        rows = (
+            [(key.account_no, key.bill_date.isoformat(), seq, *fields) for seq, fields in block]
+            for block in canonical.rows()
+        )
+        return _insert(conn, _CANONICAL_INSERT, rows, on_progress)
+    records = StatementRecords(path, key.account_no, key.bill_date, LOAD_BLOCK_CHARS)
+    if postgresql:
+        return _copy(conn, _COPY, records.copy_text(), on_progress)
+    return _insert(conn, _INSERT, records.sqlite_rows(), on_progress)
+
+
+def _copy(
+    conn: Connection, statement: str, blocks: Iterator[tuple[bytes, int]], on_progress: Callable[[int], None]
+) -> int:
+    """COPY the blocks in, each made while the server is still busy with the one before."""
     raw = conn.connection.driver_connection
     assert isinstance(raw, psycopg.Connection)
     written = 0
     try:
-        with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
-            for block, rows in records.copy_text():
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:
+            for block, rows in blocks:
                 copy.write(block)
                 written += rows
                 on_progress(written)
@@ -125,7 +159,7 @@ def _copy_records(conn: Connection, records: StatementRecords, on_progress: Call
         if raw.broken:
             conn.invalidate(exc)
         raise DBAPIError.instance(
-            _COPY,
+            statement,
             None,
             exc,
             psycopg.Error,
@@ -136,11 +170,13 @@ def _copy_records(conn: Connection, records: StatementRecords, on_progress: Call
     return written
 
 
-def _insert_records(conn: Connection, records: StatementRecords, on_progress: Callable[[int], None]) -> int:
+def _insert(
+    conn: Connection, statement: str, batches: Iterable[Sequence[Any]], on_progress: Callable[[int], None]
+) -> int:
     """Batched inserts of the records' texts, past SQLAlchemy's per-value type processing."""
     written = 0
-    for batch in records.sqlite_rows():
-        conn.exec_driver_sql(_INSERT, batch)
+    for batch in batches:
+        conn.exec_driver_sql(statement, batch)
         written += len(batch)
         on_progress(written)
     return written

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from bankrecon.sources.refbank.format import DetailLines
+from bankrecon.statements.canonical import line_blocks
 from bankrecon.statements.common import CHINA_STANDARD_TIME, stored_utc_text
 
 RECORD_COLUMNS = (
@@ -129,20 +130,7 @@ class StatementRecords:
             ]
 
     def _blocks(self) -> Iterator[tuple[range, list[str]]]:
-        """The file's lines, a block of whole lines at a time, each with their seq numbers."""
-        first = 1
-        with self._path.open("r", encoding="utf-8", newline="\n") as records:
-            pending = ""
-            while chunk := records.read(self._block_chars):
-                text = pending + chunk
-                cut = text.rfind("\n")
-                pending = text[cut + 1 :]
-                if cut < 0:
-                    continue
-                lines = text[:cut].split("\n")
-                if not lines[0].startswith("D|"):
-                    raise ValueError(f"{self._path} does not hold D records: written by an older version?")
-                yield range(first, first + len(lines)), lines
-                first += len(lines)
-        if pending:
-            raise ValueError(f"{self._path} ends inside a record")
+        for seqs, lines in line_blocks(self._path, self._block_chars):
+            if not lines[0].startswith("D|"):
+                raise ValueError(f"{self._path} does not hold D records: written by an older version?")
+            yield seqs, lines
