@@ -18,8 +18,8 @@ from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput
 from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
-from tests.conftest import Collect
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
+from tests.temporal_fixtures import Collect
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 

@@ -31,8 +31,8 @@ from bankrecon.ops.binaries import find_binary
 from bankrecon.ops.nightly_schedule import apply_nightly_schedule
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from bankrecon.statements.common import CHINA_STANDARD_TIME
-from tests.conftest import time_skipping_server
 from tests.harness import settings_for, stored_rows
+from tests.temporal_fixtures import time_skipping_server
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 from workflows.nightly_statements import NightlyStatementsWorkflow

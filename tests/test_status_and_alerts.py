@@ -25,8 +25,8 @@ from bankrecon.temporal.search_attributes import (
     STATEMENT_LATE,
     STATEMENT_PHASE,
 )
-from tests.conftest import time_skipping_server
 from tests.harness import ACCOUNT, settings_for
+from tests.temporal_fixtures import time_skipping_server
 from tests.webhook import WebhookReceiver, webhook_receiver
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_deadline, statement_workflow_id

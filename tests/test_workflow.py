@@ -26,8 +26,8 @@ from bankrecon.sources.refbank.simulator.server import (
     StatementPlan,
 )
 from bankrecon.statements.common import CHINA_STANDARD_TIME
-from tests.conftest import Collect
 from tests.harness import ACCOUNT, BILL_DATE, count_rows, fails_with, stored_rows
+from tests.temporal_fixtures import Collect
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
