@@ -40,6 +40,20 @@ class DailyStatementInput(BaseModel):
     # Time) on the day after bill_date; the workflow keeps trying after the alert.
     deadline: time = time(9, 0)
     alert_when_late: bool = True
+    # A run whose history reaches this many events continues as a new run (a date the bank
+    # never gets ready must not grow one history without bound; the server caps it).
+    history_limit: int = Field(default=8000, ge=200, le=40000)
+    # Set by a run for the run it continues as: what the statement met so far.
+    progress: StatementProgress | None = None
+
+
+class StatementProgress(BaseModel):
+    """What earlier runs of a statement's workflow met, carried into the run that continues them."""
+
+    bank_requests: int  # requests those runs sent
+    last_answer: BankAnswerSeen | None
+    late: bool  # the late alert went out already
+    damaged_downloads: int
 
 
 class StatementKey(BaseModel):
@@ -226,3 +240,6 @@ class DailyStatementResult(BaseModel):
     opening_balance: Decimal | None
     closing_balance: Decimal | None
     source_sha256: str | None
+
+
+DailyStatementInput.model_rebuild()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import date, datetime, time, timedelta
+from typing import NoReturn
 
 from pydantic import ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
@@ -33,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         StatementCancellation,
         StatementKey,
+        StatementProgress,
         StatementTotals,
     )
     from bankrecon.ops.logs import statement_fields
@@ -41,6 +45,11 @@ with workflow.unsafe.imports_passed_through():
 
 # The workflow.patched id of the status shown while waiting after a damaged download.
 WAITING_AFTER_DAMAGE_PATCH = "status-waiting-after-a-damaged-download"
+# The workflow.patched id of continuing as a new run when a wait's history grows long.
+BOUNDED_HISTORY_PATCH = "continue-as-new-when-the-history-is-long"
+# How long a run that has grown long lets the fetch attempt that reported last end, before
+# cancelling the fetch to continue as a new run.
+ATTEMPT_SETTLES = timedelta(seconds=30)
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
 FETCH_TIMEOUT = timedelta(minutes=15)
 LOAD_TIMEOUT = timedelta(hours=2)
@@ -110,6 +119,8 @@ class DailyStatementWorkflow:
         self._next_attempt_at: datetime | None = None
         self._late = False
         self._retry_interval = timedelta(0)
+        self._requests_before = 0  # sent by the runs this one continues
+        self._damaged = 0
 
     @workflow.run
     async def run(self, request: DailyStatementInput) -> DailyStatementResult:
@@ -126,9 +137,15 @@ class DailyStatementWorkflow:
                 BILL_DATE.value_set(key.bill_date.isoformat()),
             ]
         )
-        watch = asyncio.create_task(self._alert_when_late()) if request.alert_when_late else None
+        if request.progress is not None:
+            self._carry_on(request.progress)
+        alerting = request.alert_when_late and not self._late
+        watch = asyncio.create_task(self._alert_when_late()) if alerting else None
         try:
-            fetched, decoded = await self._download(key, self._retry_interval, request.max_damaged_downloads)
+            downloaded = await self._download(key, request)
+            if downloaded is None:
+                self._continue_as_new(key, request)
+            fetched, decoded = downloaded
             result = await self._persist(key, fetched, decoded)
         except asyncio.CancelledError:  # cancelled while no activity ran (the wait after a damaged download)
             await self._record_cancellation(key)
@@ -146,10 +163,31 @@ class DailyStatementWorkflow:
         finally:
             if watch is not None and not self._late:
                 watch.cancel()
-        if watch is not None and self._late:
-            await watch  # the alert goes out before its recovery notice
+        if request.alert_when_late and self._late:
+            if watch is not None:
+                await watch  # the alert goes out before its recovery notice
             await self._notify("recovered")
         return result
+
+    def _carry_on(self, progress: StatementProgress) -> None:
+        self._requests_before = self._fetch_attempts = progress.bank_requests
+        self._last_answer = progress.last_answer
+        self._late = progress.late
+        self._damaged = progress.damaged_downloads
+
+    def _continue_as_new(self, key: StatementKey, request: DailyStatementInput) -> NoReturn:
+        """Go on waiting in a new run with an empty history, carrying what this one saw."""
+        progress = StatementProgress(
+            bank_requests=self._fetch_attempts,
+            last_answer=self._last_answer,
+            late=self._late,
+            damaged_downloads=self._damaged,
+        )
+        workflow.logger.info(
+            "history reached %d events: continuing as a new run", workflow.info().get_current_history_length()
+        )
+        carried = {"bill_date": key.bill_date, "progress": progress}
+        workflow.continue_as_new(request.model_copy(update=carried))
 
     async def _record_cancellation(self, key: StatementKey) -> None:
         """An operator cancelled this date: remember it, so that the nightly catch-up leaves it alone
@@ -210,7 +248,7 @@ class DailyStatementWorkflow:
     def _seen(self, report: FetchAttemptReport) -> None:
         """What a fetch attempt met: from its signal, or for the attempt that got the file, its result."""
         now = workflow.now()
-        self._fetch_attempts = max(self._fetch_attempts, report.bank_requests)
+        self._fetch_attempts = max(self._fetch_attempts, self._requests_before + report.bank_requests)
         if report.bank_code is None:
             self._holdup = report.message
         else:
@@ -221,20 +259,60 @@ class DailyStatementWorkflow:
         else:
             self._next_attempt_at = now + (report.next_attempt_in or self._retry_interval)
 
-    async def _download(
-        self, key: StatementKey, retry_interval: timedelta, max_damaged: int
-    ) -> tuple[FetchResult, DecodedStatement | None]:
-        """Fetch until the bank has the statement, and fetch again while what it sends is damaged."""
-        damaged = 0
-        while True:
-            self._enter("waiting_for_bank")
-            fetched = await workflow.execute_activity_method(
+    async def _fetch(
+        self, key: StatementKey, retry_interval: timedelta, history_limit: int
+    ) -> FetchResult | None:
+        """Fetch until the bank answers for good; None when the history grew long first."""
+        if not workflow.patched(BOUNDED_HISTORY_PATCH):
+            return await workflow.execute_activity_method(
                 StatementActivities.fetch_statement,
                 key,
                 start_to_close_timeout=FETCH_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=polling_retry_policy(retry_interval),
             )
+        fetch = workflow.start_activity_method(
+            StatementActivities.fetch_statement,
+            key,
+            start_to_close_timeout=FETCH_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            retry_policy=polling_retry_policy(retry_interval),
+            # The run ends only once the server has the fetch cancelled: no attempt outlives it.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        # Every attempt's report (a signal) adds to the history: a date the bank never gets
+        # ready would reach the server's limits within months.
+        await workflow.wait_condition(
+            lambda: fetch.done() or workflow.info().get_current_history_length() >= history_limit
+        )
+        if not fetch.done():
+            # The attempt that reported is about to end; once it has, the fetch waits for its
+            # next attempt and the cancel lands at once.
+            with suppress(asyncio.TimeoutError):
+                await workflow.wait_condition(fetch.done, timeout=ATTEMPT_SETTLES)
+        if not fetch.done():
+            fetch.cancel()
+        try:
+            return await fetch
+        except ActivityError as err:
+            if is_cancelled_exception(err):
+                return None
+            raise
+
+    async def _download(
+        self, key: StatementKey, request: DailyStatementInput
+    ) -> tuple[FetchResult, DecodedStatement | None] | None:
+        """Fetch until the bank has the statement, and fetch again while what it sends is damaged.
+
+        None: the history grew long while waiting, and a new run should go on waiting.
+        """
+        retry_interval = self._retry_interval
+        max_damaged = request.max_damaged_downloads
+        while True:
+            self._enter("waiting_for_bank")
+            fetched = await self._fetch(key, retry_interval, request.history_limit)
+            if fetched is None:
+                return None
             self._seen(
                 FetchAttemptReport(
                     bank_code=fetched.code,
@@ -243,6 +321,7 @@ class DailyStatementWorkflow:
                     final=True,
                 )
             )
+            fetched = fetched.model_copy(update={"bank_requests": self._fetch_attempts})
             if fetched.archive is None:
                 return fetched, None
             self._enter("decoding")
@@ -258,17 +337,18 @@ class DailyStatementWorkflow:
             except ActivityError as err:
                 if not (isinstance(err.cause, ApplicationError) and err.cause.type == STATEMENT_DAMAGED):
                     raise
-                damaged += 1
-                if damaged >= max_damaged:
+                self._damaged += 1
+                if self._damaged >= max_damaged:
                     self._enter("failed")
                     raise ApplicationError(
-                        f"{damaged} damaged download(s) in a row, giving up; the last: {err.cause.message}",
+                        f"{self._damaged} damaged download(s) in a row, giving up; "
+                        f"the last: {err.cause.message}",
                         type=STATEMENT_DAMAGED,
                         non_retryable=True,
                     ) from err
                 workflow.logger.warning(
                     "damaged download %d of at most %d, fetching again after %s: %s",
-                    damaged,
+                    self._damaged,
                     max_damaged,
                     retry_interval,
                     err.cause.message,
