@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -275,6 +276,29 @@ def test_processes_upgrading_an_empty_database_together_create_it_once(
             assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
     finally:
         engine.dispose()
+
+
+def test_threads_creating_different_databases_at_once_all_succeed(tmp_path: Path) -> None:
+    """As workers of several tests, or of several deployments, in one process."""
+    engines = [make_engine(f"sqlite:///{tmp_path / f'{n}.db'}") for n in range(4)]
+    together = threading.Barrier(len(engines))
+    upgrades: list[SchemaUpgrade | BaseException] = []
+
+    def upgrade(engine: Engine) -> None:
+        together.wait()
+        try:
+            upgrades.append(upgrade_schema(engine))
+        except BaseException as exc:
+            upgrades.append(exc)
+
+    threads = [threading.Thread(target=upgrade, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for engine in engines:
+        engine.dispose()
+    assert upgrades == [SchemaUpgrade(before=None, after="0002")] * 4
 
 
 def test_a_schema_behind_the_code_is_refused_and_left_alone(engine: Engine) -> None:

@@ -8,6 +8,7 @@ revision, 0001, and is stamped so before it is upgraded.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,11 @@ FIRST_RELEASE_LATE_INDEX = (
 )
 # pg_advisory_xact_lock's key for schema changes: any constant of bankrecon's own.
 SCHEMA_LOCK_KEY = 0x62616E6B7265636F  # "bankreco"
+
+
+# Alembic's ``op`` and ``context`` are module globals: one migration at a time in a process,
+# whichever database it is on (the schema lock orders processes on the same database).
+_MIGRATING = threading.Lock()
 
 
 class SchemaError(Exception):
@@ -161,12 +167,13 @@ def upgrade_schema(engine: Engine) -> SchemaUpgrade:
             raise _ahead(before)
         if before != head:
             config = migrations_config(connection)
-            if before == FIRST_RELEASE and _stamped(connection) is None:
-                # The first release added this index to its older databases at start; one that
-                # never started it lacks the index, which revision 0001 has.
-                connection.execute(text(FIRST_RELEASE_LATE_INDEX))
-                command.stamp(config, FIRST_RELEASE)
-            command.upgrade(config, head)
+            with _MIGRATING:
+                if before == FIRST_RELEASE and _stamped(connection) is None:
+                    # The first release added this index to its older databases at start; one
+                    # that never started it lacks the index, which revision 0001 has.
+                    connection.execute(text(FIRST_RELEASE_LATE_INDEX))
+                    command.stamp(config, FIRST_RELEASE)
+                command.upgrade(config, head)
     return SchemaUpgrade(before=before, after=head)
 
 
