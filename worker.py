@@ -25,6 +25,7 @@ from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from bankrecon.ops.logs import configure_logging
 from bankrecon.store.db import database_location
+from bankrecon.store.schema import SchemaError
 from bankrecon.temporal.client import TemporalConnectionError, connect, key_ring
 from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import SearchAttributesMissing, register_search_attributes
@@ -102,7 +103,11 @@ def main() -> None:
         key_ring(settings)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except SchemaError as exc:
+        # The database's schema is checked as the activities start: behind or ahead of this code.
+        raise SystemExit(f"bankrecon: {exc}") from None
 
 
 if __name__ == "__main__":

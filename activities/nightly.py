@@ -8,14 +8,15 @@ from bankrecon.accounts import AccountDirectory
 from bankrecon.config import Settings
 from bankrecon.models import NightlyPlan, NightlyPlanRequest
 from bankrecon.store.catch_up import missing_statements
-from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.db import make_engine
+from bankrecon.store.schema import prepare_schema
 
 
 class NightlyActivities:
     def __init__(self, settings: Settings):
         self._directory = AccountDirectory.from_settings(settings)
         self._engine = make_engine(settings.resolved_database_url())
-        create_schema(self._engine)
+        prepare_schema(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()

@@ -43,9 +43,10 @@ from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, Statement
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations
 from bankrecon.store.archive import archive_path, sweep_staged_files
-from bankrecon.store.db import create_schema, describe_error, make_engine
+from bankrecon.store.db import describe_error, make_engine
 from bankrecon.store.persistence import save_statement
 from bankrecon.store.quarantine import quarantine_archive
+from bankrecon.store.schema import prepare_schema
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class StatementActivities:
             for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
                 log.info("removed %s, left behind by a worker that died while writing it", left)
         engine = make_engine(settings.resolved_database_url())
-        create_schema(engine)
+        prepare_schema(engine)
         return cls(settings, engine, directory)
 
     async def close(self) -> None:

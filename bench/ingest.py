@@ -21,8 +21,9 @@ from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
 from bankrecon.sources.refbank.decoding import decode_archive
 from bankrecon.statements.common import ArchiveLimits
 from bankrecon.store.archive import archive_path
-from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import save_statement
+from bankrecon.store.schema import prepare_schema
 from bench.children import ChildrenPeak
 
 
@@ -41,7 +42,7 @@ def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -
     shutil.copyfile(source, target)
     archive = ArchiveRef(sha256=sha256, size=target.stat().st_size, file_name=source.name)
     engine = make_engine(database_url)
-    create_schema(engine)
+    prepare_schema(engine)
 
     started = time.perf_counter()
     with ChildrenPeak(os.getpid()) as validation:

@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
 from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
 from bankrecon.statements.common import CHINA_STANDARD_TIME, StatementDamaged
-from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import load_statement, save_statement
+from bankrecon.store.schema import prepare_schema
 
 KEY = StatementKey(account_no="wx-main-trade", bill_date=date(2026, 11, 24))
 AWKWARD = "tab\there, line\nbreak, CR\r, backslash \\ and \\N, 引号\"'; 䶮𠀀"
@@ -62,7 +63,7 @@ TOTALS = StatementTotals(
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
-    create_schema(engine)
+    prepare_schema(engine)
     yield engine
     engine.dispose()
 

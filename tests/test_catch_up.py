@@ -10,8 +10,9 @@ from sqlalchemy import select
 from bankrecon.models import PersistRequest, StatementCancellation, StatementKey, StatementTotals
 from bankrecon.store.cancellations import forget_cancellation, record_cancellation
 from bankrecon.store.catch_up import days, missing_statements
-from bankrecon.store.db import cancelled_statements, create_schema, make_engine
+from bankrecon.store.db import cancelled_statements, make_engine
 from bankrecon.store.persistence import save_statement
+from bankrecon.store.schema import prepare_schema
 
 ACCOUNTS = ["6222020000000001", "6222020000000002"]
 
@@ -19,7 +20,7 @@ ACCOUNTS = ["6222020000000001", "6222020000000002"]
 def test_only_dates_without_a_stored_statement_are_missing(database_url: str, tmp_path: Path) -> None:
     engine = make_engine(database_url)
     try:
-        create_schema(engine)
+        prepare_schema(engine)
         stored = [
             (ACCOUNTS[0], date(2026, 11, 22)),
             (ACCOUNTS[1], date(2026, 11, 24)),
@@ -66,7 +67,7 @@ def test_a_date_an_operator_cancelled_is_not_missing_until_started_again(databas
     engine = make_engine(database_url)
     cancelled = StatementKey(account_no=ACCOUNTS[0], bill_date=date(2026, 11, 23))
     try:
-        create_schema(engine)
+        prepare_schema(engine)
         for run_id in ("first-run", "second-run"):  # cancelled, started again, cancelled again
             record_cancellation(
                 engine,

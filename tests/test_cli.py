@@ -27,8 +27,9 @@ from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
 from bankrecon.ops.binaries import find_binary
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
-from bankrecon.store.db import cancelled_statements, create_schema, make_engine
+from bankrecon.store.db import cancelled_statements, make_engine
 from bankrecon.store.persistence import save_statement
+from bankrecon.store.schema import prepare_schema
 from bankrecon.temporal.search_attributes import STATEMENT_PHASE
 from tests.harness import settings_for, stored_rows
 from tests.test_nightly import new_accounts, run_nightly
@@ -152,7 +153,7 @@ async def test_backfill_takes_what_is_stored_from_the_database_not_from_temporal
     stored, missing = date(2026, 11, 20), date(2026, 11, 21)
     engine = make_engine(settings.resolved_database_url())
     try:
-        create_schema(engine)
+        prepare_schema(engine)
         save_statement(
             engine,
             settings.data_dir,

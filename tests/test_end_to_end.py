@@ -19,7 +19,8 @@ from temporalio.api.common.v1 import Payload
 from bankrecon.models import StatementKey
 from bankrecon.ops.binaries import find_binary
 from bankrecon.ops.demo import _show_rows
-from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.db import make_engine
+from bankrecon.store.schema import prepare_schema
 from bankrecon.temporal.codec import EncryptionCodec, load_key_ring
 from tests.harness import ACCOUNT, changed_url, readable_history, stored_rows
 from tests.processes import DevServer, ProcessGroup, environment_without_settings, wait_until
@@ -66,7 +67,7 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
 def test_the_demo_never_prints_its_database_password(database_url: str) -> None:
     with_password = changed_url(database_url, password="demo-database-password")
     engine = make_engine(with_password)
-    create_schema(engine)
+    prepare_schema(engine)
     engine.dispose()
     key = StatementKey(account_no=ACCOUNT, bill_date=yesterday_in_china(datetime.now(UTC)))
     with pytest.raises(SystemExit, match=r"the workflow completed but .* holds no statement") as nothing:

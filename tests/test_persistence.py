@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 from bankrecon.models import PersistRequest, StatementKey, StatementTotals
 from bankrecon.sources.refbank.format import Transaction
 from bankrecon.statements.common import CHINA_STANDARD_TIME
-from bankrecon.store.db import create_schema, make_engine, statements, transactions
+from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.store.persistence import save_statement
+from bankrecon.store.schema import prepare_schema
 from tests.harness import write_records
 
 KEY = StatementKey(account_no="6222020000000001", bill_date=date(2026, 11, 24))
@@ -58,7 +59,7 @@ TOTALS = StatementTotals(
 @pytest.fixture
 def engine(database_url: str) -> Engine:
     engine = make_engine(database_url)
-    create_schema(engine)
+    prepare_schema(engine)
     return engine
 
 

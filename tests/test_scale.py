@@ -15,8 +15,9 @@ from bankrecon.sources.refbank.format import _CHUNK_BYTES
 from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store.archive import archive_path
-from bankrecon.store.db import create_schema, make_engine
+from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import LOAD_BLOCK_CHARS, load_statement, save_statement
+from bankrecon.store.schema import prepare_schema
 from tests.harness import ACCOUNT, BILL_DATE
 
 # Two parts of ~1.2 MB of text each (over a read chunk), and records over four load blocks
@@ -46,7 +47,7 @@ def test_a_large_statement_loads_exactly(tmp_path: Path, database_url: str) -> N
     statement = generate_statement(ACCOUNT, BILL_DATE, seed=5, lines=LINES, parts=PARTS)
     archive = _store(tmp_path, statement.to_zip_bytes(line_ending="\r\n"))
     engine = make_engine(database_url)
-    create_schema(engine)
+    prepare_schema(engine)
 
     decoded = decode_archive(tmp_path, KEY, archive, ArchiveLimits(), "CNY")
     request = PersistRequest(

@@ -18,7 +18,9 @@ from bankrecon.pacing.window import (
     requests_sent,
     statements_asking,
 )
-from bankrecon.store.db import bank_requests, create_schema, make_engine
+from bankrecon.store.db import bank_requests, make_engine
+from bankrecon.store.schema import prepare_schema, upgrade_schema
+from tests.previous_release import create_previous_release_schema
 
 T0 = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
 INTERVAL = timedelta(seconds=1800)
@@ -39,7 +41,7 @@ def _origin(merchant: str = "M1", attempt: int = 1, run: str = "run-1") -> Reque
 @pytest.fixture
 def engine(database_url: str) -> Engine:
     engine = make_engine(database_url)
-    create_schema(engine)
+    prepare_schema(engine)
     return engine
 
 
@@ -132,13 +134,12 @@ def test_a_runs_requests_are_counted_through_an_index_which_an_older_database_ge
         return [index["column_names"] for index in inspect(engine).get_indexes("bank_requests")]
 
     try:
-        create_schema(engine)
-        assert ["workflow_id", "run_id"] in indexed()
-        # A database made before the index: the next start of a worker or a command adds it.
+        # A database of the first release made before the index: its upgrade adds it.
+        create_previous_release_schema(engine)
         with engine.begin() as conn:
             conn.execute(text("DROP INDEX bank_requests_workflow_run"))
         assert ["workflow_id", "run_id"] not in indexed()
-        create_schema(engine)
+        upgrade_schema(engine)
         assert ["workflow_id", "run_id"] in indexed()
     finally:
         engine.dispose()

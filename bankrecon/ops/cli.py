@@ -5,6 +5,8 @@
     bankrecon status [--late] [--all]       what runs now: phase, attempts, last answer, next attempt
     bankrecon refetch ACCOUNT DATE          fetch a stored date again (replaces it if the bank's file changed)
     bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
+    bankrecon db upgrade                    the database's schema up to this release (created if empty)
+    bankrecon db current                    the database's schema revision, and this release's
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -58,8 +60,15 @@ from bankrecon.pacing.window import (
 )
 from bankrecon.store.cancellations import forget_cancellation
 from bankrecon.store.catch_up import days
-from bankrecon.store.db import create_schema, database_location, make_engine
+from bankrecon.store.db import database_location, make_engine
 from bankrecon.store.persistence import stored_statements
+from bankrecon.store.schema import (
+    SchemaError,
+    current_revision,
+    head_revision,
+    prepare_schema,
+    upgrade_schema,
+)
 from bankrecon.temporal.client import TemporalConnectionError, connect
 from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE
@@ -95,12 +104,14 @@ def _local(moment: datetime) -> str:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[Engine]:
+def _database(settings: Settings, *, check_schema: bool = True) -> Iterator[Engine]:
+    """The database, its schema at this release's revision (created if the database is empty)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.resolved_database_url()
     engine = make_engine(url)
     try:
-        create_schema(engine)
+        if check_schema:
+            prepare_schema(engine)
         yield engine
     except OperationalError as exc:
         raise CommandError(
@@ -443,6 +454,30 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
     return 0
 
 
+# --- db ------------------------------------------------------------------------------
+
+
+async def db_upgrade_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    with _database(settings, check_schema=False) as engine:
+        upgrade = upgrade_schema(engine)
+    out.write(f"{database_location(settings.resolved_database_url())}: {upgrade}\n")
+    return 0
+
+
+async def db_current_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    with _database(settings, check_schema=False) as engine:
+        revision = current_revision(engine)
+    head = head_revision()
+    if revision is None:
+        said = "empty"
+    elif revision == head:
+        said = f"revision {revision}, this release's"
+    else:
+        said = f"revision {revision}; this release needs {head}"
+    out.write(f"{database_location(settings.resolved_database_url())}: {said}\n")
+    return 0
+
+
 # --- the command line -----------------------------------------------------------------
 
 
@@ -503,6 +538,13 @@ def parser() -> argparse.ArgumentParser:
     resume = command("resume", pause_command, "let a paused merchant's requests go again")
     resume.add_argument("merchant")
     resume.set_defaults(resume=True)
+    db = commands.add_parser("db", help="the database's schema", description="the database's schema")
+    db_actions = db.add_subparsers(required=True, metavar="ACTION")
+    for name, run, help in (
+        ("upgrade", db_upgrade_command, "bring the schema to this release's revision (creates it if empty)"),
+        ("current", db_current_command, "the schema's revision, and the one this release needs"),
+    ):
+        db_actions.add_parser(name, help=help, description=help).set_defaults(run=run)
     return root
 
 
@@ -516,7 +558,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         return await command(args, settings, out)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
-    except (CommandError, TemporalConnectionError) as exc:
+    except (CommandError, TemporalConnectionError, SchemaError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
     except RPCError as exc:
         sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")

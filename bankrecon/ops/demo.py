@@ -37,6 +37,7 @@ from bankrecon.ops.binaries import find_binary
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
 from bankrecon.store.persistence import load_statement
+from bankrecon.store.schema import upgrade_schema
 from bankrecon.temporal.client import connect
 from bankrecon.temporal.codec import new_key
 from bankrecon.temporal.search_attributes import dev_server_flags
@@ -227,6 +228,12 @@ async def run(args: argparse.Namespace) -> int:
         data_dir / "demo.env", "".join(f"{name}={shlex.quote(value)}\n" for name, value in demo_env.items())
     )
     env = os.environ | env | (encryption.env if encryption else {}) | {"PYTHONUNBUFFERED": "1"}
+    # A demo database kept from an earlier release is brought up to date: the worker refuses an old one.
+    engine = make_engine(database_url)
+    try:
+        _say(f"database {database_location(database_url)}: {upgrade_schema(engine)}")
+    finally:
+        engine.dispose()
     temporal = find_binary("temporal")
     bill_date = yesterday_in_china(datetime.now(UTC))
     workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)

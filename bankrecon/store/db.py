@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     ColumnElement,
@@ -26,12 +25,11 @@ from sqlalchemy import (
     and_,
     create_engine,
     event,
-    inspect,
     make_url,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.schema import CreateIndex
-from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlalchemy.types import JSON, TypeDecorator, TypeEngine
 
 from bankrecon.models import StatementKey
 from bankrecon.statements.common import stored_utc_text
@@ -96,7 +94,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
-    """A decimal with every digit the source wrote: NUMERIC in PostgreSQL; its text in SQLite."""
+    """A decimal kept exactly as written, every fraction digit (WeChat fees have five): NUMERIC
+    without precision or scale in PostgreSQL; in SQLite the decimal's text, as NUMERIC there is REAL."""
 
     impl = Numeric()
     cache_ok = True
@@ -109,20 +108,25 @@ class ExactDecimal(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if not value.is_finite():
+            raise ValueError(f"an exact decimal must be finite, got {value}")
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(value)
 
 
+# The schema of the newest migration (bankrecon/store/migrations); tests/test_migrations.py
+# checks that the two agree. A change here goes with a new migration.
 metadata = MetaData()
 
 statements = Table(
     "statements",
     metadata,
-    Column("account_no", String(32), nullable=False),
+    Column("account_no", String(64), nullable=False),
     Column("bill_date", Date, nullable=False),
-    Column("bank_code", String(64), nullable=False),  # 0000 with a file, 2001 no transactions
+    # The reference bank's 0000 with a file, 2001 no transactions; another source's own word.
+    Column("bank_code", String(64), nullable=False),
     Column("currency", String(3)),  # NULL only for 2001, which carries no header
     Column("opening_balance", Money),
     Column("closing_balance", Money),
@@ -134,9 +138,9 @@ statements = Table(
     Column("source_sha256", String(64)),
     Column("fetched_at", UtcDateTime, nullable=False),
     Column("persisted_at", UtcDateTime, nullable=False),
-    Column("source_kind", String(32), nullable=False, server_default="refbank"),
-    Column("fee_total", ExactDecimal),
-    Column("summary", JSON),
+    Column("source_kind", String(32), nullable=False, server_default=text("'refbank'")),
+    Column("fee_total", ExactDecimal),  # where the source's summary carries one
+    Column("summary", JSON),  # the source's summary line, by its own names, values as written
     PrimaryKeyConstraint("account_no", "bill_date", name="statements_pkey"),
 )
 
@@ -153,13 +157,13 @@ transactions = Table(
     Column("traded_at", UtcDateTime, nullable=False),
     Column("direction", String(1), nullable=False),
     Column("amount", Money, nullable=False),
-    Column("balance_after", Money),
+    Column("balance_after", Money),  # channel bills carry no balance
     Column("counterparty_account", Text),
     Column("counterparty_name", Text),
     Column("memo", Text),
-    Column("reference", Text),
+    Column("reference", Text),  # the merchant's own order or reference number
     Column("fee", ExactDecimal),
-    Column("details", JSON),
+    Column("details", JSON),  # every field of the source's line by its header name, as written
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
     # In SQLite the rows live in the primary key's B-tree instead of beside it: a statement's
     # load writes one tree, not two.
@@ -196,7 +200,7 @@ bank_requests = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", String(64), nullable=False, unique=True),
     Column("merchant_id", String(64), nullable=False),
-    Column("account_no", String(32), nullable=False),
+    Column("account_no", String(64), nullable=False),
     Column("bill_date", Date, nullable=False),
     Column("workflow_id", String(255), nullable=False),
     Column("run_id", String(64), nullable=False),
@@ -222,7 +226,7 @@ merchant_pauses = Table(
 cancelled_statements = Table(
     "cancelled_statements",
     metadata,
-    Column("account_no", String(32), nullable=False),
+    Column("account_no", String(64), nullable=False),
     Column("bill_date", Date, nullable=False),
     Column("cancelled_at", UtcDateTime, nullable=False),
     Column("workflow_id", String(255), nullable=False),
@@ -278,19 +282,6 @@ def database_location(url: str) -> str:
 def rows_of(table: Table, key: StatementKey) -> ColumnElement[bool]:
     """The rows of ``table`` that belong to the statement ``key``."""
     return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
-
-
-def create_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
-    # create_all makes indexes only with their tables: a database made before an index was
-    # added gets it here. The catalog is read first, so that nothing is locked when none is missing.
-    with engine.begin() as conn:
-        inspector = inspect(conn)
-        for table in metadata.sorted_tables:
-            present = {index["name"] for index in inspector.get_indexes(table.name)}
-            for index in table.indexes:
-                if index.name not in present:
-                    conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def describe_error(error: DBAPIError) -> str:
