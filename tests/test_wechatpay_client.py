@@ -148,23 +148,29 @@ async def test_an_answer_signed_by_another_wechatpay_key_is_never_believed(
     keys: Keys, tmp_path: Path
 ) -> None:
     impostor = make_key_pair(tmp_path, "impostor")
-    with simulator(Keys(keys.merchant, impostor)) as sim:
-        with pytest.raises(SourceUnavailable, match="does not verify"):
-            await ask(sim, keys, tmp_path)
+    with (
+        simulator(Keys(keys.merchant, impostor)) as sim,
+        pytest.raises(SourceUnavailable, match="does not verify"),
+    ):
+        await ask(sim, keys, tmp_path)
 
 
 async def test_an_answer_naming_another_public_key_id_is_never_believed(keys: Keys, tmp_path: Path) -> None:
-    with simulator(keys, wechatpay_public_key_id="PUB_KEY_ID_OTHER") as sim:
-        with pytest.raises(SourceUnavailable, match="Wechatpay-Serial differs"):
-            await ask(sim, keys, tmp_path)
+    with (
+        simulator(keys, wechatpay_public_key_id="PUB_KEY_ID_OTHER") as sim,
+        pytest.raises(SourceUnavailable, match="Wechatpay-Serial differs"),
+    ):
+        await ask(sim, keys, tmp_path)
 
 
 async def test_a_stale_answer_is_never_believed(keys: Keys, tmp_path: Path) -> None:
     # Its clock runs behind ours by more than five minutes: it refuses our requests as too old,
     # in answers whose own timestamps are too old for us.
-    with simulator(keys, BillPlan(outcome="empty"), clock=lambda: time.time() - 600) as sim:
-        with pytest.raises(SourceUnavailable, match="Wechatpay-Timestamp is [0-9]+s off our clock"):
-            await ask(sim, keys, tmp_path)
+    with (
+        simulator(keys, BillPlan(outcome="empty"), clock=lambda: time.time() - 600) as sim,
+        pytest.raises(SourceUnavailable, match=r"Wechatpay-Timestamp is [0-9]+s off our clock"),
+    ):
+        await ask(sim, keys, tmp_path)
     # Within five minutes, both sides believe each other.
     with simulator(keys, BillPlan(outcome="empty"), clock=lambda: time.time() - 290) as sim:
         answer = await ask(sim, keys, tmp_path)

@@ -128,15 +128,15 @@ def _lines(text: IO[str]) -> Iterator[str]:
         number += 1
 
 
-def _header(row: list[str] | None) -> list[str]:
+def _header(row: list[str] | None, line: int = 1) -> list[str]:
     if not row:
-        raise StatementDamaged("header", "the bill has no header row", line=1)
+        raise StatementDamaged("header", "the bill has no header row", line=line)
     if any(name.startswith(_MARK) for name in row):
         raise StatementDamaged(
-            "header", "the first row is not a header (its values start with a backtick)", line=1
+            "header", "neither a header nor a row whose values all start with a backtick", line=line
         )
     if len(set(row)) != len(row):
-        raise StatementDamaged("header", "a column name appears twice", line=1)
+        raise StatementDamaged("header", "a column name appears twice", line=line)
     return row
 
 
@@ -161,7 +161,7 @@ def _details(
     for written, row in enumerate(reader):
         if row and not row[0].startswith(_MARK):
             on_progress(written)
-            return _header(row)
+            return _header(row, reader.line_num)
         line = reader.line_num
         write(take(_values(row, width, line), line))
         if (written + 1) % _PROGRESS_EVERY == 0:
