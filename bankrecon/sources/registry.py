@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from bankrecon.sources.base import SourceKind
 from bankrecon.sources.refbank.kind import REFBANK
+from bankrecon.sources.wechatpay import WECHATPAY
 
 DEFAULT_KIND = "refbank"
 
-_KINDS: tuple[SourceKind, ...] = (REFBANK,)
+_KINDS: tuple[SourceKind, ...] = (REFBANK, WECHATPAY)
 SOURCE_KINDS = {kind.name: kind for kind in _KINDS}

@@ -1,0 +1,413 @@
+"""WeChat Pay trade and fund-flow bills: read, checked against their summary, written as canonical rows.
+
+A bill is UTF-8 CSV (a BOM is allowed): a header row, detail rows whose every value starts
+with a backtick, a summary header and one summary row. Columns are found by their header
+name; every column, known or not, is kept in the row's ``details``.
+
+Trade bills: a row whose 交易状态 is REFUND is a refund (a debit of 退款金额 keyed by
+微信退款单号); a SUCCESS row is a payment (a credit of 应结订单金额 keyed by 微信订单号). Only
+交易状态 decides: the refund columns of a payment row and the 应结订单金额 of a refund row
+are kept in ``details`` and count towards no total, so a bill that counted them in its
+summary fails the summary check. Fees are kept as written, with their sign: WeChat Pay
+returns the fee of a refunded payment, and writes it negative on the refund row; the fees
+of all rows add up to 手续费总金额.
+
+Fund-flow bills: every row is keyed by 资金流水单号; 收入 is a credit and 支出 a debit.
+"""
+
+from __future__ import annotations
+
+import _csv
+import csv
+import io
+import os
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import IO, Literal
+
+from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
+from bankrecon.sources.wechatpay.gunzip import GunzipStream
+from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
+from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.store.archive import archive_path, staged_file
+
+Bill = Literal["tradebill", "fundflowbill"]
+MAX_LINE_CHARS = 64 * 1024
+_MARK = "`"
+_PROGRESS_EVERY = 8192
+_TEXT_BUFFER = 256 * 1024
+_KEY_BUCKETS = 64
+
+
+def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
+    return data_dir / "records" / f"{source_sha256}-{key.account_no}-{key.bill_date.isoformat()}.canonical"
+
+
+def decode_bill(
+    data_dir: Path,
+    key: StatementKey,
+    archive: ArchiveRef,
+    bill: Bill,
+    limits: ArchiveLimits,
+    on_progress: Callable[[int], None],
+) -> DecodedStatement:
+    """Check the whole bill; its records file exists only if every rule held."""
+    target = records_path(data_dir, archive.sha256, key)
+    with staged_file(target.parent) as (out, staged):
+        totals = read_bill(
+            archive_path(data_dir, archive.sha256),
+            bill,
+            limits,
+            CanonicalRecordWriter(out).write,
+            on_progress,
+        )
+    os.replace(staged, target)
+    return DecodedStatement(
+        totals=totals,
+        source_sha256=archive.sha256,
+        records_file=str(target.relative_to(data_dir)),
+        part_count=1,
+        records_format="canonical",
+    )
+
+
+def read_bill(
+    path: Path,
+    bill: Bill,
+    limits: ArchiveLimits,
+    write: Callable[[CanonicalRow], None],
+    on_progress: Callable[[int], None] = lambda _count: None,
+) -> StatementTotals:
+    """Every detail row of the gzip bill at ``path`` to ``write``, in order; the totals, checked."""
+    layout, summary = _read(path, bill, limits, write, on_progress)
+    repeated = layout.keys.repeated()
+    if repeated:
+        _name_repeated_key(path, bill, limits, repeated)
+    return layout.totals(summary)
+
+
+def _read(
+    path: Path,
+    bill: Bill,
+    limits: ArchiveLimits,
+    write: Callable[[CanonicalRow], None],
+    on_progress: Callable[[int], None],
+) -> tuple[_Layout, dict[str, str]]:
+    with path.open("rb") as compressed:
+        raw = GunzipStream(compressed, path.stat().st_size, limits)
+        text = io.TextIOWrapper(io.BufferedReader(raw, _TEXT_BUFFER), encoding="utf-8", newline="")
+        reader = csv.reader(_lines(text), strict=True)
+        try:
+            header = _header(next(reader, None))
+            layout: _Layout = _TradeLayout(header) if bill == "tradebill" else _FundFlowLayout(header)
+            summary_header = _details(reader, layout, write, on_progress)
+            return layout, _summary(reader, summary_header)
+        except UnicodeDecodeError:
+            raise StatementDamaged("encoding", "not UTF-8", line=reader.line_num + 1) from None
+        except csv.Error as exc:
+            raise StatementDamaged("csv", str(exc), line=reader.line_num) from None
+
+
+def _lines(text: IO[str]) -> Iterator[str]:
+    readline = text.readline
+    line = readline(MAX_LINE_CHARS + 1)
+    # Some bills start with a byte order mark; it belongs to no header name.
+    if line.startswith("\ufeff"):
+        line = line[1:]
+    number = 1
+    while line:
+        if len(line) > MAX_LINE_CHARS:
+            raise StatementDamaged("line length", f"longer than {MAX_LINE_CHARS} characters", line=number)
+        yield line
+        line = readline(MAX_LINE_CHARS + 1)
+        number += 1
+
+
+def _header(row: list[str] | None, line: int = 1) -> list[str]:
+    if not row:
+        raise StatementDamaged("header", "the bill has no header row", line=line)
+    if any(name.startswith(_MARK) for name in row):
+        raise StatementDamaged(
+            "header", "neither a header nor a row whose values all start with a backtick", line=line
+        )
+    if len(set(row)) != len(row):
+        raise StatementDamaged("header", "a column name appears twice", line=line)
+    return row
+
+
+def _values(row: list[str], width: int, line: int) -> list[str]:
+    """The row's values without their backtick, which every one of them must have."""
+    if len(row) != width:
+        raise StatementDamaged("row width", f"{len(row)} values under a header of {width}", line=line)
+    if "".join([value[:1] for value in row]) != _MARK * width:
+        raise StatementDamaged("backtick", "a value does not start with a backtick", line=line)
+    return [value[1:] for value in row]
+
+
+def _details(
+    reader: _csv.Reader,
+    layout: _Layout,
+    write: Callable[[CanonicalRow], None],
+    on_progress: Callable[[int], None],
+) -> list[str]:
+    """Writes the detail rows; returns the summary header that ends them."""
+    width = len(layout.header)
+    take = layout.take
+    for written, row in enumerate(reader):
+        if row and not row[0].startswith(_MARK):
+            on_progress(written)
+            return _header(row, reader.line_num)
+        line = reader.line_num
+        write(take(_values(row, width, line), line))
+        if (written + 1) % _PROGRESS_EVERY == 0:
+            on_progress(written + 1)
+    raise StatementDamaged("summary", "the bill ends without its summary rows", line=reader.line_num + 1)
+
+
+def _summary(reader: _csv.Reader, summary_header: list[str]) -> dict[str, str]:
+    row = next(reader, None)
+    if row is None:
+        raise StatementDamaged("summary", "no summary row after the summary header", line=reader.line_num + 1)
+    summary = dict(zip(summary_header, _values(row, len(summary_header), reader.line_num), strict=True))
+    for extra in reader:
+        if extra:
+            raise StatementDamaged("summary", "rows after the summary row", line=reader.line_num)
+    return summary
+
+
+class _RowKeys:
+    """The row keys seen so far, as 64-bit hashes in arrays split by hash range: 8 bytes a row.
+
+    Equal hashes only make candidates, which a second read of the bill confirms or clears.
+    """
+
+    def __init__(self) -> None:
+        self._buckets = [array("q") for _ in range(_KEY_BUCKETS)]
+
+    def add(self, key: str) -> None:
+        digest = hash(key)
+        self._buckets[digest % _KEY_BUCKETS].append(digest)
+
+    def repeated(self) -> set[int]:
+        found: set[int] = set()
+        for bucket in self._buckets:
+            if len(set(bucket)) != len(bucket):
+                ordered = sorted(bucket)
+                found.update(a for a, b in pairwise(ordered) if a == b)
+        return found
+
+
+def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates: set[int]) -> None:
+    """Reads the bill again to name the first key that is really repeated; returns if none is."""
+    first_seen: dict[str, int] = {}
+    line = 1
+
+    def check(row: CanonicalRow) -> None:
+        nonlocal line
+        line += 1
+        if hash(row.serial_no) not in candidates:
+            return
+        if row.serial_no in first_seen:
+            raise StatementDamaged(
+                "duplicate key",
+                f"the row's key repeats the one of line {first_seen[row.serial_no]}",
+                line=line,
+            )
+        first_seen[row.serial_no] = line
+
+    _read(path, bill, limits, check, lambda _count: None)
+
+
+def _column(header: Sequence[str], name: str) -> int:
+    try:
+        return header.index(name)
+    except ValueError:
+        raise StatementDamaged("columns", f"the bill has no column {name}", line=1) from None
+
+
+def _traded_at(text: str, column: str, line: int) -> datetime:
+    try:
+        if len(text) != 19:
+            raise ValueError
+        return datetime.fromisoformat(text).replace(tzinfo=CHINA_STANDARD_TIME)
+    except ValueError:
+        raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line) from None
+
+
+def _decimal(text: str, column: str, line: int, *, places: int, signed: bool = False) -> Decimal:
+    """A plain decimal as the bill writes it: digits, at most one point and ``places`` decimals."""
+    digits = text[1:] if signed and text.startswith("-") else text
+    point = digits.find(".")
+    whole, fraction = (digits, "") if point < 0 else (digits[:point], digits[point + 1 :])
+    if not (
+        whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))
+    ):
+        raise StatementDamaged("amount", f"{column} is not a plain decimal", line=line)
+    if len(fraction) > places or (point >= 0 and not fraction):
+        raise StatementDamaged("amount", f"{column} has more than {places} decimals", line=line)
+    return Decimal(text)
+
+
+def _count(summary: dict[str, str], name: str) -> int:
+    """A summary count, which WeChat Pay may write as a float (``20.0``)."""
+    text = summary[name]
+    whole, point, fraction = text.partition(".")
+    if not (whole.isascii() and whole.isdigit()) or (point and fraction.strip("0")):
+        raise StatementDamaged("summary", f"{name} is not a count")
+    return int(whole)
+
+
+def _summary_amount(summary: dict[str, str], name: str, places: int = 2) -> Decimal:
+    try:
+        return _decimal(summary[name], name, 0, places=places, signed=True)
+    except StatementDamaged as exc:
+        raise StatementDamaged("summary", exc.detail) from None
+
+
+def _agree(summary: dict[str, str], name: str, counted: Decimal | int, what: str) -> None:
+    if name not in summary:
+        raise StatementDamaged("summary", f"the summary has no {name}")
+    said = _count(summary, name) if isinstance(counted, int) else _summary_amount(summary, name, 5)
+    if said != counted:
+        raise StatementDamaged("summary", f"{name} says {said}, the rows give {counted} ({what})")
+
+
+@dataclass
+class _Layout:
+    header: list[str]
+    keys: _RowKeys = field(default_factory=_RowKeys, init=False)
+    credit_count: int = field(default=0, init=False)
+    debit_count: int = field(default=0, init=False)
+    credit_total: Decimal = field(default=Decimal("0.00"), init=False)
+    debit_total: Decimal = field(default=Decimal("0.00"), init=False)
+
+    def take(self, values: list[str], line: int) -> CanonicalRow:
+        raise NotImplementedError
+
+    def totals(self, summary: dict[str, str]) -> StatementTotals:
+        raise NotImplementedError
+
+    def _statement_totals(self, summary: dict[str, str], fee_total: Decimal | None) -> StatementTotals:
+        return StatementTotals(
+            currency="CNY",
+            opening_balance=None,
+            closing_balance=None,
+            credit_count=self.credit_count,
+            debit_count=self.debit_count,
+            credit_total=self.credit_total,
+            debit_total=self.debit_total,
+            transaction_count=self.credit_count + self.debit_count,
+            fee_total=fee_total,
+            summary=summary,
+        )
+
+    def _keyed(self, key: str, line: int) -> str:
+        if not key:
+            raise StatementDamaged("key", "the row's key is empty", line=line)
+        self.keys.add(key)
+        return key
+
+
+class _TradeLayout(_Layout):
+    def __init__(self, header: list[str]):
+        super().__init__(header)
+        self.time = _column(header, "交易时间")
+        self.status = _column(header, "交易状态")
+        self.order_no = _column(header, "微信订单号")
+        self.reference = _column(header, "商户订单号")
+        self.fee = _column(header, "手续费")
+        # A SUCCESS bill has no refund columns, a REFUND bill no payments to settle: each is
+        # needed once a row needs it.
+        self.settled = header.index("应结订单金额") if "应结订单金额" in header else None
+        self.refund_no = header.index("微信退款单号") if "微信退款单号" in header else None
+        self.refunded = header.index("退款金额") if "退款金额" in header else None
+        self.fee_total = Decimal("0")
+
+    def take(self, values: list[str], line: int) -> CanonicalRow:
+        status = values[self.status]
+        if status == "SUCCESS":
+            if self.settled is None:
+                raise StatementDamaged("columns", "the bill has no column 应结订单金额", line=1)
+            key = values[self.order_no]
+            amount = _decimal(values[self.settled], "应结订单金额", line, places=2)
+            direction: Literal["C", "D"] = "C"
+            self.credit_count += 1
+            self.credit_total += amount
+        elif status == "REFUND":
+            if self.refund_no is None or self.refunded is None:
+                raise StatementDamaged("columns", "the bill has no column 微信退款单号 or 退款金额", line=1)
+            key = values[self.refund_no]
+            amount = _decimal(values[self.refunded], "退款金额", line, places=2)
+            direction = "D"
+            self.debit_count += 1
+            self.debit_total += amount
+        else:
+            raise StatementDamaged("交易状态", "neither SUCCESS nor REFUND", line=line)
+        fee = _decimal(values[self.fee], "手续费", line, places=5, signed=True)
+        self.fee_total += fee
+        return CanonicalRow(
+            serial_no=self._keyed(key, line),
+            traded_at=_traded_at(values[self.time], "交易时间", line),
+            direction=direction,
+            amount=amount,
+            fee=fee,
+            reference=values[self.reference] or None,
+            details=dict(zip(self.header, values, strict=True)),
+        )
+
+    def totals(self, summary: dict[str, str]) -> StatementTotals:
+        _agree(summary, "总交易单数", self.credit_count + self.debit_count, "detail rows")
+        _agree(summary, "手续费总金额", self.fee_total, "sum of 手续费")
+        if self.credit_count or "应结订单总金额" in summary:
+            _agree(summary, "应结订单总金额", self.credit_total, "sum of 应结订单金额 of SUCCESS rows")
+        if self.debit_count or "退款总金额" in summary:
+            _agree(summary, "退款总金额", self.debit_total, "sum of 退款金额 of REFUND rows")
+        return self._statement_totals(summary, self.fee_total)
+
+
+class _FundFlowLayout(_Layout):
+    def __init__(self, header: list[str]):
+        super().__init__(header)
+        self.time = _column(header, "记账时间")
+        self.flow_no = _column(header, "资金流水单号")
+        self.kind = _column(header, "收支类型")
+        self.amount = _column(header, "收支金额(元)")
+        self.balance = _column(header, "账户结余(元)")
+        self.reference = _column(header, "业务凭证号")
+
+    def take(self, values: list[str], line: int) -> CanonicalRow:
+        kind = values[self.kind]
+        amount = _decimal(values[self.amount], "收支金额(元)", line, places=2)
+        direction: Literal["C", "D"]
+        if kind == "收入":
+            direction = "C"
+            self.credit_count += 1
+            self.credit_total += amount
+        elif kind == "支出":
+            direction = "D"
+            self.debit_count += 1
+            self.debit_total += amount
+        else:
+            raise StatementDamaged("收支类型", "neither 收入 nor 支出", line=line)
+        return CanonicalRow(
+            serial_no=self._keyed(values[self.flow_no], line),
+            traded_at=_traded_at(values[self.time], "记账时间", line),
+            direction=direction,
+            amount=amount,
+            balance_after=_decimal(values[self.balance], "账户结余(元)", line, places=2, signed=True),
+            reference=values[self.reference] or None,
+            details=dict(zip(self.header, values, strict=True)),
+        )
+
+    def totals(self, summary: dict[str, str]) -> StatementTotals:
+        _agree(summary, "资金流水总笔数", self.credit_count + self.debit_count, "detail rows")
+        _agree(summary, "收入笔数", self.credit_count, "收入 rows")
+        _agree(summary, "收入金额", self.credit_total, "sum of 收入 rows")
+        _agree(summary, "支出笔数", self.debit_count, "支出 rows")
+        _agree(summary, "支出金额", self.debit_total, "sum of 支出 rows")
+        return self._statement_totals(summary, None)
