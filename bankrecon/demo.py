@@ -108,6 +108,20 @@ def _write_owner_only(path: Path, text: str) -> None:
         out.write(text)
 
 
+def write_demo_env(path: Path, settings: dict[str, str]) -> None:
+    """The demo's settings for `bankrecon` and `temporal` commands in another shell.
+
+    Sourced there with ``set -a; . data/demo.env; set +a``, it also puts the commands installed
+    beside this Python (the venv's ``bin``: bankrecon, temporal) first on that shell's PATH.
+    Owner-only: it may hold the codec token and a database password.
+    """
+    commands = Path(sys.executable).parent.absolute()
+    lines = [f"{name}={shlex.quote(value)}\n" for name, value in settings.items()]
+    # "$PATH" unquoted by shlex: the shell that sources the file expands it.
+    lines.append(f'PATH={shlex.quote(str(commands))}:"$PATH"\n')
+    _write_owner_only(path, "".join(lines))
+
+
 def _secret_file(path: Path, make: str) -> str:
     """The content of ``path``, written (readable by its owner only) with ``make`` when missing."""
     if not path.exists():
@@ -220,12 +234,8 @@ async def run(args: argparse.Namespace) -> int:
     }
     if encryption:
         env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
-    # The same settings for `bankrecon` and `temporal` commands in another shell:
-    # set -a; . data/demo.env; set +a. Owner-only: it may hold the codec token and a database password.
     demo_env = env | (encryption.cli_env if encryption else {})
-    _write_owner_only(
-        data_dir / "demo.env", "".join(f"{name}={shlex.quote(value)}\n" for name, value in demo_env.items())
-    )
+    write_demo_env(data_dir / "demo.env", demo_env)
     env = os.environ | env | (encryption.env if encryption else {}) | {"PYTHONUNBUFFERED": "1"}
     temporal = find_binary("temporal")
     bill_date = yesterday_in_china(datetime.now(UTC))

@@ -19,7 +19,7 @@ from temporalio.api.common.v1 import Payload
 from bankrecon.binaries import find_binary
 from bankrecon.codec import EncryptionCodec, load_key_ring
 from bankrecon.db import create_schema, make_engine
-from bankrecon.demo import _show_rows
+from bankrecon.demo import _show_rows, write_demo_env
 from bankrecon.models import StatementKey
 from tests.harness import ACCOUNT, changed_url, readable_history, stored_rows
 from tests.processes import DevServer, ProcessGroup, environment_without_settings, wait_until
@@ -60,6 +60,32 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     for port in (temporal_port, ui_port, bank_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+DEMO_ENV_RECIPE = "set -a; . data/demo.env; set +a"
+
+
+def test_the_readme_recipe_puts_bankrecon_and_temporal_on_a_new_shells_path(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_demo_env(tmp_path / "data" / "demo.env", {"TEMPORAL_ADDRESS": "127.0.0.1:7233"})
+    assert DEMO_ENV_RECIPE in (ROOT / "README.md").read_text()
+    # A new shell, with nothing of the venv: the system's PATH only.
+    new_shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{DEMO_ENV_RECIPE}; bankrecon --help && temporal --version && echo $TEMPORAL_ADDRESS",
+        ],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert new_shell.returncode == 0, new_shell.stderr
+    assert "usage: bankrecon" in new_shell.stdout
+    assert "temporal version" in new_shell.stdout
+    assert new_shell.stdout.endswith("127.0.0.1:7233\n")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
