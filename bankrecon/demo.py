@@ -340,13 +340,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
-    parser.add_argument("--database-url", help="default: SQLite file bankrecon.db in the data dir")
-    parser.add_argument("--temporal-port", type=int, default=7233)
-    parser.add_argument("--ui-port", type=int, default=8233)
-    parser.add_argument("--bank-port", type=int, default=8600)
-    parser.add_argument("--interval", type=float, default=3.0, help="bank window and retry interval, seconds")
-    parser.add_argument("--ready-after", type=int, default=3, help="refusals before the statement is ready")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="state, logs and demo.env of the demo (default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--database-url", help="bankrecon's database (default: SQLite file bankrecon.db in the data dir)"
+    )
+    parser.add_argument(
+        "--temporal-port", type=int, default=7233, help="Temporal dev server port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ui-port", type=int, default=8233, help="Temporal Web UI port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--bank-port", type=int, default=8600, help="bank simulator port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=3.0,
+        help="bank window and retry interval, seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ready-after",
+        type=int,
+        default=3,
+        help="refusals before the statement is ready (default: %(default)s)",
+    )
     parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
     parser.add_argument(
         "--encrypt",
@@ -354,7 +377,12 @@ def main() -> None:
         help="encrypt every payload in history (key and codec token made in the data dir); "
         "run the codec server and point the Web UI at it",
     )
-    parser.add_argument("--codec-port", type=int, default=8081, help="codec server port, with --encrypt")
+    parser.add_argument(
+        "--codec-port",
+        type=int,
+        default=8081,
+        help="codec server port, with --encrypt (default: %(default)s)",
+    )
     raise SystemExit(asyncio.run(run_until_stopped(parser.parse_args())))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -86,6 +87,19 @@ def test_the_readme_recipe_puts_bankrecon_and_temporal_on_a_new_shells_path(tmp_
     assert "usage: bankrecon" in new_shell.stdout
     assert "temporal version" in new_shell.stdout
     assert new_shell.stdout.endswith("127.0.0.1:7233\n")
+
+
+def test_demo_help_shows_the_default_of_every_option_that_takes_a_value() -> None:
+    shown = subprocess.run(
+        [str(ROOT / "scripts" / "demo"), "--help"], capture_output=True, text=True, timeout=120, check=True
+    )
+    # argparse starts each option's entry on a line of its own, indented by two spaces.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", shown.stdout.split("options:")[1])]
+    taking_a_value = [entry for entry in entries if re.match(r"--[a-z-]+ [A-Z_]+ ", entry)]
+    assert len(taking_a_value) == 8, entries
+    assert all(re.search(r"\(default: [^)]+\)$", entry) for entry in taking_a_value), taking_a_value
+    assert "--temporal-port TEMPORAL_PORT Temporal dev server port (default: 7233)" in entries
+    assert "--interval INTERVAL bank window and retry interval, seconds (default: 3.0)" in entries
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
