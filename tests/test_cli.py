@@ -225,7 +225,7 @@ async def test_the_readme_query_by_account_and_date_finds_the_statement(
         assert stored.returncode == 0, stored.stderr
 
     async def listed(since: str) -> str:
-        query = f"BankAccount = '{account}' AND BillDate >= '{since}'"  # the README's recipe
+        query = f"BankAccount = '{account}' AND BillDate >= '{since}'"  # docs/operations.md's recipe
         command = [find_binary("temporal"), "workflow", "list", "--address", settings.temporal_address]
         shown = await asyncio.to_thread(
             subprocess.run, [*command, "--query", query], capture_output=True, text=True, timeout=30
@@ -345,7 +345,7 @@ async def test_a_cancelled_date_is_remembered_skipped_by_catch_up_and_started_ag
             handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
             while await handle.query(DailyStatementWorkflow.status) is None:
                 await asyncio.sleep(0.2)  # not started yet
-            # The README's recipe.
+            # The recipe of docs/operations.md.
             cancel = await asyncio.to_thread(
                 subprocess.run,
                 [find_binary("temporal"), "workflow", "cancel", "--address", settings.temporal_address,
