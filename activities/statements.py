@@ -211,7 +211,7 @@ class StatementActivities:
             run_id=run_id,
             activity_attempt=activity.info().attempt,
         )
-        claim = await asyncio.to_thread(link.window.try_claim, origin, datetime.now(UTC))
+        claim = await asyncio.to_thread(link.window.try_claim, origin)
         if isinstance(claim, Wait):
             wait = claim.delay + link.margin
             whose = (
@@ -241,7 +241,7 @@ class StatementActivities:
             await self._report(None, f"{kind.label} unavailable: {exc}")
             raise ApplicationError(f"{kind.label} unavailable: {exc}", type="BankUnavailable") from None
         finally:
-            await asyncio.to_thread(link.window.release, merchant_id, claim, datetime.now(UTC), outcome)
+            await asyncio.to_thread(link.window.release, merchant_id, claim, outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
         damaged = answer.outcome is Outcome.READY and answer.archive is None
         if answer.outcome in (Outcome.READY, Outcome.EMPTY) and not damaged:

@@ -1,11 +1,12 @@
 # Sourced by scripts/test: Debian packages some tests use, installed when missing.
 # chromium for the Web UI test (Playwright drives it and downloads no browser),
 # docker-compose to validate docker-compose.yml (no Docker engine needed), openssl for the
-# TLS test certificates.
+# TLS test certificates, faketime to run a worker on a clock that is off (the shared window).
 missing=()
 command -v chromium >/dev/null || missing+=(chromium)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v faketime >/dev/null || missing+=(faketime)
 if ((${#missing[@]})); then
     echo "installing ${missing[*]} with apt-get (log: /tmp/bankrecon-apt.log)" >&2
     if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from temporalio.api.common.v1 import Payload
 
 from bankrecon.models import StatementKey
 from bankrecon.ops.binaries import find_binary
-from bankrecon.ops.demo import _show_rows
+from bankrecon.ops.demo import _show_rows, write_demo_env
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import prepare_schema
 from bankrecon.temporal.codec import EncryptionCodec, load_key_ring
@@ -61,6 +62,45 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     for port in (temporal_port, ui_port, bank_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+
+
+DEMO_ENV_RECIPE = "set -a; . data/demo.env; set +a"
+
+
+def test_the_readme_recipe_puts_bankrecon_and_temporal_on_a_new_shells_path(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_demo_env(tmp_path / "data" / "demo.env", {"TEMPORAL_ADDRESS": "127.0.0.1:7233"})
+    assert DEMO_ENV_RECIPE in (ROOT / "README.md").read_text()
+    # A new shell, with nothing of the venv: the system's PATH only.
+    new_shell = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{DEMO_ENV_RECIPE}; bankrecon --help && temporal --version && echo $TEMPORAL_ADDRESS",
+        ],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert new_shell.returncode == 0, new_shell.stderr
+    assert "usage: bankrecon" in new_shell.stdout
+    assert "temporal version" in new_shell.stdout
+    assert new_shell.stdout.endswith("127.0.0.1:7233\n")
+
+
+def test_demo_help_shows_the_default_of_every_option_that_takes_a_value() -> None:
+    shown = subprocess.run(
+        [str(ROOT / "scripts" / "demo"), "--help"], capture_output=True, text=True, timeout=120, check=True
+    )
+    # argparse starts each option's entry on a line of its own, indented by two spaces.
+    entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", shown.stdout.split("options:")[1])]
+    taking_a_value = [entry for entry in entries if re.match(r"--[a-z-]+ [A-Z_]+ ", entry)]
+    assert len(taking_a_value) == 8, entries
+    assert all(re.search(r"\(default: [^)]+\)$", entry) for entry in taking_a_value), taking_a_value
+    assert "--temporal-port TEMPORAL_PORT Temporal dev server port (default: 7233)" in entries
+    assert "--interval INTERVAL bank window and retry interval, seconds (default: 3.0)" in entries
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

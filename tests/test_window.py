@@ -45,12 +45,28 @@ def engine(database_url: str) -> Engine:
     return engine
 
 
+class WindowAtSetTimes:
+    """A MerchantWindow whose clock reads the time each call names: its rules at chosen moments."""
+
+    def __init__(self, engine: Engine):
+        self._now = T0
+        self._window = MerchantWindow(engine, INTERVAL, TIMEOUT, clock=lambda _conn: self._now)
+
+    def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | Wait:
+        self._now = now
+        return self._window.try_claim(origin)
+
+    def release(self, merchant_id: str, claim: Claim, ended_at: datetime, outcome: str) -> None:
+        self._now = ended_at
+        self._window.release(merchant_id, claim, outcome)
+
+
 @pytest.fixture
-def window(engine: Engine) -> MerchantWindow:
-    return MerchantWindow(engine, INTERVAL, TIMEOUT)
+def window(engine: Engine) -> WindowAtSetTimes:
+    return WindowAtSetTimes(engine)
 
 
-def test_window_reopens_one_interval_after_the_answer(window: MerchantWindow) -> None:
+def test_window_reopens_one_interval_after_the_answer(window: WindowAtSetTimes) -> None:
     claim = window.try_claim(_origin(), T0)
     assert isinstance(claim, Claim)
     # In flight: closed, and the earliest it can open is one interval after the request ends.
@@ -63,14 +79,14 @@ def test_window_reopens_one_interval_after_the_answer(window: MerchantWindow) ->
     assert isinstance(window.try_claim(_origin(), answered + INTERVAL), Claim)
 
 
-def test_merchants_have_separate_windows(window: MerchantWindow) -> None:
+def test_merchants_have_separate_windows(window: WindowAtSetTimes) -> None:
     assert isinstance(window.try_claim(_origin("M1"), T0), Claim)
     assert isinstance(window.try_claim(_origin("M2"), T0), Claim)
     assert isinstance(window.try_claim(_origin("M1"), T0), Wait)
 
 
 def test_a_dead_workers_claim_keeps_the_window_closed_until_its_hold_ends(
-    window: MerchantWindow,
+    window: WindowAtSetTimes,
 ) -> None:
     assert isinstance(window.try_claim(_origin(), T0), Claim)  # never released: the worker died
     assert window.try_claim(_origin(), T0 + TIMEOUT) == Wait(INTERVAL, ahead=0)
@@ -78,7 +94,7 @@ def test_a_dead_workers_claim_keeps_the_window_closed_until_its_hold_ends(
     assert isinstance(window.try_claim(_origin(), T0 + TIMEOUT + INTERVAL), Claim)
 
 
-def test_a_stale_release_cannot_reopen_a_window_taken_since(window: MerchantWindow) -> None:
+def test_a_stale_release_cannot_reopen_a_window_taken_since(window: WindowAtSetTimes) -> None:
     stale = window.try_claim(_origin(), T0)
     assert isinstance(stale, Claim)
     later = T0 + TIMEOUT + INTERVAL
@@ -88,7 +104,7 @@ def test_a_stale_release_cannot_reopen_a_window_taken_since(window: MerchantWind
     assert isinstance(window.try_claim(_origin(attempt=3), later + timedelta(seconds=2)), Wait)
 
 
-def test_concurrent_claims_admit_exactly_one(engine: Engine, window: MerchantWindow) -> None:
+def test_concurrent_claims_admit_exactly_one(engine: Engine, window: WindowAtSetTimes) -> None:
     window.try_claim(_origin("warm-up"), T0)  # the table exists; the race is on the merchant row
     results: list[Claim | Wait] = []
     start = threading.Barrier(8)
@@ -108,7 +124,7 @@ def test_concurrent_claims_admit_exactly_one(engine: Engine, window: MerchantWin
     assert len(logged) == 1
 
 
-def test_requests_are_logged_and_counted_per_run(window: MerchantWindow, engine: Engine) -> None:
+def test_requests_are_logged_and_counted_per_run(window: WindowAtSetTimes, engine: Engine) -> None:
     t = T0
     for attempt in (1, 2, 3):
         claim = window.try_claim(_origin(attempt=attempt), t)
@@ -161,7 +177,7 @@ def _statement(name: str) -> RequestOrigin:
     )
 
 
-def _requests(window: MerchantWindow, asking: list[str], first: datetime, windows: int) -> list[str]:
+def _requests(window: WindowAtSetTimes, asking: list[str], first: datetime, windows: int) -> list[str]:
     """Each of ``asking`` asks at each opening, in that order: the statements that got the turns."""
     turns = []
     now = first
@@ -175,7 +191,7 @@ def _requests(window: MerchantWindow, asking: list[str], first: datetime, window
     return turns
 
 
-def test_the_window_goes_to_the_statement_that_waited_longest(window: MerchantWindow) -> None:
+def test_the_window_goes_to_the_statement_that_waited_longest(window: WindowAtSetTimes) -> None:
     # "stuck" had the last request; its retry always comes first, right at the opening.
     stuck = window.try_claim(_statement("stuck"), T0)
     assert isinstance(stuck, Claim)
@@ -196,7 +212,7 @@ def test_the_window_goes_to_the_statement_that_waited_longest(window: MerchantWi
     ]
 
 
-def test_a_statement_that_stopped_asking_is_forgotten_after_two_windows(window: MerchantWindow) -> None:
+def test_a_statement_that_stopped_asking_is_forgotten_after_two_windows(window: WindowAtSetTimes) -> None:
     first = window.try_claim(_statement("stuck"), T0)
     assert isinstance(first, Claim)
     window.release("M1", first, T0 + timedelta(seconds=1), "9999")
@@ -209,7 +225,7 @@ def test_a_statement_that_stopped_asking_is_forgotten_after_two_windows(window: 
     assert isinstance(window.try_claim(_statement("stuck"), forgotten), Claim)
 
 
-def test_a_cancelled_statement_leaves_the_queue_at_once(window: MerchantWindow, engine: Engine) -> None:
+def test_a_cancelled_statement_leaves_the_queue_at_once(window: WindowAtSetTimes, engine: Engine) -> None:
     first = window.try_claim(_statement("stuck"), T0)
     assert isinstance(first, Claim)
     window.release("M1", first, T0 + timedelta(seconds=1), "9999")
@@ -219,7 +235,7 @@ def test_a_cancelled_statement_leaves_the_queue_at_once(window: MerchantWindow, 
 
 
 def test_statements_asking_are_those_queued_and_those_the_bank_left_asking(
-    window: MerchantWindow, engine: Engine
+    window: WindowAtSetTimes, engine: Engine
 ) -> None:
     def asks(name: str, at: datetime, outcome: str) -> None:
         claim = window.try_claim(_statement(name), at)

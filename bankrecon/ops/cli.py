@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import sys
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -27,6 +26,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TextIO
 
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, TaskID, TextColumn
+from rich.progress import Progress as ProgressBar
+from rich.table import Table
 from sqlalchemy import Engine, Row
 from sqlalchemy.exc import OperationalError
 from temporalio.client import (
@@ -75,24 +78,34 @@ from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
-BAR_WIDTH = 30
-CLEAR_TO_END_OF_LINE = "\x1b[K"
 
 
 class CommandError(Exception):
     """A mistake in what was asked; the message says what to do instead."""
 
 
-def _display_width(text: str) -> int:
-    """Columns on a terminal: East Asian wide and fullwidth characters (the bank's 系统错误) take two."""
-    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F") else 1 for char in text)
+def _console(out: TextIO) -> Console:
+    """rich on a terminal (its width, styles); elsewhere plain text, never wrapped: one line a row.
+
+    Whether ``out`` is a terminal decides, not FORCE_COLOR: what a pipe or a log gets stays parseable.
+    """
+    terminal = out.isatty()
+    return Console(
+        file=out, force_terminal=terminal, width=None if terminal else sys.maxsize, highlight=False
+    )
 
 
 def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(_display_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        cells = [cell + " " * (width - _display_width(cell)) for cell, width in zip(row, widths, strict=True)]
-        out.write("  ".join(cells).rstrip() + "\n")
+    """Columns lined up by rich, which gives East Asian wide characters (the bank's 系统错误) two columns."""
+    header, *body = rows
+    table = Table(*header, box=None, pad_edge=False, highlight=False)
+    for row in body:
+        table.add_row(*row)
+    console = _console(out)
+    with console.capture() as rendered:
+        console.print(table)
+    # rich pads the last column to its width too.
+    out.write("".join(f"{line.rstrip()}\n" for line in rendered.get().splitlines()))
 
 
 def _dates(count: int) -> str:
@@ -205,33 +218,38 @@ def _done_by(statements: int, pace: timedelta) -> str:
 
 
 class Progress:
-    """One line redrawn in place on a terminal; a line per change elsewhere (logs, CI)."""
+    """A bar redrawn in place on a terminal (rich); a line per change elsewhere (logs, CI)."""
 
     def __init__(self, out: TextIO, total: int, pace: timedelta, others: int):
         self._out = out
         self._total = total
         self._pace = pace
         self._others = others  # the merchant's other statements, which take their turns too
-        self._live = out.isatty()
+        self._live: tuple[ProgressBar, TaskID] | None = None
+        if out.isatty():
+            bar = ProgressBar(
+                BarColumn(), TextColumn("{task.description}"), console=_console(out), auto_refresh=False
+            )
+            self._live = (bar, bar.add_task("", total=total))
         self.stored = 0
         self.failed = 0
 
     def show(self) -> None:
         done = self.stored + self.failed
-        filled = BAR_WIDTH * done // self._total
         remaining = self._total - done
         eta = f"  expected done by {_done_by(self._others + remaining, self._pace)}" if remaining else ""
-        line = (
-            f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done}/{self._total}  "
-            f"stored {self.stored}  failed {self.failed}{eta}"
-        )
-        # Redrawn over the last line, which may have been longer: clear what is left of it.
-        self._out.write(f"\r{line}{CLEAR_TO_END_OF_LINE}" if self._live else f"{line}\n")
-        self._out.flush()
+        line = f"{done}/{self._total}  stored {self.stored}  failed {self.failed}{eta}"
+        if self._live is None:
+            self._out.write(f"{line}\n")
+            self._out.flush()
+            return
+        bar, task = self._live
+        bar.start()
+        bar.update(task, completed=done, description=line, refresh=True)
 
     def close(self) -> None:
-        if self._live:
-            self._out.write("\n")
+        if self._live is not None:
+            self._live[0].stop()
 
 
 async def _outcome(handle: StatementHandle, bill_date: date) -> Outcome:

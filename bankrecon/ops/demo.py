@@ -109,6 +109,20 @@ def _write_owner_only(path: Path, text: str) -> None:
         out.write(text)
 
 
+def write_demo_env(path: Path, settings: dict[str, str]) -> None:
+    """The demo's settings for `bankrecon` and `temporal` commands in another shell.
+
+    Sourced there with ``set -a; . data/demo.env; set +a``, it also puts the commands installed
+    beside this Python (the venv's ``bin``: bankrecon, temporal) first on that shell's PATH.
+    Owner-only: it may hold the codec token and a database password.
+    """
+    commands = Path(sys.executable).parent.absolute()
+    lines = [f"{name}={shlex.quote(value)}\n" for name, value in settings.items()]
+    # "$PATH" unquoted by shlex: the shell that sources the file expands it.
+    lines.append(f'PATH={shlex.quote(str(commands))}:"$PATH"\n')
+    _write_owner_only(path, "".join(lines))
+
+
 def _secret_file(path: Path, make: str) -> str:
     """The content of ``path``, written (readable by its owner only) with ``make`` when missing."""
     if not path.exists():
@@ -221,12 +235,8 @@ async def run(args: argparse.Namespace) -> int:
     }
     if encryption:
         env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
-    # The same settings for `bankrecon` and `temporal` commands in another shell:
-    # set -a; . data/demo.env; set +a. Owner-only: it may hold the codec token and a database password.
     demo_env = env | (encryption.cli_env if encryption else {})
-    _write_owner_only(
-        data_dir / "demo.env", "".join(f"{name}={shlex.quote(value)}\n" for name, value in demo_env.items())
-    )
+    write_demo_env(data_dir / "demo.env", demo_env)
     env = os.environ | env | (encryption.env if encryption else {}) | {"PYTHONUNBUFFERED": "1"}
     # A demo database kept from an earlier release is brought up to date: the worker refuses an old one.
     engine = make_engine(database_url)
@@ -337,13 +347,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="default: ./data")
-    parser.add_argument("--database-url", help="default: SQLite file bankrecon.db in the data dir")
-    parser.add_argument("--temporal-port", type=int, default=7233)
-    parser.add_argument("--ui-port", type=int, default=8233)
-    parser.add_argument("--bank-port", type=int, default=8600)
-    parser.add_argument("--interval", type=float, default=3.0, help="bank window and retry interval, seconds")
-    parser.add_argument("--ready-after", type=int, default=3, help="refusals before the statement is ready")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("data"),
+        help="state, logs and demo.env of the demo (default: ./%(default)s)",
+    )
+    parser.add_argument(
+        "--database-url", help="bankrecon's database (default: SQLite file bankrecon.db in the data dir)"
+    )
+    parser.add_argument(
+        "--temporal-port", type=int, default=7233, help="Temporal dev server port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--ui-port", type=int, default=8233, help="Temporal Web UI port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--bank-port", type=int, default=8600, help="bank simulator port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=3.0,
+        help="bank window and retry interval, seconds (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ready-after",
+        type=int,
+        default=3,
+        help="refusals before the statement is ready (default: %(default)s)",
+    )
     parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
     parser.add_argument(
         "--encrypt",
@@ -351,7 +384,12 @@ def main() -> None:
         help="encrypt every payload in history (key and codec token made in the data dir); "
         "run the codec server and point the Web UI at it",
     )
-    parser.add_argument("--codec-port", type=int, default=8081, help="codec server port, with --encrypt")
+    parser.add_argument(
+        "--codec-port",
+        type=int,
+        default=8081,
+        help="codec server port, with --encrypt (default: %(default)s)",
+    )
     raise SystemExit(asyncio.run(run_until_stopped(parser.parse_args())))
 
 

@@ -13,6 +13,9 @@ workflow of a merchant therefore claims the window in the database before it sen
   before the answer, so counting from the answer keeps every arrival at least one
   full interval apart without guessing latency.
 
+Both times come from the database's clock, which every worker shares: workers on hosts whose
+clocks differ by a few seconds would otherwise send inside the window (see ``database_now``).
+
 A release names the claim it ends, so a request that outlived its hold cannot
 reopen a window that another request has taken since.
 
@@ -29,13 +32,14 @@ worker gone for long) is forgotten after two windows.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bankrecon.store.db import bank_requests, bank_window_queue, bank_windows, merchant_pauses
+from bankrecon.store.db import UtcDateTime, bank_requests, bank_window_queue, bank_windows, merchant_pauses
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # The bank counts arrivals, and timers fire a little early or late: a fetch that found the
@@ -114,14 +118,33 @@ class RequestOrigin:
     activity_attempt: int
 
 
+def database_now(conn: Connection) -> datetime:
+    """The time now on the clock all workers share, read inside the window's transaction.
+
+    PostgreSQL: ``clock_timestamp()``, the moment of the call (``now()`` is when the transaction
+    began, before it waited for the merchant's row). SQLite: this process's clock. Its database
+    is one file on one host, whose workers all read the one clock of that host.
+    """
+    if conn.dialect.name == "sqlite":
+        return datetime.now(UTC)
+    return conn.execute(select(func.clock_timestamp(type_=UtcDateTime()))).scalar_one()
+
+
 class MerchantWindow:
-    def __init__(self, engine: Engine, min_interval: timedelta, request_timeout: timedelta):
+    def __init__(
+        self,
+        engine: Engine,
+        min_interval: timedelta,
+        request_timeout: timedelta,
+        clock: Callable[[Connection], datetime] = database_now,
+    ):
         self._engine = engine
+        self._clock = clock
         self._min_interval = min_interval
         self._hold = request_timeout + min_interval
         self._forget_after = _forgotten_after(min_interval)
 
-    def try_claim(self, origin: RequestOrigin, now: datetime) -> Claim | Wait:
+    def try_claim(self, origin: RequestOrigin) -> Claim | Wait:
         """Take the window and log the request, or say how soon this statement's turn may come."""
         self._ensure_row(origin.merchant_id)
         request_id = uuid.uuid4().hex
@@ -134,6 +157,7 @@ class MerchantWindow:
                 .where(bank_windows.c.merchant_id == origin.merchant_id)
                 .values(merchant_id=bank_windows.c.merchant_id)
             )
+            now = self._clock(conn)
             conn.execute(
                 delete(bank_window_queue).where(
                     bank_window_queue.c.merchant_id == origin.merchant_id,
@@ -193,8 +217,10 @@ class MerchantWindow:
             wait = min(wait, self._min_interval)
         return Wait(max(wait, timedelta(0)), ahead)
 
-    def release(self, merchant_id: str, claim: Claim, ended_at: datetime, outcome: str) -> None:
+    def release(self, merchant_id: str, claim: Claim, outcome: str) -> None:
+        """End the claim now that its request is over: the window opens one interval from now."""
         with self._engine.begin() as conn:
+            ended_at = self._clock(conn)
             conn.execute(
                 update(bank_windows)
                 .where(
