@@ -21,7 +21,7 @@ from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
 from bankrecon.config import Settings
-from bankrecon.db import create_schema, describe_error, make_engine
+from bankrecon.db import describe_error, open_database, retry_can_cure
 from bankrecon.decoding import decode_archive
 from bankrecon.logs import statement_fields
 from bankrecon.models import (
@@ -34,7 +34,7 @@ from bankrecon.models import (
     StatementCancellation,
     StatementKey,
 )
-from bankrecon.persistence import save_statement
+from bankrecon.persistence import discard_records, save_statement
 from bankrecon.quarantine import quarantine_archive
 from bankrecon.statement import ArchiveLimits, StatementDamaged
 from bankrecon.window import (
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 BANK_REJECTED = "BankRejected"
 ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"
 STATEMENT_DAMAGED = "StatementDamaged"
+STATEMENT_REFUSED = "StatementRefused"
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 # Longer than any activity may run (the workflow's LOAD_TIMEOUT is 2 h): no live attempt owns such a file.
@@ -148,9 +149,7 @@ class StatementActivities:
         for stored in ("archives", "records"):
             for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
                 log.info("removed %s, left behind by a worker that died while writing it", left)
-        engine = make_engine(settings.resolved_database_url())
-        create_schema(engine)
-        return cls(settings, engine, directory)
+        return cls(settings, open_database(settings.resolved_database_url()), directory)
 
     async def close(self) -> None:
         for link in self._merchants.values():
@@ -339,6 +338,25 @@ class StatementActivities:
             extra=statement_fields(cancellation.statement),
         )
 
+    def _refused(self, request: PersistRequest, what: str) -> ApplicationError:
+        """The database refused the statement's data: every attempt would fail the same way."""
+        key = request.statement
+        kept = ""
+        if request.archive is not None:
+            damage = StatementDamaged("refused by the database", what)
+            path = quarantine_archive(self._data_dir, key, request.archive, damage, _workflow_run()[0])
+            kept = f"; the archive is quarantined at {path}"
+        discard_records(self._data_dir, request)
+        activity.logger.error(
+            "the database refused the statement%s: %s", kept, what, extra=statement_fields(key)
+        )
+        return ApplicationError(
+            f"the database refused statement {key.account_no} {key.bill_date} ({what}), "
+            f"nothing of it was stored{kept}",
+            type=STATEMENT_REFUSED,
+            non_retryable=True,
+        )
+
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:
         key = request.statement
@@ -350,6 +368,8 @@ class StatementActivities:
             # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or
             # key): the log and Temporal's history get what kind of error it was and where, not them.
             what = describe_error(exc)
+            if not retry_can_cure(exc):
+                raise self._refused(request, what) from None
             activity.logger.warning("storing failed, to be retried: %s", what, extra=statement_fields(key))
             raise ApplicationError(
                 f"database error while storing {key.account_no} {key.bill_date}: {what}; "

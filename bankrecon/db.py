@@ -21,6 +21,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     and_,
     create_engine,
     event,
@@ -134,9 +135,11 @@ transactions = Table(
     Column("direction", String(1), nullable=False),
     Column("amount", Money, nullable=False),
     Column("balance_after", Money, nullable=False),
-    Column("counterparty_account", String(64)),
-    Column("counterparty_name", String(256)),
-    Column("memo", String(512)),
+    # The format bounds none of these (statement-format.md: "any text"): stored whole, as they
+    # came; decode's 64 KiB per line is the one limit.
+    Column("counterparty_account", Text),
+    Column("counterparty_name", Text),
+    Column("memo", Text),
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
     # In SQLite the rows live in the primary key's B-tree instead of beside it: a statement's
     # load writes one tree, not two.
@@ -191,7 +194,7 @@ merchant_pauses = Table(
     metadata,
     Column("merchant_id", String(64), primary_key=True),
     Column("paused_at", UtcDateTime, nullable=False),
-    Column("reason", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 # Dates an operator cancelled (``temporal workflow cancel``): the nightly catch-up leaves them
@@ -252,6 +255,27 @@ def database_location(url: str) -> str:
     return url.split("@")[-1]
 
 
+class DatabaseUnusable(Exception):
+    """The database cannot be reached or set up; the message is one line, without the password."""
+
+    def __init__(self, url: str, error: DBAPIError):
+        # The driver's words: where it failed and why (refused, no such role or database),
+        # on several lines for PostgreSQL.
+        said = " ".join(str(error.orig).split())
+        super().__init__(f"cannot use the database {database_location(url)} (DATABASE_URL): {said}")
+
+
+def open_database(url: str) -> Engine:
+    """An engine on ``url``, its schema created; DatabaseUnusable when the database cannot be used."""
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseUnusable(url, exc) from None
+    return engine
+
+
 def rows_of(table: Table, key: StatementKey) -> ColumnElement[bool]:
     """The rows of ``table`` that belong to the statement ``key``."""
     return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
@@ -287,3 +311,30 @@ def describe_error(error: DBAPIError) -> str:
     ]
     said = " ".join(part for part in kind if part)
     return f"{said}, connection lost" if error.connection_invalidated else said
+
+
+# SQLite result codes for data the database refuses whatever the attempt (Python's sqlite3
+# raises DataError or IntegrityError for them).
+_SQLITE_REFUSALS = ("SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_CONSTRAINT")
+_SQLITE_UNIQUE = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+def retry_can_cure(error: DBAPIError) -> bool:
+    """Whether the same write may succeed if tried again.
+
+    Not when the database refused the data itself: a data exception (SQLSTATE class 22, a
+    value the column cannot hold) or a constraint violation (class 23). A unique violation
+    is the exception: a concurrent attempt stored the same statement first, and the retry
+    finds it stored. Everything else heals: a lost connection, a lock or statement timeout,
+    a serialization failure or deadlock, a server shutting down or out of resources.
+    """
+    if error.connection_invalidated:
+        return True
+    cause = error.orig
+    sqlstate = getattr(cause, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return not (sqlstate.startswith("22") or (sqlstate.startswith("23") and sqlstate != "23505"))
+    name = getattr(cause, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return not name.startswith(_SQLITE_REFUSALS) or name in _SQLITE_UNIQUE
+    return True
