@@ -45,7 +45,7 @@ class Account:
 
 
 class AccountsFileError(ValueError):
-    pass
+    """The merchants and accounts cannot be used: BANK_ACCOUNTS_FILE's, or BANK_MERCHANT_ID and its secret."""
 
 
 class _MerchantEntry(BaseModel):
@@ -61,6 +61,8 @@ class _MerchantEntry(BaseModel):
     def _one_secret(self) -> _MerchantEntry:
         if (self.secret is None) == (self.secret_env is None):
             raise ValueError(f"merchant {self.id}: give exactly one of secret and secret_env")
+        if self.secret is not None and not self.secret.get_secret_value():
+            raise ValueError(f"merchant {self.id}: secret is empty")
         return self
 
 
@@ -93,11 +95,17 @@ class AccountDirectory:
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountDirectory:
         if settings.bank_accounts_file is None:
+            secret = settings.bank_merchant_secret
+            if secret is None or not secret.get_secret_value():
+                raise AccountsFileError(
+                    f"BANK_MERCHANT_SECRET is not set: merchant {settings.bank_merchant_id}'s secret, "
+                    "which signs every request to the bank"
+                )
             return cls(
                 None,
                 Merchant(
                     id=settings.bank_merchant_id,
-                    secret=settings.bank_merchant_secret,
+                    secret=secret,
                     base_url=settings.bank_base_url,
                     min_interval_seconds=settings.bank_min_interval_seconds,
                 ),

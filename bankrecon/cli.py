@@ -41,8 +41,8 @@ from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
 from bankrecon.cancellations import forget_cancellation
 from bankrecon.catch_up import days
 from bankrecon.codec import KeyRingError
-from bankrecon.config import Settings
-from bankrecon.db import create_schema, database_location, make_engine
+from bankrecon.config import Settings, settings_error
+from bankrecon.db import DatabaseUnusable, create_schema, make_engine
 from bankrecon.models import (
     ACCOUNT_NO_PATTERN,
     DailyStatementInput,
@@ -102,9 +102,7 @@ def _database(settings: Settings) -> Iterator[Engine]:
         create_schema(engine)
         yield engine
     except OperationalError as exc:
-        raise CommandError(
-            f"cannot use the database {database_location(url)} (DATABASE_URL): {exc.orig}"
-        ) from None
+        raise CommandError(str(DatabaseUnusable(url, exc))) from None
     finally:
         engine.dispose()
 
@@ -511,7 +509,9 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         settings = Settings().model_copy(update={"metrics_address": None})
         command: Command = args.run
         return await command(args, settings, out)
-    except (ValidationError, AccountsFileError, KeyRingError) as exc:
+    except ValidationError as exc:
+        sys.stderr.write(f"configuration error: {settings_error(exc)}\n")
+    except (AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
     except (CommandError, TemporalConnectionError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")

@@ -40,6 +40,7 @@ from bankrecon.persistence import load_statement
 from bankrecon.search_attributes import dev_server_flags
 from bankrecon.statement import CHINA_STANDARD_TIME
 from bankrecon.temporal_client import connect
+from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET
 from workflows.daily_statement import (
     DailyStatementWorkflow,
     statement_workflow_id,
@@ -214,6 +215,9 @@ async def run(args: argparse.Namespace) -> int:
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         "BANK_BASE_URL": bank_url,
+        # The simulator's merchant, which it starts with: the worker has no secret of its own.
+        "BANK_MERCHANT_ID": DEMO_MERCHANT_ID,
+        "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
         "BANK_ACCOUNTS": DEMO_ACCOUNT,
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),

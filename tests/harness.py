@@ -20,6 +20,7 @@ from bankrecon.models import StatementKey
 from bankrecon.persistence import load_statement
 from bankrecon.records import RecordWriter
 from bankrecon.statement import CHINA_STANDARD_TIME, DetailLines, Transaction
+from simulator.server import DEMO_MERCHANT_SECRET
 
 ACCOUNT = "6222020000000001"
 BILL_DATE = date(2026, 11, 24)
@@ -34,6 +35,7 @@ def settings_for(
         "data_dir": data_dir,
         "database_url": database_url,
         "bank_base_url": bank_url,
+        "bank_merchant_secret": DEMO_MERCHANT_SECRET,
         "bank_min_interval_seconds": 0,
         "bank_request_timeout_seconds": 5,
         "bank_connect_timeout_seconds": 2,

@@ -29,7 +29,7 @@ from bankrecon.db import cancelled_statements, create_schema, make_engine
 from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
 from bankrecon.persistence import save_statement
 from bankrecon.search_attributes import STATEMENT_PHASE
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
 from tests.harness import settings_for, stored_rows
 from tests.test_nightly import new_accounts, run_nightly
 from worker import running_worker
@@ -57,6 +57,7 @@ class Console:
                 "DATA_DIR": str(settings.data_dir),
                 "DATABASE_URL": settings.resolved_database_url(),
                 "BANK_BASE_URL": settings.bank_base_url,
+                "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
                 "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
                 "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
             }

@@ -19,11 +19,10 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.config import DEMO_MERCHANT_SECRET
 from bankrecon.metrics import LATENESS_BUCKETS, lateness
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.statement import CHINA_STANDARD_TIME
-from simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, BankSimulator, StatementPlan
 from tests.harness import ACCOUNT, BILL_DATE, fails_with, stored_rows
 from tests.processes import ProcessGroup, free_port, log_tail, start_worker, worker_env
 from tests.test_damaged import _broken_line
