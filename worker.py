@@ -22,9 +22,9 @@ from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
-from bankrecon.config import Settings
+from bankrecon.config import Settings, settings_error
 from bankrecon.ops.logs import configure_logging
-from bankrecon.store.db import database_location
+from bankrecon.store.db import DatabaseUnusable, database_location
 from bankrecon.store.schema import SchemaError
 from bankrecon.temporal.client import TemporalConnectionError, connect, key_ring
 from bankrecon.temporal.codec import KeyRingError
@@ -79,18 +79,21 @@ async def serve(settings: Settings) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    async with running_worker(client, settings):
-        ring = key_ring(settings)
-        log.info(
-            "worker serving task queue %r on %s (namespace %r), database %s, payload encryption %s",
-            settings.temporal_task_queue,
-            settings.temporal_address,
-            settings.temporal_namespace,
-            database_location(settings.resolved_database_url()),
-            f"on (key id {ring.current_id!r})" if ring else "off",
-        )
-        await stop.wait()
-        log.info("shutting down: letting running activities finish")
+    try:
+        async with running_worker(client, settings):
+            ring = key_ring(settings)
+            log.info(
+                "worker serving task queue %r on %s (namespace %r), database %s, payload encryption %s",
+                settings.temporal_task_queue,
+                settings.temporal_address,
+                settings.temporal_namespace,
+                database_location(settings.resolved_database_url()),
+                f"on (key id {ring.current_id!r})" if ring else "off",
+            )
+            await stop.wait()
+            log.info("shutting down: letting running activities finish")
+    except DatabaseUnusable as exc:
+        raise SystemExit(str(exc)) from None
     log.info("worker stopped")
 
 
@@ -101,7 +104,9 @@ def main() -> None:
         # Read now, so that a mistake stops the worker before it takes any task.
         AccountDirectory.from_settings(settings)
         key_ring(settings)
-    except (ValidationError, AccountsFileError, KeyRingError) as exc:
+    except ValidationError as exc:
+        raise SystemExit(f"configuration error: {settings_error(exc)}") from None
+    except (AccountsFileError, KeyRingError) as exc:
         raise SystemExit(f"configuration error: {exc}") from None
     try:
         asyncio.run(serve(settings))

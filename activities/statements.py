@@ -43,10 +43,10 @@ from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, Statement
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations
 from bankrecon.store.archive import archive_path, sweep_staged_files
-from bankrecon.store.db import describe_error, make_engine
-from bankrecon.store.persistence import save_statement
+from bankrecon.store.db import describe_error, retry_can_cure
+from bankrecon.store.persistence import discard_records, save_statement
 from bankrecon.store.quarantine import quarantine_archive
-from bankrecon.store.schema import prepare_schema
+from bankrecon.store.schema import open_database
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 BANK_REJECTED = "BankRejected"
 ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"
 STATEMENT_DAMAGED = "StatementDamaged"
+STATEMENT_REFUSED = "StatementRefused"
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 # Longer than any activity may run (the workflow's LOAD_TIMEOUT is 2 h): no live attempt owns such a file.
@@ -143,9 +144,7 @@ class StatementActivities:
         for stored in ("archives", "records"):
             for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
                 log.info("removed %s, left behind by a worker that died while writing it", left)
-        engine = make_engine(settings.resolved_database_url())
-        prepare_schema(engine)
-        return cls(settings, engine, directory)
+        return cls(settings, open_database(settings.resolved_database_url()), directory)
 
     async def close(self) -> None:
         for link in self._merchants.values():
@@ -354,6 +353,25 @@ class StatementActivities:
             extra=statement_fields(cancellation.statement),
         )
 
+    def _refused(self, request: PersistRequest, what: str) -> ApplicationError:
+        """The database refused the statement's data: every attempt would fail the same way."""
+        key = request.statement
+        kept = ""
+        if request.archive is not None:
+            damage = StatementDamaged("refused by the database", what)
+            path = quarantine_archive(self._data_dir, key, request.archive, damage, _workflow_run()[0])
+            kept = f"; the archive is quarantined at {path}"
+        discard_records(self._data_dir, request)
+        activity.logger.error(
+            "the database refused the statement%s: %s", kept, what, extra=statement_fields(key)
+        )
+        return ApplicationError(
+            f"the database refused statement {key.account_no} {key.bill_date} ({what}), "
+            f"nothing of it was stored{kept}",
+            type=STATEMENT_REFUSED,
+            non_retryable=True,
+        )
+
     @activity.defn(name="persist_statement")
     def persist_statement(self, request: PersistRequest) -> PersistResult:
         key = request.statement
@@ -369,6 +387,8 @@ class StatementActivities:
             # The database's own words can quote rows (PostgreSQL's DETAIL shows the failing row or
             # key): the log and Temporal's history get what kind of error it was and where, not them.
             what = describe_error(exc)
+            if not retry_can_cure(exc):
+                raise self._refused(request, what) from None
             activity.logger.warning("storing failed, to be retried: %s", what, extra=statement_fields(key))
             raise ApplicationError(
                 f"database error while storing {key.account_no} {key.bill_date}: {what}; "

@@ -39,7 +39,7 @@ __all__ = ["Account", "AccountDirectory", "AccountsFileError", "Merchant"]
 
 
 class AccountsFileError(ValueError):
-    pass
+    """The merchants and accounts cannot be used: BANK_ACCOUNTS_FILE's, or BANK_MERCHANT_ID and its secret."""
 
 
 class _MerchantCommon(BaseModel):
@@ -88,6 +88,12 @@ class AccountDirectory:
     @classmethod
     def from_settings(cls, settings: Settings) -> AccountDirectory:
         if settings.bank_accounts_file is None:
+            secret = settings.bank_merchant_secret
+            if secret is None or not secret.get_secret_value():
+                raise AccountsFileError(
+                    f"BANK_MERCHANT_SECRET is not set: merchant {settings.bank_merchant_id}'s secret, "
+                    "which signs every request to the bank"
+                )
             return cls(
                 None,
                 Merchant(
@@ -95,9 +101,7 @@ class AccountDirectory:
                     kind=DEFAULT_KIND,
                     min_interval_seconds=settings.bank_min_interval_seconds,
                     earliest=None,
-                    settings=RefBankMerchant(
-                        secret=settings.bank_merchant_secret, base_url=settings.bank_base_url
-                    ),
+                    settings=RefBankMerchant(secret=secret, base_url=settings.bank_base_url),
                 ),
                 settings.bank_accounts,
             )

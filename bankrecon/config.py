@@ -8,17 +8,21 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bankrecon.models import ACCOUNT_NO_PATTERN
 
-# The simulator's demo merchant; a real deployment overrides both.
+# The simulator's demo merchant; a real deployment overrides it.
 DEMO_MERCHANT_ID = "M100001"
-DEMO_MERCHANT_SECRET = "demo-secret-change-me"
 SIMULATOR_URL = "http://127.0.0.1:8600"
+# The databases and drivers bankrecon is built and tested for (requirements.lock holds no other).
+SUPPORTED_DATABASE_URLS = (
+    "sqlite:///path/to/bankrecon.store.db or postgresql+psycopg://user:password@host:5432/dbname"
+)
+_SUPPORTED_DRIVERS = ("sqlite", "sqlite+pysqlite", "postgresql+psycopg")
 
 
 class Settings(BaseSettings):
@@ -51,7 +55,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.db in DATA_DIR"
+        default=None, description="SQLAlchemy URL; default: SQLite file bankrecon.store.db in DATA_DIR"
     )
 
     # Several merchants and their accounts (see bankrecon/accounts.py); without it, one
@@ -61,7 +65,9 @@ class Settings(BaseSettings):
     bank_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     bank_base_url: str = SIMULATOR_URL
     bank_merchant_id: str = DEMO_MERCHANT_ID
-    bank_merchant_secret: SecretStr = SecretStr(DEMO_MERCHANT_SECRET)
+    # No default: a missing secret would sign every request wrongly, seen only as the bank's 1001.
+    # The demo passes the simulator's.
+    bank_merchant_secret: SecretStr | None = None
     bank_min_interval_seconds: float = Field(default=1800.0, ge=0)
     bank_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     # Bounds one whole request, download included; the merchant's window stays reserved
@@ -106,9 +112,9 @@ class Settings(BaseSettings):
         try:
             url = make_url(value)
         except (ArgumentError, ValueError):
-            raise ValueError(
-                "not a SQLAlchemy URL (sqlite:///path.db or postgresql+psycopg://user:password@host/db)"
-            ) from None
+            raise ValueError(f"not a SQLAlchemy URL ({SUPPORTED_DATABASE_URLS})") from None
+        if url.drivername not in _SUPPORTED_DRIVERS:
+            raise ValueError(f"unsupported URL scheme {url.drivername!r}: use {SUPPORTED_DATABASE_URLS}")
         # A raw '@' ends the password early and the rest passes for the host, which the
         # database's errors quote: part of the password would reach the logs and history.
         if "@" in (url.host or ""):
@@ -150,3 +156,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'bankrecon.db').resolve()}"
+
+
+def settings_error(error: ValidationError) -> str:
+    """Settings mistakes in one line, each after the variable it is in (never its value)."""
+    return "; ".join(
+        f"{'.'.join(map(str, problem['loc'])).upper() + ': ' if problem['loc'] else ''}"
+        f"{problem['msg'].removeprefix('Value error, ')}"
+        for problem in error.errors()
+    )

@@ -130,6 +130,8 @@ class PersistRequest(BaseModel):
     records_format: RecordsFormat = "refbank"
     source_sha256: str | None
     fetched_at: datetime
+    # Quarantined if the database refuses the statement; None for 2001 (no file).
+    archive: ArchiveRef | None = None
 
 
 class PersistResult(BaseModel):

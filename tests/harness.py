@@ -16,6 +16,7 @@ from bankrecon.config import Settings
 from bankrecon.models import StatementKey
 from bankrecon.sources.refbank.format import DetailLines, Transaction
 from bankrecon.sources.refbank.records import RecordWriter
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_SECRET
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.store.persistence import load_statement
@@ -33,6 +34,7 @@ def settings_for(
         "data_dir": data_dir,
         "database_url": database_url,
         "bank_base_url": bank_url,
+        "bank_merchant_secret": DEMO_MERCHANT_SECRET,
         "bank_min_interval_seconds": 0,
         "bank_request_timeout_seconds": 5,
         "bank_connect_timeout_seconds": 2,

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
 # Variables bankrecon reads (bankrecon/config.py); the developer's own values must not leak in.
@@ -214,6 +215,7 @@ def worker_env(
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         "BANK_BASE_URL": bank_url,
+        "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
         "BANK_MIN_INTERVAL_SECONDS": str(min_interval),
         "BANK_REQUEST_TIMEOUT_SECONDS": str(request_timeout),
         "BANK_CONNECT_TIMEOUT_SECONDS": "2",

@@ -88,6 +88,7 @@ def test_without_a_file_the_nightly_accounts_come_from_bank_accounts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BANK_ACCOUNTS", " 6222020000000002, 6222020000000001,6222020000000002 ")
+    monkeypatch.setenv("BANK_MERCHANT_SECRET", "s3cret")
     directory = AccountDirectory.from_settings(Settings(_env_file=None))
     assert directory.nightly_accounts() == ["6222020000000001", "6222020000000002"]
     monkeypatch.setenv("BANK_ACCOUNTS", "6222020000000001,62-22")
@@ -102,6 +103,8 @@ def test_without_a_file_the_nightly_accounts_come_from_bank_accounts(
         (VALID + '\n[[account]]\naccount_no = "6222020000000001"\nmerchant = "M1"\n', "appears twice"),
         (VALID.replace('secret_env = "TEST_BANK_SECRET_M2"', ""), "exactly one of secret and secret_env"),
         (VALID.replace("TEST_BANK_SECRET_M2", "TEST_BANK_SECRET_UNSET"), "TEST_BANK_SECRET_UNSET is not set"),
+        (VALID.replace("TEST_BANK_SECRET_M2", "TEST_BANK_SECRET_EMPTY"), "TEST_BANK_SECRET_EMPTY is not set"),
+        (VALID.replace('"inline-secret"', '""'), "merchant M1: secret is empty"),
         (VALID.replace('currency = "CNY"', 'currency = "cny"'), "currency"),
         (VALID.replace('"6222020000000002"', '"62-22"'), "account_no"),
         (VALID.replace("[[account]]", "[[acount]]", 1), "acount"),
@@ -113,6 +116,7 @@ def test_mistakes_are_refused_with_the_reason(
 ) -> None:
     monkeypatch.setenv("TEST_BANK_SECRET_M2", "from-env")
     monkeypatch.delenv("TEST_BANK_SECRET_UNSET", raising=False)
+    monkeypatch.setenv("TEST_BANK_SECRET_EMPTY", "")
     with pytest.raises(AccountsFileError, match=message):
         _directory(tmp_path, text)
 

@@ -27,7 +27,12 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, PersistRequest, StatementKey, StatementTotals
 from bankrecon.ops.binaries import find_binary
-from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.sources.refbank.simulator.server import (
+    DEMO_MERCHANT_ID,
+    DEMO_MERCHANT_SECRET,
+    BankSimulator,
+    StatementPlan,
+)
 from bankrecon.store.db import cancelled_statements, make_engine
 from bankrecon.store.persistence import save_statement
 from bankrecon.store.schema import prepare_schema
@@ -59,6 +64,7 @@ class Console:
                 "DATA_DIR": str(settings.data_dir),
                 "DATABASE_URL": settings.resolved_database_url(),
                 "BANK_BASE_URL": settings.bank_base_url,
+                "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
                 "BANK_MIN_INTERVAL_SECONDS": str(settings.bank_min_interval_seconds),
                 "STATEMENT_RETRY_INTERVAL_SECONDS": str(settings.statement_retry_interval_seconds),
             }

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.config import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET, SIMULATOR_URL, Settings
+from bankrecon.config import DEMO_MERCHANT_ID, SIMULATOR_URL, Settings
 from bankrecon.temporal.client import key_ring, tls_config
 from bankrecon.temporal.codec import new_key
+from tests.processes import free_port
 
+ROOT = Path(__file__).resolve().parent.parent
 VARIABLES = [
     "TEMPORAL_ADDRESS",
     "TEMPORAL_NAMESPACE",
@@ -55,7 +60,9 @@ def test_defaults_run_against_the_local_setup(tmp_path: Path) -> None:
     assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'bankrecon.db'}"
     assert settings.bank_base_url == SIMULATOR_URL
     assert settings.bank_merchant_id == DEMO_MERCHANT_ID
-    assert settings.bank_merchant_secret.get_secret_value() == DEMO_MERCHANT_SECRET
+    assert (
+        settings.bank_merchant_secret is None
+    )  # no default: see test_the_worker_refuses_to_start_without_a_secret
     assert settings.bank_min_interval_seconds == 1800
 
 
@@ -81,7 +88,10 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.resolved_database_url() == "postgresql+psycopg://u@db/bankrecon"
     assert settings.bank_base_url == "https://bank.example/api"
     assert settings.bank_merchant_id == "M2"
-    assert settings.bank_merchant_secret.get_secret_value() == "s3cret"
+    assert (
+        settings.bank_merchant_secret is not None
+        and settings.bank_merchant_secret.get_secret_value() == "s3cret"
+    )
     assert settings.bank_min_interval_seconds == 0.5
     assert "s3cret" not in repr(settings)
 
@@ -111,17 +121,22 @@ def test_a_database_url_mistake_is_refused_without_quoting_the_url(monkeypatch: 
     assert "u:pw" not in str(refused.value)
 
 
-def test_the_worker_refuses_a_bad_configuration_before_connecting(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parent.parent
-    env = os.environ | {
-        "BANK_ACCOUNTS_FILE": str(tmp_path / "missing.toml"),
-        "TEMPORAL_ADDRESS": "127.0.0.1:1",
-    }
+def _worker_refuses(env: dict[str, str]) -> str:
+    """What ``python worker.py`` with these settings says as it refuses to start (exit status 1)."""
     worker = subprocess.run(
-        [sys.executable, "worker.py"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "worker.py"],
+        cwd=ROOT,
+        env=os.environ | {"TEMPORAL_ADDRESS": "127.0.0.1:1"} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert worker.returncode == 1
-    assert worker.stderr.strip() == (
+    assert worker.returncode == 1, worker.stderr
+    return worker.stderr.strip()
+
+
+def test_the_worker_refuses_a_bad_configuration_before_connecting(tmp_path: Path) -> None:
+    assert _worker_refuses({"BANK_ACCOUNTS_FILE": str(tmp_path / "missing.toml")}) == (
         f"configuration error: BANK_ACCOUNTS_FILE {tmp_path / 'missing.toml'}: cannot read it: "
         f"[Errno 2] No such file or directory: '{tmp_path / 'missing.toml'}'"
     )
@@ -187,14 +202,62 @@ def test_encryption_and_codec_server_variables(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_the_worker_refuses_a_malformed_key_before_connecting() -> None:
-    root = Path(__file__).resolve().parent.parent
     short_key = base64.b64encode(b"sixteen byte key").decode()
-    env = os.environ | {"BANKRECON_ENCRYPTION_KEYS": f"k1:{short_key}", "TEMPORAL_ADDRESS": "127.0.0.1:1"}
-    worker = subprocess.run(
-        [sys.executable, "worker.py"], cwd=root, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert worker.returncode == 1
-    assert worker.stderr.strip() == (
+    env = {"BANKRECON_ENCRYPTION_KEYS": f"k1:{short_key}", "BANK_MERCHANT_SECRET": "s3cret"}
+    assert _worker_refuses(env) == (
         "configuration error: BANKRECON_ENCRYPTION_KEYS, key 'k1': decodes to 16 bytes; AES-256 needs 32 "
         "(make one with: python -m bankrecon.temporal.codec new-key)"
+    )
+
+
+@pytest.mark.parametrize("secret", ["unset", "empty", "empty in the accounts file"])
+def test_the_worker_refuses_to_start_without_a_secret(tmp_path: Path, secret: str) -> None:
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text('[[merchant]]\nid = "M1"\nsecret_env = "TEST_SECRET_M1"\n')
+    env = {
+        "unset": {},
+        "empty": {"BANK_MERCHANT_SECRET": ""},
+        "empty in the accounts file": {"BANK_ACCOUNTS_FILE": str(accounts), "TEST_SECRET_M1": ""},
+    }[secret]
+    # Temporal and the bank at an address that would see any connection.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        said = _worker_refuses(env | {"TEMPORAL_ADDRESS": address, "BANK_BASE_URL": f"http://{address}"})
+        listener.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert said == (
+        f"configuration error: BANK_ACCOUNTS_FILE {accounts}: "
+        "merchant M1: secret_env TEST_SECRET_M1 is not set"
+        if "accounts file" in secret
+        else "configuration error: BANK_MERCHANT_SECRET is not set: merchant M100001's secret, "
+        "which signs every request to the bank"
+    )
+
+
+@pytest.mark.parametrize("url", ["mysql://u:hunter2@db/bankrecon", "postgresql://u:hunter2@db/bankrecon"])
+def test_the_worker_refuses_an_unsupported_database_in_one_line(url: str) -> None:
+    scheme = url.split(":")[0]
+    assert _worker_refuses({"DATABASE_URL": url}) == (
+        f"configuration error: DATABASE_URL: unsupported URL scheme {scheme!r}: use "
+        "sqlite:///path/to/bankrecon.store.db or postgresql+psycopg://user:password@host:5432/dbname"
+    )
+
+
+async def test_the_worker_says_in_one_line_that_the_database_is_unreachable(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    port = free_port()
+    said = await asyncio.to_thread(
+        _worker_refuses,
+        {
+            "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+            "DATABASE_URL": f"postgresql+psycopg://postgres:hunter2@127.0.0.1:{port}/test",
+            "BANK_MERCHANT_SECRET": "s3cret",
+        },
+    )
+    assert said == (
+        f"cannot use the database 127.0.0.1:{port}/test (DATABASE_URL): connection failed: connection to "
+        f'server at "127.0.0.1", port {port} failed: Connection refused Is the server running on that host '
+        "and accepting TCP/IP connections?"
     )

@@ -359,6 +359,7 @@ def test_the_console_and_the_worker_never_print_the_database_password(
             "DATABASE_URL": database,
             "TEMPORAL_ADDRESS": no_temporal,
             "DATA_DIR": str(tmp_path / "data"),
+            "BANK_MERCHANT_SECRET": MERCHANT_SECRET,
         }
         done = subprocess.run(
             [sys.executable, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60

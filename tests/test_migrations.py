@@ -343,7 +343,11 @@ def test_tables_that_bankrecon_did_not_make_are_left_alone(sqlite_url: str) -> N
 
 
 def _environment(database_url: str, tmp_path: Path, **env: str) -> dict[str, str]:
-    return dict(os.environ) | {"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url} | env
+    return (
+        dict(os.environ)
+        | {"DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": database_url, "BANK_MERCHANT_SECRET": "s"}
+        | env
+    )
 
 
 def _run(args: list[str], database_url: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

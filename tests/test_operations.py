@@ -19,10 +19,14 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.config import DEMO_MERCHANT_SECRET
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.ops.metrics import LATENESS_BUCKETS, lateness
-from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
+from bankrecon.sources.refbank.simulator.server import (
+    DEMO_MERCHANT_ID,
+    DEMO_MERCHANT_SECRET,
+    BankSimulator,
+    StatementPlan,
+)
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from tests.harness import ACCOUNT, BILL_DATE, fails_with, stored_rows
 from tests.processes import ProcessGroup, free_port, log_tail, start_worker, worker_env

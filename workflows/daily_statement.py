@@ -378,6 +378,7 @@ class DailyStatementWorkflow:
                 records_format=decoded.records_format if decoded else "refbank",
                 source_sha256=source_sha256,
                 fetched_at=fetched.fetched_at,
+                archive=fetched.archive,
             ),
             start_to_close_timeout=LOAD_TIMEOUT,
             heartbeat_timeout=HEARTBEAT_TIMEOUT,

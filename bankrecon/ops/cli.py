@@ -43,7 +43,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from bankrecon.accounts import Account, AccountDirectory, AccountsFileError
-from bankrecon.config import Settings
+from bankrecon.config import Settings, settings_error
 from bankrecon.models import (
     STATEMENT_NAME_FORM,
     DailyStatementInput,
@@ -63,7 +63,7 @@ from bankrecon.pacing.window import (
 )
 from bankrecon.store.cancellations import forget_cancellation
 from bankrecon.store.catch_up import days
-from bankrecon.store.db import database_location, make_engine
+from bankrecon.store.db import DatabaseUnusable, database_location, make_engine
 from bankrecon.store.persistence import stored_statements
 from bankrecon.store.schema import (
     SchemaError,
@@ -127,9 +127,7 @@ def _database(settings: Settings, *, check_schema: bool = True) -> Iterator[Engi
             prepare_schema(engine)
         yield engine
     except OperationalError as exc:
-        raise CommandError(
-            f"cannot use the database {database_location(url)} (DATABASE_URL): {exc.orig}"
-        ) from None
+        raise CommandError(str(DatabaseUnusable(url, exc))) from None
     finally:
         engine.dispose()
 
@@ -574,7 +572,9 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         settings = Settings().model_copy(update={"metrics_address": None})
         command: Command = args.run
         return await command(args, settings, out)
-    except (ValidationError, AccountsFileError, KeyRingError) as exc:
+    except ValidationError as exc:
+        sys.stderr.write(f"configuration error: {settings_error(exc)}\n")
+    except (AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
     except (CommandError, TemporalConnectionError, SchemaError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")

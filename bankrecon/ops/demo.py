@@ -34,6 +34,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.ops.binaries import find_binary
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
 from bankrecon.store.persistence import load_statement
@@ -229,6 +230,9 @@ async def run(args: argparse.Namespace) -> int:
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         "BANK_BASE_URL": bank_url,
+        # The simulator's merchant, which it starts with: the worker has no secret of its own.
+        "BANK_MERCHANT_ID": DEMO_MERCHANT_ID,
+        "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
         "BANK_ACCOUNTS": DEMO_ACCOUNT,
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),

@@ -218,7 +218,7 @@ merchant_pauses = Table(
     metadata,
     Column("merchant_id", String(64), primary_key=True),
     Column("paused_at", UtcDateTime, nullable=False),
-    Column("reason", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 # Dates an operator cancelled (``temporal workflow cancel``): the nightly catch-up leaves them
@@ -279,6 +279,16 @@ def database_location(url: str) -> str:
     return url.split("@")[-1]
 
 
+class DatabaseUnusable(Exception):
+    """The database cannot be reached or set up; the message is one line, without the password."""
+
+    def __init__(self, url: str, error: DBAPIError):
+        # The driver's words: where it failed and why (refused, no such role or database),
+        # on several lines for PostgreSQL.
+        said = " ".join(str(error.orig).split())
+        super().__init__(f"cannot use the database {database_location(url)} (DATABASE_URL): {said}")
+
+
 def rows_of(table: Table, key: StatementKey) -> ColumnElement[bool]:
     """The rows of ``table`` that belong to the statement ``key``."""
     return and_(table.c.account_no == key.account_no, table.c.bill_date == key.bill_date)
@@ -301,3 +311,30 @@ def describe_error(error: DBAPIError) -> str:
     ]
     said = " ".join(part for part in kind if part)
     return f"{said}, connection lost" if error.connection_invalidated else said
+
+
+# SQLite result codes for data the database refuses whatever the attempt (Python's sqlite3
+# raises DataError or IntegrityError for them).
+_SQLITE_REFUSALS = ("SQLITE_TOOBIG", "SQLITE_MISMATCH", "SQLITE_CONSTRAINT")
+_SQLITE_UNIQUE = ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
+
+def retry_can_cure(error: DBAPIError) -> bool:
+    """Whether the same write may succeed if tried again.
+
+    Not when the database refused the data itself: a data exception (SQLSTATE class 22, a
+    value the column cannot hold) or a constraint violation (class 23). A unique violation
+    is the exception: a concurrent attempt stored the same statement first, and the retry
+    finds it stored. Everything else heals: a lost connection, a lock or statement timeout,
+    a serialization failure or deadlock, a server shutting down or out of resources.
+    """
+    if error.connection_invalidated:
+        return True
+    cause = error.orig
+    sqlstate = getattr(cause, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return not (sqlstate.startswith("22") or (sqlstate.startswith("23") and sqlstate != "23505"))
+    name = getattr(cause, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return not name.startswith(_SQLITE_REFUSALS) or name in _SQLITE_UNIQUE
+    return True

@@ -73,7 +73,7 @@ def save_statement(
             select(statements.c.source_sha256, statements.c.bank_code).where(rows_of(statements, key))
         ).first()
         if stored is not None and tuple(stored) == (request.source_sha256, request.bank_code):
-            _discard_records(data_dir, request)
+            discard_records(data_dir, request)
             return PersistResult(written=False, transaction_count=request.totals.transaction_count)
         if stored is not None:
             log.warning(
@@ -115,7 +115,7 @@ def save_statement(
                 f"records file holds {written} transactions, the statement says "
                 f"{totals.transaction_count}: nothing was written"
             )
-    _discard_records(data_dir, request)
+    discard_records(data_dir, request)
     return PersistResult(written=True, transaction_count=written)
 
 
@@ -182,9 +182,9 @@ def _insert(
     return written
 
 
-def _discard_records(data_dir: Path, request: PersistRequest) -> None:
-    # Committed, so a rerun finds the statement stored and never reads them again;
-    # the archive in DATA_DIR/archives stays as the source of record.
+def discard_records(data_dir: Path, request: PersistRequest) -> None:
+    """Drop the records file once nothing will read it: the statement is stored (a rerun finds it
+    so) or refused for good. The archive stays as the source of record."""
     if request.records_file is not None:
         (data_dir / request.records_file).unlink(missing_ok=True)
 

@@ -20,6 +20,9 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
+
+from bankrecon.store.db import DatabaseUnusable, make_engine
 
 log = logging.getLogger(__name__)
 # Alembic's INFO lines (its dialect at every check, each step) tell an operator nothing that
@@ -204,3 +207,21 @@ def prepare_schema(engine: Engine) -> None:
     raise SchemaError(
         f"database schema is at revision {revision}, this bankrecon needs {head}: run `bankrecon db upgrade`"
     )
+
+
+def open_database(url: str) -> Engine:
+    """An engine on ``url`` whose schema is ready (see prepare_schema); one-line errors otherwise.
+
+    DatabaseUnusable when the database cannot be reached or used, SchemaError when its schema
+    does not fit this bankrecon.
+    """
+    engine = make_engine(url)
+    try:
+        prepare_schema(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseUnusable(url, exc) from None
+    except SchemaError:
+        engine.dispose()
+        raise
+    return engine

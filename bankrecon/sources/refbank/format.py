@@ -135,6 +135,9 @@ _SERIAL_BUCKETS = 64
 _SERIAL_BUCKET_BOUNDS = tuple(-(2**63) + k * (2**64 // _SERIAL_BUCKETS) for k in range(1, _SERIAL_BUCKETS))
 _DRIVE = re.compile(r"[A-Za-z]:").match
 
+# Any text but NUL: PostgreSQL's text cannot hold it. Other control characters (a tab) are kept.
+_FREE_TEXT_FIELDS = ("counterparty_account", "counterparty_name", "memo")
+
 _AMOUNT_FORM = "digits, a point and two decimals, no sign, separator or exponent, e.g. 1500.00"
 _SIGNED_FORM = "an optional minus, digits, a point and two decimals, e.g. -123.45"
 
@@ -573,7 +576,7 @@ def _detail_finder(bill_date_text: str) -> FindDetails:
 
     The groups: serial_no, direction, amount, balance_after.
     """
-    free = r"[^|\r\n]*"
+    free = r"[^|\r\n\x00]*"
     return re.compile(
         rf"^D\|{re.escape(bill_date_text)}\|{_TIME_PATTERN}\|({_SERIAL_NO_PATTERN})\|"
         rf"([CD])\|({_POSITIVE_AMOUNT_PATTERN})\|({_SIGNED_AMOUNT_PATTERN})\|{free}\|{free}\|{free}$",
@@ -690,6 +693,14 @@ def _checked_lines(lines: list[bytes], line_no: int, part: _Part, state: _PartSt
                 "structure", f"D record has {len(fields)} fields, expected 10", part=label, line=line_no
             )
         _, trade_date, trade_time, serial_no, direction, amount, balance_after = fields[:7]
+        for field, value in zip(_FREE_TEXT_FIELDS, fields[7:], strict=True):
+            if "\x00" in value:
+                raise StatementDamaged(
+                    f"field {field}",
+                    "holds a NUL character, which no database stores",
+                    part=label,
+                    line=line_no,
+                )
         if trade_date != bill_date_text:
             raise StatementDamaged(
                 "field trade_date",

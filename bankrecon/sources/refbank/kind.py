@@ -61,6 +61,8 @@ class RefBank(SourceKind):
         except ValidationError as exc:
             raise ValueError(one_line(exc)) from None
         secret = given.secret
+        if secret is not None and not secret.get_secret_value():
+            raise ValueError("secret is empty")
         if secret is None:
             assert given.secret_env is not None
             value = os.environ.get(given.secret_env)

@@ -4,7 +4,7 @@ statements: the source kind (existing rows are the reference bank's), the fee to
 source's summary and the summary itself; room for other sources' codes and account names.
 transactions: the merchant's reference, the fee and the source's whole line (details);
 balance_after nullable, as channel bills carry none; longer serials and account names, and
-unbounded counterparty and memo text.
+unbounded counterparty and memo text. merchant_pauses: an operator's reason of any length.
 
 PostgreSQL alters in place: adding a column with a constant default, widening a VARCHAR and
 VARCHAR to TEXT rewrite no table. SQLite cannot alter a column, so its tables with one to
@@ -55,3 +55,5 @@ def upgrade() -> None:
     for table in ("bank_requests", "cancelled_statements"):
         with op.batch_alter_table(table) as batch:
             _widen(batch, "account_no", sa.String(32), 64)
+    with op.batch_alter_table("merchant_pauses") as batch:
+        _widen(batch, "reason", sa.String(256), None)
