@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Column,
     ColumnElement,
@@ -132,6 +133,10 @@ transactions = Table(
     Column("counterparty_account", String(64)),
     Column("counterparty_name", String(256)),
     Column("memo", String(512)),
+    # TEMP: the canonical model's columns, until the statement-sources branch lands.
+    Column("reference", String(128)),
+    Column("fee", Numeric(20, 5).with_variant(String(40), "sqlite")),
+    Column("details", JSON),
     PrimaryKeyConstraint("account_no", "bill_date", "serial_no", name="transactions_pkey"),
     # In SQLite the rows live in the primary key's B-tree instead of beside it: a statement's
     # load writes one tree, not two.
