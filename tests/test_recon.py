@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -78,10 +78,11 @@ def reconcile(engine: Engine, config: Path, day: date, run_id: str):
     return reconcile_day(engine, channel, request)
 
 
-def store_settlement_credit(engine: Engine, amount: Decimal) -> None:
+def store_settlement_credit(engine: Engine, amount: Decimal, day: date = DAY) -> None:
+    """The channel's settlement of ``day`` on the bank account, the day after."""
     with engine.begin() as conn:
         now = datetime.now(UTC)
-        arrives = date(2026, 11, 25)
+        arrives = day + timedelta(days=1)
         conn.execute(
             statements.insert().values(
                 account_no=BANK,
@@ -101,7 +102,7 @@ def store_settlement_credit(engine: Engine, amount: Decimal) -> None:
             transactions.insert().values(
                 account_no=BANK, bill_date=arrives, serial_no="B0001", seq=1, traded_at=now, direction="C",
                 amount=amount, balance_after=amount, counterparty_name=SETTLEMENT_COUNTERPARTY,
-                memo="微信支付结算 20261124",
+                memo=f"微信支付结算 {day:%Y%m%d}",
             )
         )  # fmt: skip
 

@@ -5,6 +5,8 @@
     bankrecon status [--late] [--all]       what runs now: phase, attempts, last answer, next attempt
     bankrecon refetch ACCOUNT DATE          fetch a stored date again (replaces it if the bank's file changed)
     bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
+    bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT
+                                            a channel day reconciled against the ledger (recon_commands.py)
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -48,6 +50,7 @@ from bankrecon.models import (
     is_statement_name,
 )
 from bankrecon.ops.nightly_schedule import apply_nightly_schedule
+from bankrecon.ops.recon_commands import ReconCommandError, add_recon_arguments, recon_command
 from bankrecon.pacing.window import (
     merchant_pace,
     merchant_pause,
@@ -443,6 +446,10 @@ async def pause_command(args: argparse.Namespace, settings: Settings, out: TextI
     return 0
 
 
+async def recon_cli(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    return await recon_command(args, settings, out, _table, _database)
+
+
 # --- the command line -----------------------------------------------------------------
 
 
@@ -503,6 +510,8 @@ def parser() -> argparse.ArgumentParser:
     resume = command("resume", pause_command, "let a paused merchant's requests go again")
     resume.add_argument("merchant")
     resume.set_defaults(resume=True)
+    recon = command("recon", recon_cli, "a channel account's day reconciled against the company's ledger")
+    add_recon_arguments(recon, _date)
     return root
 
 
@@ -516,7 +525,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         return await command(args, settings, out)
     except (ValidationError, AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
-    except (CommandError, TemporalConnectionError) as exc:
+    except (CommandError, ReconCommandError, TemporalConnectionError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
     except RPCError as exc:
         sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")
