@@ -55,12 +55,13 @@ def day_start(day: date) -> datetime:
 def ledger_lines(
     channel: ChannelRecon, account_no: str, day: date, since: datetime | None = None
 ) -> Iterator[LedgerLine]:
-    """The ledger's lines of ``day`` for the channel account (only those at or after ``since``)."""
+    """The ledger's lines of ``day`` for the channel account; with ``since``, only its last ones:
+    from ``since`` to the day's end."""
     source = channel.ledger
     raw = _sql_rows(source, account_no, day) if isinstance(source, SqlLedger) else _file_rows(source, day)
     for where, row in raw:
         line = _line(row, where)
-        if since is not None and line.occurred_at < since:
+        if since is not None and not since <= line.occurred_at < day_start(day + timedelta(days=1)):
             continue
         if channel.ledger_channel is not None and line.channel != channel.ledger_channel:
             continue
