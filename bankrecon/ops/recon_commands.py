@@ -8,6 +8,7 @@ bankrecon recon explain ITEM_ID --note "..."           mark an exception explain
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -151,9 +152,27 @@ def _day_of(args: argparse.Namespace) -> ReconDay:
         raise ReconCommandError(f"not a date (YYYY-MM-DD): {day_text!r}") from None
 
 
+def _rich_or(plain: Table) -> Table:
+    """rich's tables when it is installed, else the plain aligned ones."""
+    try:
+        console_module = importlib.import_module("rich.console")
+        table_module = importlib.import_module("rich.table")
+    except ImportError:
+        return plain
+
+    def rich_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+        shown = table_module.Table(*rows[0])
+        for row in rows[1:]:
+            shown.add_row(*row)
+        console_module.Console(file=out, width=200).print(shown)
+
+    return rich_table
+
+
 async def recon_command(
-    args: argparse.Namespace, settings: Settings, out: TextIO, table: Table, database: Database
+    args: argparse.Namespace, settings: Settings, out: TextIO, plain_table: Table, database: Database
 ) -> int:
+    table = _rich_or(plain_table)
     if args.target[:1] == ["explain"]:
         return _explain_command(args, settings, out, database)
     if args.open:
