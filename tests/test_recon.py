@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from openpyxl import Workbook
+from sqlalchemy import Engine, create_engine, select, text
 
-from bankrecon.recon.config import load_recon_config
+from bankrecon.recon.config import ChannelRecon, FileLedger, SqlLedger, load_recon_config
 from bankrecon.recon.demo import (
     DEMO_CHANNEL,
+    DEMO_LEDGER,
     DEMO_LEDGER_FIXED,
     SETTLEMENT_COUNTERPARTY,
     plant_demo,
     store_channel_day,
     write_ledger,
 )
+from bankrecon.recon.ledger import LedgerError, ledger_lines
 from bankrecon.recon.models import ReconDay, ReconRunRequest
 from bankrecon.recon.results import explain, open_exceptions, run_items
 from bankrecon.recon.run import reconcile_day
@@ -163,3 +167,60 @@ def test_a_retried_run_returns_the_stored_one(engine: Engine, tmp_path: Path) ->
     first = reconcile(engine, config, DAY, "run-1")
     write_ledger(tmp_path / "ledger" / f"ledger-{DAY}.csv", DAY, DEMO_LEDGER_FIXED)
     assert reconcile(engine, config, DAY, "run-1") == first
+
+
+def test_the_three_ledger_kinds_read_the_same_lines(tmp_path: Path) -> None:
+    csv_path = tmp_path / f"ledger-{DAY}.csv"
+    write_ledger(csv_path, DAY, DEMO_LEDGER)
+    with csv_path.open(encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(rows[0])
+    for row in rows[1:]:
+        # As finance keys them in: amounts and fees as numbers, times as times.
+        sheet.append([row[0], float(row[1]), row[2], datetime.fromisoformat(row[3]), row[4],
+                      float(row[5]) if row[5] else None])  # fmt: skip
+    workbook.save(tmp_path / f"ledger-{DAY}.xlsx")
+    ledger_db = f"sqlite:///{tmp_path / 'erp.db'}"
+    erp = create_engine(ledger_db)
+    with erp.begin() as conn:
+        conn.execute(
+            text("CREATE TABLE orders (no TEXT, amt TEXT, kind TEXT, at TEXT, via TEXT, fee TEXT, day TEXT)")
+        )
+        conn.execute(
+            text("INSERT INTO orders VALUES (:no, :amt, :kind, :at, :via, :fee, :day)"),
+            [
+                dict(zip(["no", "amt", "kind", "at", "via", "fee"], row, strict=True), day=str(DAY))
+                for row in rows[1:]
+            ],
+        )
+    erp.dispose()
+    sources = {
+        "csv": FileLedger(kind="csv", path=str(tmp_path / "ledger-{date}.csv")),
+        "xlsx": FileLedger(kind="xlsx", path=str(tmp_path / "ledger-{date}.xlsx")),
+        "sql": SqlLedger(
+            kind="sql",
+            url=ledger_db,
+            query="SELECT no AS reference, amt AS amount, kind AS direction, at AS occurred_at, "
+            "via AS channel, NULLIF(fee, '') AS fee FROM orders WHERE day = :day AND :account_no <> ''",
+        ),
+    }
+    read = {
+        kind: list(ledger_lines(ChannelRecon(ledger=source), DEMO_CHANNEL, DAY))
+        for kind, source in sources.items()
+    }
+    assert len(read["csv"]) == len(DEMO_LEDGER)
+    assert read["xlsx"] == read["csv"] == read["sql"]
+    assert read["csv"][0].fee == Decimal("0.60") and read["csv"][1].fee is None
+
+
+def test_a_bad_ledger_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / f"ledger-{DAY}.csv"
+    path.write_text("reference,amount,direction,occurred_at,channel\nO-1,10.001,C,2026-11-24 10:00:00,x\n")
+    channel = ChannelRecon(ledger=FileLedger(kind="csv", path=str(tmp_path / "ledger-{date}.csv")))
+    with pytest.raises(
+        LedgerError, match=r"ledger-2026-11-24.csv line 2: amount '10.001' has more than 2 decimals"
+    ):
+        list(ledger_lines(channel, DEMO_CHANNEL, DAY))
