@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
+from activities.reconcile import ReconcileActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings, settings_error
@@ -31,6 +32,7 @@ from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import SearchAttributesMissing, register_search_attributes
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 log = logging.getLogger("bankrecon.worker")
 
@@ -44,12 +46,13 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     activities = StatementActivities.from_settings(settings)
     nightly = NightlyActivities(settings)
     notifications = NotificationActivities(settings)
+    reconcile = ReconcileActivities(settings)
     try:
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
             worker = Worker(
                 client,
                 task_queue=settings.temporal_task_queue,
-                workflows=[DailyStatementWorkflow, NightlyStatementsWorkflow],
+                workflows=[DailyStatementWorkflow, NightlyStatementsWorkflow, ReconcileWorkflow],
                 activities=[
                     activities.fetch_statement,
                     activities.decode_statement,
@@ -57,6 +60,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     activities.record_cancellation,
                     nightly.plan_nightly_statements,
                     notifications.notify_operators,
+                    notifications.notify_reconciliation,
+                    reconcile.check_inputs,
+                    reconcile.reconcile,
                 ],
                 activity_executor=executor,
                 max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
@@ -65,6 +71,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                 yield worker
     finally:
         nightly.close()
+        reconcile.close()
         await activities.close()
 
 

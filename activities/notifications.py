@@ -10,6 +10,7 @@ from temporalio import activity
 from bankrecon.config import Settings
 from bankrecon.models import OperatorNotice
 from bankrecon.ops.logs import statement_fields
+from bankrecon.recon.models import ReconciliationNotice
 
 log = logging.getLogger("bankrecon.alerts")
 
@@ -42,17 +43,44 @@ class NotificationActivities:
                     **statement_fields(notice.statement),
                 },
             )
+        await self._post(
+            {"event": f"statement_{notice.kind}", "summary": _SAID[notice.kind]}
+            | notice.model_dump(mode="json"),
+            # A retry after a lost response repeats the POST; receivers drop repeats by this key.
+            # The run id is in it: a new run of the date (after a failure) is a new alert.
+            idempotency_key=f"{notice.workflow_id}/{notice.run_id}/{notice.kind}",
+        )
+
+    @activity.defn(name="notify_reconciliation")
+    async def notify_reconciliation(self, notice: ReconciliationNotice) -> None:
+        """A run's exceptions, counted and summed per state: one log record and one POST per run."""
+        if activity.info().attempt == 1:
+            log.warning(
+                "reconciliation exceptions: %s %s: %s",
+                notice.day.account_no,
+                notice.day.recon_date,
+                ", ".join(
+                    f"{total.lines} {total.side} {total.state} ({total.amount})"
+                    for total in notice.exceptions
+                ),
+                extra={"notice": notice.model_dump(mode="json"), "workflow_id": notice.workflow_id},
+            )
+        await self._post(
+            {"event": "reconciliation_exceptions", "summary": "reconciliation found exceptions"}
+            | notice.model_dump(mode="json"),
+            idempotency_key=f"{notice.workflow_id}/{notice.run_id}/reconciliation",
+        )
+
+    async def _post(self, body: dict[str, object], idempotency_key: str) -> None:
+        """POST to the webhook when there is one (retried by Temporal)."""
         if self._webhook_url is None:
             return
         try:
             async with httpx.AsyncClient(timeout=self._timeout) as http:
                 response = await http.post(
                     self._webhook_url.get_secret_value(),
-                    json={"event": f"statement_{notice.kind}", "summary": _SAID[notice.kind]}
-                    | notice.model_dump(mode="json"),
-                    # A retry after a lost response repeats the POST; receivers drop repeats by this key.
-                    # The run id is in it: a new run of the date (after a failure) is a new alert.
-                    headers={"Idempotency-Key": f"{notice.workflow_id}/{notice.run_id}/{notice.kind}"},
+                    json=body,
+                    headers={"Idempotency-Key": idempotency_key},
                 )
         except httpx.HTTPError as exc:
             # The URL may carry a token: name the failure, not the address.

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     statement_deadline: time = time(9, 0)  # China Standard Time, on the day after the statement's date
     alert_webhook_url: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Reconciliation of channel accounts against the company's ledger (docs/reconciliation.md).
+    recon_config_file: Path | None = None
 
     @field_validator("bank_accounts", mode="before")
     @classmethod

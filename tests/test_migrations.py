@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Date, Engine, MetaData, String, Table, inspect, select, text
 from temporalio.testing import WorkflowEnvironment
 
+import bankrecon.recon.tables  # noqa: F401  (its tables are part of the schema at head)
 from bankrecon.store import db
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import (
@@ -35,7 +36,8 @@ from tests import previous_release
 from tests.harness import changed_url
 from tests.previous_release import create_previous_release_schema
 
-BEHIND = "database schema is at revision 0001, this bankrecon needs 0002: run `bankrecon db upgrade`"
+HEAD = head_revision()
+BEHIND = f"database schema is at revision 0001, this bankrecon needs {HEAD}: run `bankrecon db upgrade`"
 AT = datetime(2026, 11, 25, 2, 0, 0, 123456, tzinfo=UTC)
 ACCOUNT = "6222020000000001"
 BANKRECON = [sys.executable, "-m", "bankrecon.ops.cli"]
@@ -144,7 +146,7 @@ def test_a_database_of_the_previous_release_is_upgraded_with_every_row_intact_an
     before = _every_row(engine, previous_release.metadata, previous_release.metadata)
     assert sum(map(len, before.values())) == 11
 
-    assert upgrade_schema(engine) == SchemaUpgrade(before="0001", after="0002")
+    assert upgrade_schema(engine) == SchemaUpgrade(before="0001", after=HEAD)
 
     # Read through the head's tables: the same values, to the cent and the microsecond.
     assert _every_row(engine, db.metadata, previous_release.metadata) == before
@@ -267,13 +269,13 @@ def test_processes_upgrading_an_empty_database_together_create_it_once(
     go.touch()
     said = sorted(upgrade.communicate(timeout=60)[0] for upgrade in upgrades)
     assert [upgrade.returncode for upgrade in upgrades] == [0, 0, 0, 0]
-    assert said == ["database schema already at revision 0002\n"] * 3 + [
-        "database schema created at revision 0002\n"
+    assert said == [f"database schema already at revision {HEAD}\n"] * 3 + [
+        f"database schema created at revision {HEAD}\n"
     ]
     engine = make_engine(database_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     finally:
         engine.dispose()
 
@@ -298,7 +300,7 @@ def test_threads_creating_different_databases_at_once_all_succeed(tmp_path: Path
         thread.join(60)
     for engine in engines:
         engine.dispose()
-    assert upgrades == [SchemaUpgrade(before=None, after="0002")] * 4
+    assert upgrades == [SchemaUpgrade(before=None, after=HEAD)] * 4
 
 
 def test_a_schema_behind_the_code_is_refused_and_left_alone(engine: Engine) -> None:
@@ -372,11 +374,11 @@ def test_the_console_upgrades_and_refuses_an_old_schema_in_one_line_without_the_
     assert (refused.returncode, refused.stdout, refused.stderr) == (2, "", f"bankrecon: {BEHIND}\n")
 
     current = _run([*BANKRECON, "db", "current"], with_password, tmp_path)
-    assert current.stdout.endswith(": revision 0001; this release needs 0002\n")
+    assert current.stdout.endswith(f": revision 0001; this release needs {HEAD}\n")
     upgraded = _run([*BANKRECON, "db", "upgrade"], with_password, tmp_path)
-    assert upgraded.stdout.endswith(": database schema upgraded from revision 0001 to 0002\n")
+    assert upgraded.stdout.endswith(f": database schema upgraded from revision 0001 to {HEAD}\n")
     again = _run([*BANKRECON, "db", "upgrade"], with_password, tmp_path)
-    assert again.stdout.endswith(": database schema already at revision 0002\n")
+    assert again.stdout.endswith(f": database schema already at revision {HEAD}\n")
     for run in (current, upgraded, again):
         assert run.returncode == 0 and run.stderr == ""
         assert secret not in run.stdout

@@ -7,6 +7,8 @@
     bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
     bankrecon db upgrade                    the database's schema up to this release (created if empty)
     bankrecon db current                    the database's schema revision, and this release's
+    bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT
+                                            a channel day reconciled against the ledger (recon_commands.py)
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -53,6 +55,7 @@ from bankrecon.models import (
     is_statement_name,
 )
 from bankrecon.ops.nightly_schedule import apply_nightly_schedule
+from bankrecon.ops.recon_commands import ReconCommandError, add_recon_arguments, recon_command
 from bankrecon.pacing.window import (
     merchant_pace,
     merchant_pause,
@@ -494,6 +497,10 @@ async def db_current_command(args: argparse.Namespace, settings: Settings, out: 
     return 0
 
 
+async def recon_cli(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    return await recon_command(args, settings, out, _table, _database)
+
+
 # --- the command line -----------------------------------------------------------------
 
 
@@ -561,6 +568,8 @@ def parser() -> argparse.ArgumentParser:
         ("current", db_current_command, "the schema's revision, and the one this release needs"),
     ):
         db_actions.add_parser(name, help=help, description=help).set_defaults(run=run)
+    recon = command("recon", recon_cli, "a channel account's day reconciled against the company's ledger")
+    add_recon_arguments(recon, _date)
     return root
 
 
@@ -576,7 +585,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         sys.stderr.write(f"configuration error: {settings_error(exc)}\n")
     except (AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
-    except (CommandError, TemporalConnectionError, SchemaError) as exc:
+    except (CommandError, ReconCommandError, TemporalConnectionError, SchemaError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
     except RPCError as exc:
         sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")

@@ -25,15 +25,17 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementResult, StatementKey
 from bankrecon.ops.binaries import find_binary
+from bankrecon.ops.recon_commands import start_reconciliation
+from bankrecon.recon.demo import DEMO_CHANNEL, plant_demo
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
@@ -209,6 +211,24 @@ def _show_rows(database_url: str, key: StatementKey) -> None:
         )
 
 
+async def _reconcile_demo(
+    client: Client, env: dict[str, str], data_dir: Path, database_url: str, bill_date: date, interval: float
+) -> None:
+    """A WeChat-Pay-like channel day with every kind of exception, reconciled against a planted ledger."""
+    engine = make_engine(database_url)
+    config = plant_demo(engine, data_dir, bill_date, DEMO_ACCOUNT)
+    engine.dispose()
+    _say(f"\nplanted channel {DEMO_CHANNEL} for {bill_date} and its ledger ({config}); reconciling it")
+    settings = Settings(_env_file=None, statement_retry_interval_seconds=interval)
+    handle = await start_reconciliation(client, settings, DEMO_CHANNEL, bill_date)
+    await handle.result()
+    shown = subprocess.run(
+        [sys.executable, "-m", "bankrecon.ops.cli", "recon", DEMO_CHANNEL, bill_date.isoformat()],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    _say(f"$ bankrecon recon {DEMO_CHANNEL} {bill_date}\n{shown.stdout.strip() or shown.stderr.strip()}")
+
+
 async def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -236,6 +256,8 @@ async def run(args: argparse.Namespace) -> int:
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
         "BANK_ACCOUNTS": DEMO_ACCOUNT,
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
+        # Written once the statement is stored (_reconcile_demo); the worker reads it at each run.
+        "RECON_CONFIG_FILE": str(data_dir / "recon.toml"),
     }
     if encryption:
         env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
@@ -312,6 +334,7 @@ async def run(args: argparse.Namespace) -> int:
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
+        await _reconcile_demo(client, env, data_dir, database_url, bill_date, args.interval)
         _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
             f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"

@@ -1,0 +1,242 @@
+"""``bankrecon recon``: a day's reconciliation summary and exceptions, re-runs, exports, notes.
+
+bankrecon recon ACCOUNT DATE [--rerun] [--export DIR]   the day's summary, then its exceptions
+bankrecon recon --open [--from DATE] [--to DATE] [--account ACCOUNT]   exceptions nobody explained
+bankrecon recon explain ITEM_ID --note "..."           mark an exception explained
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import Engine, Row
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from bankrecon.config import Settings
+from bankrecon.models import is_statement_name
+from bankrecon.recon.config import ReconConfigError, load_recon_config
+from bankrecon.recon.export import export_run
+from bankrecon.recon.models import ReconcileInput, ReconDay, ReconRunSummary
+from bankrecon.recon.results import (
+    ReconResultError,
+    explain,
+    latest_run_id,
+    open_exceptions,
+    run_items,
+    run_summary,
+)
+from bankrecon.statements.common import CHINA_STANDARD_TIME
+from bankrecon.temporal.client import connect
+from workflows.reconcile import INPUTS_READY, ReconcileWorkflow, reconcile_workflow_id
+
+Table = Callable[[Sequence[Sequence[str]], TextIO], None]
+Database = Callable[[Settings], AbstractContextManager[Engine]]
+OPEN_DAYS = 30  # --open without --from looks this far back
+
+
+class ReconCommandError(Exception):
+    """A mistake in what was asked of ``bankrecon recon``; the message says what to do instead."""
+
+
+async def start_reconciliation(
+    client: Client, settings: Settings, account_no: str, day: date, *, rerun: bool = False
+) -> WorkflowHandle[ReconcileWorkflow, ReconRunSummary]:
+    """Start the day's reconciliation, or tell the one waiting for its inputs to look now.
+
+    What learns that a statement is stored (the statement's workflow, the nightly run) calls
+    this; a day reconciled already is run again only with ``rerun``, else its last run's handle.
+    """
+    workflow_id = reconcile_workflow_id(account_no, day)
+    try:
+        return await client.start_workflow(
+            ReconcileWorkflow.run,
+            ReconcileInput(
+                account_no=account_no,
+                recon_date=day,
+                check_interval_seconds=settings.statement_retry_interval_seconds,
+            ),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            start_signal=INPUTS_READY,
+            id_reuse_policy=(
+                WorkflowIDReusePolicy.ALLOW_DUPLICATE
+                if rerun
+                else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+            ),
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle_for(ReconcileWorkflow.run, workflow_id)
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _item_rows(items: Sequence[Row[Any]], with_day: bool = False) -> Iterator[list[str]]:
+    yield [*(["DATE", "ACCOUNT"] if with_day else []), "ITEM", "STATE", "SIDE", "REFERENCE", "DIR", "AMOUNT",
+           "OTHER SIDE", "WHEN", "LINE", "DETAIL", "NOTE"]  # fmt: skip
+    for item in items:
+        carried = item.side == "ledger" and item.booked_on != item.recon_date
+        detail = ", ".join(
+            part for part in [item.detail, f"ledger of {item.booked_on}" if carried else None] if part
+        )
+        yield [
+            *([str(item.recon_date), item.account_no] if with_day else []),
+            str(item.item_id),
+            item.state,
+            item.side,
+            item.reference,
+            item.direction,
+            str(item.amount),
+            "" if item.counterpart_total is None else str(item.counterpart_total),
+            _local(item.occurred_at) if item.occurred_at else "",
+            item.line_ref,
+            detail,
+            item.note or "",
+        ]
+
+
+def _show_summary(summary: ReconRunSummary, engine: Engine, out: TextIO, table: Table) -> None:
+    day = summary.day
+    out.write(
+        f"reconciliation of {day.account_no} for {day.recon_date}: run {summary.run_id}, "
+        f"finished {_local(summary.finished_at)} (China Standard Time)\n"
+        f"ledger fingerprint {summary.ledger_sha256}\nstatement fingerprint {summary.statement_sha256}\n\n"
+    )
+    rows = [["STATE", "SIDE", "LINES", "AMOUNT"]]
+    rows += [[t.state, t.side, str(t.lines), str(t.amount)] for t in summary.totals]
+    table(rows, out)
+    exceptions = run_items(engine, summary.run_id, exceptions_only=True)
+    if not exceptions:
+        out.write("\nno exceptions\n")
+        return
+    out.write(f"\n{len(exceptions)} exception(s):\n")
+    table(list(_item_rows(exceptions)), out)
+
+
+async def _rerun(settings: Settings, day: ReconDay, out: TextIO) -> None:
+    try:
+        load_recon_config(settings.recon_config_file).channel(day.account_no)
+    except ReconConfigError as exc:
+        raise ReconCommandError(str(exc)) from None
+    client = await connect(settings)
+    handle = await start_reconciliation(client, settings, day.account_no, day.recon_date, rerun=True)
+    out.write(f"started {handle.id} (run {handle.result_run_id}); waiting for its result\n")
+    try:
+        await handle.result()
+    except WorkflowFailureError as exc:
+        raise ReconCommandError(f"{handle.id} failed: {getattr(exc.cause, 'message', exc.cause)}") from None
+
+
+def _day_of(args: argparse.Namespace) -> ReconDay:
+    if len(args.target) != 2:
+        raise ReconCommandError("give ACCOUNT DATE, or --open, or explain ITEM_ID --note TEXT")
+    account_no, day_text = args.target
+    if not is_statement_name(account_no):
+        raise ReconCommandError(f"{account_no} is not an account number nor a statement name")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day_text):
+        raise ReconCommandError(f"not a date (YYYY-MM-DD): {day_text!r}")
+    try:
+        return ReconDay(account_no=account_no, recon_date=date.fromisoformat(day_text))
+    except ValueError:
+        raise ReconCommandError(f"not a date (YYYY-MM-DD): {day_text!r}") from None
+
+
+def _rich_or(plain: Table) -> Table:
+    """rich's tables when it is installed, else the plain aligned ones."""
+    try:
+        console_module = importlib.import_module("rich.console")
+        table_module = importlib.import_module("rich.table")
+    except ImportError:
+        return plain
+
+    def rich_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+        shown = table_module.Table(*rows[0])
+        for row in rows[1:]:
+            shown.add_row(*row)
+        console_module.Console(file=out, width=200).print(shown)
+
+    return rich_table
+
+
+async def recon_command(
+    args: argparse.Namespace, settings: Settings, out: TextIO, plain_table: Table, database: Database
+) -> int:
+    table = _rich_or(plain_table)
+    if args.target[:1] == ["explain"]:
+        return _explain_command(args, settings, out, database)
+    if args.open:
+        return _open_command(args, settings, out, table, database)
+    day = _day_of(args)
+    if args.rerun:
+        await _rerun(settings, day, out)
+    with database(settings) as engine:
+        run_id = latest_run_id(engine, day)
+        summary = run_summary(engine, run_id) if run_id is not None else None
+        if summary is None:
+            raise ReconCommandError(
+                f"{day.account_no} has no reconciliation for {day.recon_date} yet; to run it: "
+                f"bankrecon recon {day.account_no} {day.recon_date} --rerun"
+            )
+        _show_summary(summary, engine, out, table)
+        if args.export is not None:
+            csv_path, xlsx_path = export_run(engine, summary, args.export)
+            out.write(f"\nexported {csv_path} and {xlsx_path}\n")
+    return 0
+
+
+def _open_command(
+    args: argparse.Namespace, settings: Settings, out: TextIO, table: Table, database: Database
+) -> int:
+    last = args.last or datetime.now(CHINA_STANDARD_TIME).date()
+    first = args.first or last - timedelta(days=OPEN_DAYS)
+    if first > last:
+        raise ReconCommandError(f"--from ({first}) is after --to ({last})")
+    with database(settings) as engine:
+        items = open_exceptions(engine, first, last, args.account)
+    if not items:
+        out.write(f"no open exceptions from {first} to {last}\n")
+        return 0
+    out.write(f"{len(items)} open exception(s) from {first} to {last}:\n")
+    table(list(_item_rows(items, with_day=True)), out)
+    return 1
+
+
+def _explain_command(args: argparse.Namespace, settings: Settings, out: TextIO, database: Database) -> int:
+    if len(args.target) != 2 or not args.target[1].isdigit():
+        raise ReconCommandError("explain takes one ITEM_ID (a number from `bankrecon recon ACCOUNT DATE`)")
+    if not args.note:
+        raise ReconCommandError("explain needs --note TEXT: why the exception is what it is")
+    with database(settings) as engine:
+        try:
+            item = explain(engine, int(args.target[1]), args.note, datetime.now(UTC))
+        except ReconResultError as exc:
+            raise ReconCommandError(str(exc)) from None
+    out.write(
+        f"item {item.item_id} ({item.state} {item.side} {item.reference or '(no reference)'} of "
+        f"{item.account_no} {item.recon_date}) explained; the note holds in later runs of the day\n"
+    )
+    return 0
+
+
+def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str], date]) -> None:
+    recon.add_argument("target", nargs="*", metavar="ACCOUNT DATE | explain ITEM_ID")
+    recon.add_argument("--rerun", action="store_true", help="reconcile the day again now, then show it")
+    recon.add_argument("--export", type=Path, metavar="DIR", help="write the day's items as CSV and XLSX")
+    recon.add_argument("--open", action="store_true", help="exceptions not explained yet, over a range")
+    recon.add_argument(
+        "--from", dest="first", type=date_type, help=f"with --open (default: {OPEN_DAYS} days back)"
+    )
+    recon.add_argument("--to", dest="last", type=date_type, help="with --open (default: today in China)")
+    recon.add_argument("--account", help="with --open: only this channel account")
+    recon.add_argument("--note", help="with explain: why the exception is what it is")

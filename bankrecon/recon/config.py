@@ -1,0 +1,142 @@
+"""The reconciliation file (RECON_CONFIG_FILE): per channel account, its ledger and its rules.
+
+[accounts."wx-1900000001"]          # the channel's statement name (transactions.account_no)
+cutoff_seconds = 300
+fee_tolerance = "0.01"
+[accounts."wx-1900000001".ledger]
+kind = "sql"                         # or "csv" / "xlsx" with path = "/ledger/{date}.csv"
+url = "postgresql+psycopg://reader@erp/erp"
+query = "SELECT ... WHERE channel_account = :account_no AND business_day = :day"
+[accounts."wx-1900000001".settlement]
+bank_account = "6222020000000001"
+lag_days = 1
+counterparty_name = "财付通支付科技有限公司"
+memo_pattern = "结算.*{date:%Y%m%d}"
+tolerance = "0.00"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from bankrecon.models import STATEMENT_NAME_MAX_CHARS, STATEMENT_NAME_PATTERN
+
+
+class ReconConfigError(Exception):
+    """The reconciliation file is missing, unreadable or wrong; the message says where."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SqlLedger(_Strict):
+    """A table or view in the company's own database, read with ``query`` (never written)."""
+
+    kind: Literal["sql"]
+    url: str
+    # Returns reference, amount, direction, occurred_at, channel and optionally fee; it gets
+    # :account_no (the channel account) and :day (the date, a DATE) as parameters.
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _takes_the_day(cls, value: str) -> str:
+        if ":day" not in value:
+            raise ValueError("the query must select one day's orders with the :day parameter")
+        return value
+
+
+class FileLedger(_Strict):
+    """A CSV or XLSX file per day; ``{date}`` in the path is the day (``{date:%Y%m%d}`` works too)."""
+
+    kind: Literal["csv", "xlsx"]
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _names_the_day(cls, value: str) -> str:
+        if "{date" not in value:
+            raise ValueError("the path must name the day with {date} (one file per day)")
+        return value
+
+    def file_for(self, day: object) -> Path:
+        return Path(self.path.format(date=day))
+
+
+LedgerSource = Annotated[SqlLedger | FileLedger, Field(discriminator="kind")]
+
+
+class SettlementRule(_Strict):
+    """Where a channel day's net arrives: a credit on ``bank_account``, ``lag_days`` later."""
+
+    bank_account: str = Field(pattern=STATEMENT_NAME_PATTERN, max_length=STATEMENT_NAME_MAX_CHARS)
+    lag_days: int = Field(default=1, ge=0, le=31)
+    counterparty_name: str | None = None
+    counterparty_account: str | None = None
+    # A regular expression searched in the credit's memo; {date} is the channel day.
+    memo_pattern: str | None = None
+    tolerance: Decimal = Field(default=Decimal("0.00"), ge=0)
+
+    @field_validator("memo_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value.format(date=date(2026, 1, 1)))
+            except (re.error, ValueError, KeyError, IndexError) as exc:
+                raise ValueError(f"not a regular expression with {{date}}: {exc}") from None
+        return value
+
+
+class ChannelRecon(_Strict):
+    ledger: LedgerSource
+    # Lines of the ledger filtered on their channel column; unset: every line the source gives.
+    ledger_channel: str | None = None
+    # A ledger order this close before midnight that the channel books the next day is
+    # matched in the next day's run (docs/reconciliation.md, "Across midnight").
+    cutoff_seconds: int = Field(default=300, ge=0, le=86_400)
+    # Fees the ledger records may differ from the channel's by this much, per order.
+    fee_tolerance: Decimal = Field(default=Decimal("0.00"), ge=0)
+    settlement: SettlementRule | None = None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the settings a run used, stored with it."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+class ReconConfig(_Strict):
+    accounts: dict[str, ChannelRecon] = Field(default_factory=dict)
+
+    def channel(self, account_no: str) -> ChannelRecon:
+        found = self.accounts.get(account_no)
+        if found is None:
+            raise ReconConfigError(
+                f"account {account_no} has no reconciliation configured (RECON_CONFIG_FILE)"
+            )
+        return found
+
+
+def load_recon_config(path: Path | None) -> ReconConfig:
+    if path is None:
+        raise ReconConfigError("RECON_CONFIG_FILE is not set: reconciliation needs its configuration file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ReconConfigError(f"cannot read RECON_CONFIG_FILE {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ReconConfigError(f"RECON_CONFIG_FILE {path} is not TOML: {exc}") from None
+    try:
+        return ReconConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ReconConfigError(f"RECON_CONFIG_FILE {path}: {where}: {first['msg']}") from None

@@ -1,0 +1,97 @@
+"""One run of a channel account's day: read the ledger, match, check the settlement, record it all."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, insert, select
+
+from bankrecon.recon.config import ChannelRecon
+from bankrecon.recon.ledger import (
+    LedgerLine,
+    LedgerMissing,
+    ledger_available,
+    ledger_lines,
+    previous_day_tail_start,
+)
+from bankrecon.recon.matching import match_day, stage_ledger, statement_fingerprint
+from bankrecon.recon.models import ReconDay, ReconRunRequest, ReconRunSummary
+from bankrecon.recon.results import run_summary
+from bankrecon.recon.settlement import settle
+from bankrecon.recon.tables import ledger_stage, recon_runs
+from bankrecon.store.db import statements
+
+log = logging.getLogger(__name__)
+
+
+def inputs_missing(engine: Engine, channel: ChannelRecon, day: ReconDay) -> str | None:
+    """What the day's run still waits for: the channel's statement, the ledger; None when both are there."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(statements.c.bill_date).where(
+                statements.c.account_no == day.account_no, statements.c.bill_date == day.recon_date
+            )
+        ).first()
+    if stored is None:
+        return f"the statement of {day.account_no} for {day.recon_date} is not stored yet"
+    if not ledger_available(channel, day.recon_date):
+        return f"the ledger for {day.recon_date} is not there yet"
+    return None
+
+
+def _previous_tail(channel: ChannelRecon, day: ReconDay) -> Iterator[LedgerLine]:
+    """The previous day's ledger lines within the cut-off before midnight (none without its file)."""
+    previous = day.recon_date - timedelta(days=1)
+    try:
+        yield from ledger_lines(
+            channel,
+            day.account_no,
+            previous,
+            since=previous_day_tail_start(day.recon_date, channel.cutoff_seconds),
+        )
+    except LedgerMissing:
+        log.info("no ledger for %s: no order of it is carried into %s", previous, day.recon_date)
+
+
+def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunRequest) -> ReconRunSummary:
+    """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
+    done = run_summary(engine, request.run_id)
+    if done is not None:
+        return done
+    day = request.day
+    started_at = datetime.now(UTC)
+    with engine.begin() as conn:
+        ledger = stage_ledger(
+            conn,
+            day.recon_date,
+            channel.cutoff_seconds,
+            [
+                (day.recon_date - timedelta(days=1), _previous_tail(channel, day)),
+                (day.recon_date, ledger_lines(channel, day.account_no, day.recon_date)),
+            ],
+        )
+        channel_lines = statement_fingerprint(conn, day.account_no, day.recon_date)
+        match_day(conn, request.run_id, day.account_no, day.recon_date, channel.fee_tolerance)
+        if channel.settlement is not None:
+            settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement)
+        ledger_stage.drop(conn)
+        conn.execute(
+            insert(recon_runs).values(
+                run_id=request.run_id,
+                workflow_id=request.workflow_id,
+                account_no=day.account_no,
+                recon_date=day.recon_date,
+                started_at=started_at,
+                finished_at=datetime.now(UTC),
+                ledger_sha256=ledger.hexdigest(),
+                statement_sha256=channel_lines.hexdigest(),
+                ledger_lines=ledger.count,
+                channel_lines=channel_lines.count,
+                settings_json=channel.model_dump_json(),
+            )
+        )
+    summary = run_summary(engine, request.run_id)
+    assert summary is not None
+    return summary

@@ -1,0 +1,227 @@
+"""Reconciliation's matching and settlement on a day with every kind of exception, on both databases."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook
+from sqlalchemy import Engine, create_engine, select, text
+
+from bankrecon.recon.config import ChannelRecon, FileLedger, SqlLedger, load_recon_config
+from bankrecon.recon.demo import (
+    DEMO_CHANNEL,
+    DEMO_LEDGER,
+    DEMO_LEDGER_FIXED,
+    SETTLEMENT_COUNTERPARTY,
+    plant_demo,
+    store_channel_day,
+    write_ledger,
+)
+from bankrecon.recon.ledger import LedgerError, ledger_lines
+from bankrecon.recon.models import ReconDay, ReconRunRequest
+from bankrecon.recon.results import explain, open_exceptions, run_items
+from bankrecon.recon.run import reconcile_day
+from bankrecon.recon.settlement import channel_net
+from bankrecon.recon.tables import recon_runs
+from bankrecon.store.db import make_engine, statements, transactions
+from bankrecon.store.schema import prepare_schema
+
+DAY = date(2026, 11, 24)
+BANK = "6222020000000001"
+
+# (side, state, reference, direction, amount) of every item the planted day must give.
+EXPECTED = Counter(
+    [
+        *(("ledger", "matched", ref, "C", amount) for ref, amount in [
+            ("O-001", "100.00"), ("O-900", "88.00"), ("O-002", "200.00"), ("O-003", "300.00"),
+            ("O-004", "50.00"), ("O-006", "60.00"),
+        ]),
+        ("ledger", "matched", "O-002", "D", "50.00"),
+        *(("channel", "matched", ref, "C", amount) for ref, amount in [
+            ("O-900", "88.00"), ("O-001", "100.00"), ("O-002", "200.00"), ("O-003", "100.00"),
+            ("O-003", "200.00"), ("O-004", "50.00"), ("O-006", "60.00"),
+        ]),
+        ("channel", "matched", "O-002", "D", "20.00"),
+        ("channel", "matched", "O-002", "D", "30.00"),
+        ("channel", "duplicate", "O-006", "C", "60.00"),
+        ("ledger", "ledger_only", "O-007", "C", "70.00"),
+        ("channel", "channel_only", "O-008", "C", "90.00"),
+        ("ledger", "amount_differs", "O-005", "C", "80.00"),
+        ("channel", "amount_differs", "O-005", "C", "80.00"),
+        ("ledger", "amount_differs", "O-009", "C", "120.00"),
+        ("channel", "amount_differs", "O-009", "C", "112.00"),
+        ("settlement", "settlement_missing", "", "C", "1083.13"),
+    ]
+)  # fmt: skip
+
+
+def outcome(engine: Engine, run_id: str) -> Counter[tuple[str, str, str, str, str]]:
+    return Counter(
+        (item.side, item.state, item.reference, item.direction, str(item.amount))
+        for item in run_items(engine, run_id)
+    )
+
+
+@pytest.fixture
+def engine(database_url: str):
+    engine = make_engine(database_url)
+    prepare_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def reconcile(engine: Engine, config: Path, day: date, run_id: str):
+    channel = load_recon_config(config).channel(DEMO_CHANNEL)
+    request = ReconRunRequest(
+        day=ReconDay(account_no=DEMO_CHANNEL, recon_date=day), workflow_id=f"recon-{day}", run_id=run_id
+    )
+    return reconcile_day(engine, channel, request)
+
+
+def store_settlement_credit(engine: Engine, amount: Decimal, day: date = DAY) -> None:
+    """The channel's settlement of ``day`` on the bank account, the day after."""
+    with engine.begin() as conn:
+        now = datetime.now(UTC)
+        arrives = day + timedelta(days=1)
+        conn.execute(
+            statements.insert().values(
+                account_no=BANK,
+                bill_date=arrives,
+                bank_code="0000",
+                currency="CNY",
+                credit_count=1,
+                debit_count=0,
+                credit_total=amount,
+                debit_total=Decimal("0.00"),
+                transaction_count=1,
+                fetched_at=now,
+                persisted_at=now,
+            )
+        )
+        conn.execute(
+            transactions.insert().values(
+                account_no=BANK, bill_date=arrives, serial_no="B0001", seq=1, traded_at=now, direction="C",
+                amount=amount, balance_after=amount, counterparty_name=SETTLEMENT_COUNTERPARTY,
+                memo=f"微信支付结算 {day:%Y%m%d}",
+            )
+        )  # fmt: skip
+
+
+def test_every_kind_of_exception_then_a_fixed_ledger(engine: Engine, tmp_path: Path) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    first = reconcile(engine, config, DAY, "run-1")
+    assert outcome(engine, "run-1") == EXPECTED
+    details = {(item.reference, item.side): item.detail for item in run_items(engine, "run-1")}
+    assert details[("O-004", "ledger")] == "fee within tolerance"
+    assert details[("O-005", "channel")] == "fee beyond tolerance"
+    totals = {(total.state, total.side): (total.lines, total.amount) for total in first.totals}
+    assert totals[("matched", "channel")] == (9, Decimal("848.00"))
+    assert totals[("amount_differs", "ledger")] == (2, Decimal("200.00"))
+    # The 23:59:30 order is the next day's, the one of 23:59:58 the day before is this day's.
+    assert not [item for item in run_items(engine, "run-1") if item.reference == "O-010"]
+
+    duplicate = next(item for item in run_items(engine, "run-1") if item.state == "duplicate")
+    explain(engine, duplicate.item_id, "charged twice by the channel; refund asked for", datetime.now(UTC))
+    open_before = open_exceptions(engine, DAY, DAY)
+    assert {item.reference for item in open_before} == {"O-005", "O-007", "O-008", "O-009", ""}
+
+    write_ledger(tmp_path / "ledger" / f"ledger-{DAY}.csv", DAY, DEMO_LEDGER_FIXED)
+    with engine.connect() as conn:
+        net = channel_net(conn, DEMO_CHANNEL, DAY)
+    store_settlement_credit(engine, net.quantize(Decimal("0.01")))
+    second = reconcile(engine, config, DAY, "run-2")
+    exceptions = [item for item in run_items(engine, "run-2") if item.state != "matched"]
+    assert [(item.state, item.reference, item.note) for item in exceptions] == [
+        ("duplicate", "O-006", "charged twice by the channel; refund asked for")
+    ]
+    assert open_exceptions(engine, DAY, DAY) == []
+    assert {total.state for total in second.totals} == {"matched", "duplicate"}
+    with engine.connect() as conn:
+        runs = conn.execute(select(recon_runs.c.run_id, recon_runs.c.ledger_sha256).order_by("run_id")).all()
+    assert [run.run_id for run in runs] == ["run-1", "run-2"]
+    assert runs[0].ledger_sha256 != runs[1].ledger_sha256
+
+
+def test_the_order_before_midnight_is_reported_by_the_day_that_booked_it(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    previous = date(2026, 11, 23)
+    store_channel_day(engine, DEMO_CHANNEL, previous, [])
+    reconcile(engine, config, previous, "run-before")
+    assert [item.side for item in run_items(engine, "run-before")] == ["settlement"]
+    reconcile(engine, config, DAY, "run-day")
+    carried = [item for item in run_items(engine, "run-day") if item.reference == "O-900"]
+    assert {(item.side, item.state, item.booked_on) for item in carried} == {
+        ("ledger", "matched", previous),
+        ("channel", "matched", DAY),
+    }
+
+
+def test_a_retried_run_returns_the_stored_one(engine: Engine, tmp_path: Path) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    first = reconcile(engine, config, DAY, "run-1")
+    write_ledger(tmp_path / "ledger" / f"ledger-{DAY}.csv", DAY, DEMO_LEDGER_FIXED)
+    assert reconcile(engine, config, DAY, "run-1") == first
+
+
+def test_the_three_ledger_kinds_read_the_same_lines(tmp_path: Path) -> None:
+    csv_path = tmp_path / f"ledger-{DAY}.csv"
+    write_ledger(csv_path, DAY, DEMO_LEDGER)
+    with csv_path.open(encoding="utf-8") as file:
+        rows = list(csv.reader(file))
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(rows[0])
+    for row in rows[1:]:
+        # As finance keys them in: amounts and fees as numbers, times as times.
+        sheet.append([row[0], float(row[1]), row[2], datetime.fromisoformat(row[3]), row[4],
+                      float(row[5]) if row[5] else None])  # fmt: skip
+    workbook.save(tmp_path / f"ledger-{DAY}.xlsx")
+    ledger_db = f"sqlite:///{tmp_path / 'erp.db'}"
+    erp = create_engine(ledger_db)
+    with erp.begin() as conn:
+        conn.execute(
+            text("CREATE TABLE orders (no TEXT, amt TEXT, kind TEXT, at TEXT, via TEXT, fee TEXT, day TEXT)")
+        )
+        conn.execute(
+            text("INSERT INTO orders VALUES (:no, :amt, :kind, :at, :via, :fee, :day)"),
+            [
+                dict(zip(["no", "amt", "kind", "at", "via", "fee"], row, strict=True), day=str(DAY))
+                for row in rows[1:]
+            ],
+        )
+    erp.dispose()
+    sources = {
+        "csv": FileLedger(kind="csv", path=str(tmp_path / "ledger-{date}.csv")),
+        "xlsx": FileLedger(kind="xlsx", path=str(tmp_path / "ledger-{date}.xlsx")),
+        "sql": SqlLedger(
+            kind="sql",
+            url=ledger_db,
+            query="SELECT no AS reference, amt AS amount, kind AS direction, at AS occurred_at, "
+            "via AS channel, NULLIF(fee, '') AS fee FROM orders WHERE day = :day AND :account_no <> ''",
+        ),
+    }
+    read = {
+        kind: list(ledger_lines(ChannelRecon(ledger=source), DEMO_CHANNEL, DAY))
+        for kind, source in sources.items()
+    }
+    assert len(read["csv"]) == len(DEMO_LEDGER)
+    assert read["xlsx"] == read["csv"] == read["sql"]
+    assert read["csv"][0].fee == Decimal("0.60") and read["csv"][1].fee is None
+
+
+def test_a_bad_ledger_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / f"ledger-{DAY}.csv"
+    path.write_text("reference,amount,direction,occurred_at,channel\nO-1,10.001,C,2026-11-24 10:00:00,x\n")
+    channel = ChannelRecon(ledger=FileLedger(kind="csv", path=str(tmp_path / "ledger-{date}.csv")))
+    with pytest.raises(
+        LedgerError, match=r"ledger-2026-11-24.csv line 2: amount '10.001' has more than 2 decimals"
+    ):
+        list(ledger_lines(channel, DEMO_CHANNEL, DAY))

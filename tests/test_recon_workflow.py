@@ -1,0 +1,164 @@
+"""Reconciliation end to end on the dev server: the workflow waits for its inputs, alerts once per run,
+and the `bankrecon recon` commands show, explain, re-run and export it; on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from openpyxl import load_workbook
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from bankrecon.config import Settings
+from bankrecon.ops.recon_commands import start_reconciliation
+from bankrecon.recon.demo import (
+    DEMO_CHANNEL,
+    DEMO_CHANNEL_LINES,
+    DEMO_LEDGER,
+    DEMO_LEDGER_DAY_BEFORE,
+    DEMO_LEDGER_FIXED,
+    recon_file_text,
+    store_channel_day,
+    write_ledger,
+)
+from bankrecon.recon.models import ReconDay
+from bankrecon.recon.results import latest_run_id, run_items
+from bankrecon.recon.settlement import channel_net
+from bankrecon.store.db import make_engine
+from bankrecon.store.schema import prepare_schema
+from tests.harness import settings_for
+from tests.test_recon import BANK, DAY, EXPECTED, outcome, store_settlement_credit
+from tests.webhook import webhook_receiver
+from worker import running_worker
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | {
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "DATA_DIR": str(settings.data_dir),
+        "DATABASE_URL": settings.resolved_database_url(),
+        "RECON_CONFIG_FILE": str(settings.recon_config_file),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bankrecon.ops.cli", "recon", *args],
+        env=env, capture_output=True, text=True, timeout=90, cwd=settings.data_dir,
+    )  # fmt: skip
+
+
+async def test_a_day_reconciled_explained_fixed_and_exported(
+    dev_env: WorkflowEnvironment, database_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    # The dev server is the session's: each database reconciles a day of its own.
+    day = DAY if database_url.startswith("sqlite") else DAY + timedelta(days=7)
+    ledger_dir = tmp_path / "ledger"
+    config = tmp_path / "recon.toml"
+    config.write_text(recon_file_text(ledger_dir, BANK), encoding="utf-8")
+    write_ledger(
+        ledger_dir / f"ledger-{day - timedelta(days=1)}.csv", day - timedelta(days=1), DEMO_LEDGER_DAY_BEFORE
+    )
+    write_ledger(ledger_dir / f"ledger-{day}.csv", day, DEMO_LEDGER)
+    (tmp_path / "data").mkdir()
+    engine = make_engine(database_url)
+    prepare_schema(engine)
+    client = dev_env.client
+    with webhook_receiver() as receiver:
+        settings = settings_for(
+            tmp_path / "data", database_url, "http://127.0.0.1:9", task_queue,
+            temporal_address=client.service_client.config.target_host, recon_config_file=config,
+            alert_webhook_url=receiver.url, statement_retry_interval_seconds=3600,
+        )  # fmt: skip
+        async with running_worker(client, settings):
+            # The ledger is there, the channel's statement not yet: the workflow waits for it.
+            handle = await start_reconciliation(client, settings, DEMO_CHANNEL, day)
+            async with asyncio.timeout(30):
+                while not [
+                    event
+                    async for event in handle.fetch_history_events()
+                    if event.event_type == EventType.EVENT_TYPE_TIMER_STARTED
+                ]:
+                    await asyncio.sleep(0.1)
+            store_channel_day(engine, DEMO_CHANNEL, day, DEMO_CHANNEL_LINES)
+            # The statement's arrival signals it (here as a statement workflow would): it runs at once.
+            again = await start_reconciliation(client, settings, DEMO_CHANNEL, day)
+            assert again.result_run_id == handle.result_run_id
+            first = await asyncio.wait_for(handle.result(), 30)
+            assert outcome(engine, first.run_id) == EXPECTED
+            assert len(receiver.posts) == 1
+            alert = receiver.posts[0].body
+            assert alert["event"] == "reconciliation_exceptions"
+            assert {(t["state"], t["side"]): (t["lines"], t["amount"]) for t in alert["exceptions"]} == {
+                ("amount_differs", "channel"): (2, "192.00"),
+                ("amount_differs", "ledger"): (2, "200.00"),
+                ("channel_only", "channel"): (1, "90.00"),
+                ("duplicate", "channel"): (1, "60.00"),
+                ("ledger_only", "ledger"): (1, "70.00"),
+                ("settlement_missing", "settlement"): (1, "1083.13"),
+            }
+
+            shown = await asyncio.to_thread(cli, settings, DEMO_CHANNEL, str(day))
+            assert shown.returncode == 0, shown.stderr
+            assert "8 exception(s)" in shown.stdout
+            duplicate = next(item for item in run_items(engine, first.run_id) if item.state == "duplicate")
+            explained = await asyncio.to_thread(
+                cli, settings, "explain", str(duplicate.item_id), "--note", "charged twice; refund asked for"
+            )
+            assert explained.returncode == 0, explained.stderr
+            still_open = await asyncio.to_thread(
+                cli, settings, "--open", "--from", str(day), "--to", str(day)
+            )
+            assert "7 open exception(s)" in still_open.stdout
+
+            # Finance fixes the ledger and the settlement arrives: a re-run clears all but the note's.
+            write_ledger(ledger_dir / f"ledger-{day}.csv", day, DEMO_LEDGER_FIXED)
+            with engine.connect() as conn:
+                store_settlement_credit(
+                    engine, channel_net(conn, DEMO_CHANNEL, day).quantize(Decimal("0.01")), day
+                )
+            export_dir = tmp_path / "export"
+            rerun = await asyncio.to_thread(
+                cli, settings, DEMO_CHANNEL, str(day), "--rerun", "--export", str(export_dir)
+            )
+            assert rerun.returncode == 0, rerun.stderr
+            assert "1 exception(s)" in rerun.stdout and "charged twice; refund asked for" in rerun.stdout
+            assert len(receiver.posts) == 2  # one per run
+            assert (
+                receiver.posts[0].headers["Idempotency-Key"] != receiver.posts[1].headers["Idempotency-Key"]
+            )
+            none_open = await asyncio.to_thread(cli, settings, "--open", "--from", str(day), "--to", str(day))
+            assert none_open.returncode == 0 and "no open exceptions" in none_open.stdout
+
+    second_run = latest_run_id(engine, ReconDay(account_no=DEMO_CHANNEL, recon_date=day))
+    assert second_run is not None and second_run != first.run_id
+    items = run_items(engine, second_run)
+    engine.dispose()
+    assert {item.state for item in items} == {"matched", "duplicate"}
+    workbook = load_workbook(export_dir / f"recon-{DEMO_CHANNEL}-{day}.xlsx")
+    assert workbook.sheetnames == ["summary", "duplicate", "matched"]
+    summary = {
+        (row[0], row[1]): (row[2], row[3])
+        for row in workbook["summary"].iter_rows(min_row=9, values_only=True)
+    }
+    assert summary == {
+        (state, side): (sum(1 for i in items if (i.state, i.side) == (state, side)),
+                        float(sum(i.amount for i in items if (i.state, i.side) == (state, side))))
+        for state, side in {(i.state, i.side) for i in items}
+    }  # fmt: skip
+    matched_sheet = workbook["matched"]
+    header = [cell.value for cell in matched_sheet[1]]
+    amounts = [row[header.index("amount")] for row in matched_sheet.iter_rows(min_row=2)]
+    assert sum(Decimal(str(cell.value)) for cell in amounts) == sum(
+        i.amount for i in items if i.state == "matched"
+    )
+    assert {cell.number_format for cell in amounts} == {"#,##0.00"}
+    assert matched_sheet.cell(2, header.index("occurred_at") + 1).number_format == "yyyy-mm-dd hh:mm:ss"
+    duplicate_row = [cell.value for cell in workbook["duplicate"][2]]
+    assert duplicate_row[header.index("note")] == "charged twice; refund asked for"
+    csv_lines = (export_dir / f"recon-{DEMO_CHANNEL}-{day}.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(csv_lines) == len(items) + 1
