@@ -37,6 +37,9 @@ CANONICAL_COPY_OPTIONS = "FORMAT text"
 _NULL = "\\N"
 _CENT = Decimal("0.01")
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_SPECIAL = ("\\", "\t", "\n", "\r")
+# One encoder for every row: json.dumps with options builds a new one each call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 # Serial numbers key a statement's rows; longer than this is not an identifier.
 MAX_SERIAL_NO_CHARS = 128
@@ -56,15 +59,6 @@ class CanonicalRow:
     memo: str | None = None
     # Every field of the source's line by its header name, as written.
     details: Mapping[str, str] | None = None
-
-
-def _text(value: str | None) -> str:
-    if value is None:
-        return _NULL
-    if "\x00" in value:
-        # PostgreSQL's text cannot hold it; no channel's identifier or name needs one.
-        raise StatementDamaged("text", "a field contains a NUL character")
-    return value.translate(_ESCAPES)
 
 
 def _money(value: Decimal | None, what: str) -> str:
@@ -90,19 +84,35 @@ class CanonicalRecordWriter:
             raise StatementDamaged("amount", f"amount {row.amount} is negative (direction says the sign)")
         if row.traded_at.tzinfo is None:
             raise ValueError("traded_at must be aware")
-        details = None if row.details is None else json.dumps(row.details, ensure_ascii=False)
+        texts = (
+            row.serial_no,
+            row.reference,
+            row.counterparty_account,
+            row.counterparty_name,
+            row.memo,
+            None if row.details is None else _JSON(row.details),
+        )
+        present = "".join([text for text in texts if text])
+        if "\x00" in present:
+            # PostgreSQL's text cannot hold it; no channel's identifier or name needs one.
+            raise StatementDamaged("text", "a field contains a NUL character")
+        # Most rows need no escape: one look at all their text decides it.
+        escape = any(special in present for special in _SPECIAL)
+        serial_no, reference, account, name, memo, details = (
+            _NULL if text is None else text.translate(_ESCAPES) if escape else text for text in texts
+        )
         fields = (
-            _text(row.serial_no),
+            serial_no,
             stored_utc_text(row.traded_at),
             row.direction,
             _money(row.amount, "amount"),
             _NULL if row.fee is None else str(row.fee),
             _money(row.balance_after, "balance"),
-            _text(row.reference),
-            _text(row.counterparty_account),
-            _text(row.counterparty_name),
-            _text(row.memo),
-            _text(details),
+            reference,
+            account,
+            name,
+            memo,
+            details,
         )
         self._out.write(("\t".join(fields) + "\n").encode("utf-8"))
         self.count += 1

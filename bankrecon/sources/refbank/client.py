@@ -7,11 +7,9 @@ import hashlib
 import hmac
 import json
 import os
-import ssl
 import tempfile
 from dataclasses import dataclass
 from datetime import date
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from pydantic import SecretStr
 
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.http import shared_tls_context
 from bankrecon.sources.refbank.jsonstream import NotJson, read_json
 from bankrecon.store.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
 
@@ -72,13 +71,6 @@ def sign(secret: SecretStr, body: bytes) -> str:
 MAX_ANSWER_BYTES = 1024**3
 
 
-@cache
-def _tls_context() -> ssl.SSLContext:
-    """One for every merchant's client: httpx would build one each, some 0.8 MB apiece
-    (1,000 merchants took a worker to 950 MB)."""
-    return httpx.create_ssl_context()
-
-
 class BankClient:
     def __init__(
         self,
@@ -97,7 +89,7 @@ class BankClient:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
-            verify=_tls_context(),
+            verify=shared_tls_context(),
         )
 
     async def aclose(self) -> None:
