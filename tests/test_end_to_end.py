@@ -39,13 +39,14 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
-    temporal_port, ui_port, bank_port = _free_port(), _free_port(), _free_port()
+    temporal_port, ui_port, bank_port, wechatpay_port = (_free_port() for _ in range(4))
     demo = subprocess.run(
         [
             sys.executable, "-m", "bankrecon.ops.demo", "--exit-when-done",
             "--data-dir", str(data_dir), "--database-url", database_url,
             "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
-            "--bank-port", str(bank_port), "--interval", "1", "--ready-after", "2",
+            "--bank-port", str(bank_port), "--wechatpay-port", str(wechatpay_port),
+            "--interval", "1", "--ready-after", "2",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
@@ -57,9 +58,13 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     assert '"fetch_attempts": 3' in output and '"transaction_count": 20' in output, output
     statement, rows = stored_rows(database_url, "6222020000000001", yesterday_in_china(datetime.now(UTC)))
     assert statement is not None and statement.transaction_count == len(rows) == 20
+    # The WeChat Pay bill of the same day, collected beside it by the same workflow.
+    assert output.count("STATEMENT_CREATING 账单生成中 (not ready yet)") == 2, output
+    statement, rows = stored_rows(database_url, "wx-demo-trade", yesterday_in_china(datetime.now(UTC)))
+    assert statement is not None and statement.source_kind == "wechatpay" and len(rows) == 20
     assert (data_dir / "logs" / "worker.log").exists()
     # It stopped what it started.
-    for port in (temporal_port, ui_port, bank_port):
+    for port in (temporal_port, ui_port, bank_port, wechatpay_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
@@ -133,7 +138,7 @@ def another_shell(command: str) -> str:
 @pytest.mark.slow
 def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {name: _free_port() for name in ("temporal", "ui", "bank", "codec")}
+    ports = {name: _free_port() for name in ("temporal", "ui", "bank", "wechatpay", "codec")}
     workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
     demo_env = data_dir / "demo.env"
     decoded_input = f'"account_no":"{ACCOUNT}"'
@@ -145,6 +150,7 @@ def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> N
                 sys.executable, "-m", "bankrecon.ops.demo", "--encrypt",
                 "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
                 "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
+                "--wechatpay-port", str(ports["wechatpay"]),
                 "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
             ],
         )  # fmt: skip

@@ -1,8 +1,9 @@
 """The whole system on one machine, for a first look: ``./scripts/demo``.
 
-Starts the Temporal dev server (SQLite-backed, with its Web UI), the bank simulator
-and the worker, then starts one DailyStatementWorkflow for yesterday with the
-``temporal`` CLI. The simulator refuses a few times before the statement is ready and
+Starts the Temporal dev server (SQLite-backed, with its Web UI), a simulator of each
+statement source (the reference bank, WeChat Pay), and the worker; then starts one
+DailyStatementWorkflow for yesterday with the ``temporal`` CLI, and one for the WeChat Pay
+trade bill beside it. Each simulator refuses a few times before its statement is ready and
 the interval is a few seconds, so the whole story plays out in under a minute: the
 refusals, the success, then the rows in the SQLite database.
 
@@ -32,11 +33,11 @@ import httpx
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from bankrecon.config import Settings
-from bankrecon.models import DailyStatementResult, StatementKey
+from bankrecon.models import DailyStatementInput, DailyStatementResult, StatementKey
 from bankrecon.ops.binaries import find_binary
+from bankrecon.ops.demo_sources import REFBANK_ACCOUNT, DemoSource, refbank_source, wechatpay_source
 from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.demo import DEMO_CHANNEL, plant_demo
-from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
 from bankrecon.store.persistence import load_statement
@@ -51,13 +52,7 @@ from workflows.daily_statement import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-BANK_SAYS = {
-    "9999": "9999 系统错误 (not ready yet); Temporal retries after the interval",
-    "0000": "0000 成功 (the statement is ready)",
-    "2001": "2001 当日无交易 (no transactions that day)",
-    "1005": "1005 请求过于频繁 (too early: this must not happen)",
-}
-DEMO_ACCOUNT = "6222020000000001"
+DEMO_ACCOUNT = REFBANK_ACCOUNT
 
 
 def _say(text: str) -> None:
@@ -171,18 +166,21 @@ class Encryption:
         )
 
 
-async def _watch(handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], bank_url: str) -> None:
-    """Print each request the bank received and what Temporal plans next, until the workflow closes."""
-    shown = 0
-    async with httpx.AsyncClient(base_url=bank_url) as bank:
+async def _watch(
+    handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], source: DemoSource
+) -> None:
+    """Print each request the source received and what Temporal plans next, until the workflow closes."""
+    seen = 0
+    async with httpx.AsyncClient(base_url=source.url) as simulator:
         while True:
             description = await handle.describe()
-            log = (await bank.get("/_sim/requests")).json()
-            for record in log[shown:]:
-                shown += 1
-                arrived = datetime.fromtimestamp(record["arrived_at"]).strftime("%H:%M:%S")
-                said = BANK_SAYS.get(record["code"], f"answered {record['code']}")
-                _say(f"  {arrived} bank request {shown}: {said}")
+            log = (await simulator.get("/_sim/requests")).json()
+            for record in log[seen:]:
+                seen += 1
+                said = source.describe(record)
+                if said is not None:
+                    arrived = datetime.fromtimestamp(record["arrived_at"]).strftime("%H:%M:%S")
+                    _say(f"  {arrived} {source.label} request {seen}: {said}")
             if description.status != WorkflowExecutionStatus.RUNNING:
                 return
             await asyncio.sleep(0.2)
@@ -196,19 +194,55 @@ def _show_rows(database_url: str, key: StatementKey) -> None:
         raise SystemExit(
             f"the workflow completed but {database_location(database_url)} holds no statement for {key}"
         )
-    _say(
-        f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.currency} "
+    balances = (
         f"opening {stmt.opening_balance} closing {stmt.closing_balance}, "
-        f"{stmt.credit_count} credits ({stmt.credit_total}), {stmt.debit_count} debits ({stmt.debit_total})"
+        if stmt.opening_balance is not None
+        else ""
+    )
+    fees = f", fees {stmt.fee_total}" if stmt.fee_total is not None else ""
+    _say(
+        f"\nstatements: {stmt.account_no} {stmt.bill_date} {stmt.source_kind} {stmt.currency} {balances}"
+        f"{stmt.credit_count} credits ({stmt.credit_total}), "
+        f"{stmt.debit_count} debits ({stmt.debit_total}){fees}"
     )
     _say(f"transactions ({len(rows)} rows, first 5):")
     for row in rows[:5]:
         traded_at = row.traded_at.astimezone(CHINA_STANDARD_TIME)
+        after = f"balance {row.balance_after:>14}" if row.balance_after is not None else f"fee {row.fee}"
         _say(
-            f"  {row.serial_no}  {traded_at:%Y-%m-%d %H:%M:%S}  {row.direction} "
-            f"{row.amount:>14}  balance {row.balance_after:>14}  {row.counterparty_name or ''} "
-            f"{row.memo or ''}"
+            f"  {row.serial_no}  {traded_at:%Y-%m-%d %H:%M:%S}  {row.direction} {row.amount:>14}  {after}  "
+            f"{row.reference or row.counterparty_name or ''} {row.memo or ''}".rstrip()
         )
+
+
+def _write_accounts_file(data_dir: Path, sources: list[DemoSource]) -> Path:
+    path = data_dir / "accounts.toml"
+    header = "# The demo's merchants and accounts (BANK_ACCOUNTS_FILE), one per statement source.\n"
+    _write_owner_only(path, header + "".join(source.accounts_entries for source in sources))
+    return path
+
+
+async def _collect_beside(
+    client: Client, source: DemoSource, bill_date: date, interval: float, database_url: str
+) -> None:
+    """The same workflow for another source's statement of the same day."""
+    workflow_id = statement_workflow_id(source.account_no, bill_date)
+    handle = await client.start_workflow(
+        DailyStatementWorkflow.run,
+        DailyStatementInput(
+            account_no=source.account_no, bill_date=bill_date, retry_interval_seconds=interval
+        ),
+        id=workflow_id,
+        task_queue="bank-statements",
+    )
+    _say(f"\nstarted {workflow_id}, the same workflow for the {source.label} bill of the same day")
+    await _watch(handle, source)
+    result = await handle.result()
+    _say(
+        f"workflow result: {result.transaction_count} rows after {result.fetch_attempts} requests "
+        f"({result.bank_code})"
+    )
+    _show_rows(database_url, StatementKey(account_no=source.account_no, bill_date=bill_date))
 
 
 async def _reconcile_demo(
@@ -233,14 +267,16 @@ async def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     temporal_address = f"127.0.0.1:{args.temporal_port}"
-    bank_url = f"http://127.0.0.1:{args.bank_port}"
+    bank = refbank_source(args.bank_port, args.interval, args.ready_after)
+    wechatpay = wechatpay_source(args.wechatpay_port, data_dir, args.ready_after)
     database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
     ui = f"http://127.0.0.1:{args.ui_port}"
     encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
     for port, what in (
         (args.temporal_port, "Temporal"),
         (args.ui_port, "Temporal Web UI"),
-        (args.bank_port, "the simulator"),
+        (args.bank_port, "the bank simulator"),
+        (args.wechatpay_port, "the WeChat Pay simulator"),
         *([(args.codec_port, "the codec server")] if encryption else []),
     ):
         if not _port_free("127.0.0.1", port):
@@ -249,12 +285,9 @@ async def run(args: argparse.Namespace) -> int:
         "TEMPORAL_ADDRESS": temporal_address,
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
-        "BANK_BASE_URL": bank_url,
-        # The simulator's merchant, which it starts with: the worker has no secret of its own.
-        "BANK_MERCHANT_ID": DEMO_MERCHANT_ID,
-        "BANK_MERCHANT_SECRET": DEMO_MERCHANT_SECRET,
+        # Each source's merchant and account, as the simulators know them.
+        "BANK_ACCOUNTS_FILE": str(_write_accounts_file(data_dir, [bank, wechatpay])),
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
-        "BANK_ACCOUNTS": DEMO_ACCOUNT,
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
         # Written once the statement is stored (_reconcile_demo); the worker reads it at each run.
         "RECON_CONFIG_FILE": str(data_dir / "recon.toml"),
@@ -295,15 +328,13 @@ async def run(args: argparse.Namespace) -> int:
         _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
         _say(f"Temporal dev server on {temporal_address}, data in {data_dir / 'temporal.db'}")
         _say(f"Web UI: {ui}")
-        log = services.start(
-            "simulator",
-            [
-                sys.executable, "-m", "bankrecon.sources.refbank.simulator", "--port", str(args.bank_port),
-                "--min-interval", str(args.interval), "--ready-after", str(args.ready_after),
-            ],
-        )  # fmt: skip
-        _wait_for_port("127.0.0.1", args.bank_port, "the bank simulator", log)
-        _say(f"bank simulator on {bank_url}: not ready for the first {args.ready_after} requests")
+        for source, name, port in (
+            (bank, "simulator", args.bank_port),
+            (wechatpay, "wechatpay", args.wechatpay_port),
+        ):
+            log = services.start(name, source.simulator)
+            _wait_for_port("127.0.0.1", port, f"the {source.label} simulator", log)
+            _say(f"{source.label} simulator on {source.url}: not ready for {args.ready_after} requests")
         services.start("worker", [sys.executable, "worker.py"])
         _say(f"worker started (log: {data_dir / 'logs' / 'worker.log'})\n")
         client = await connect(
@@ -330,10 +361,11 @@ async def run(args: argparse.Namespace) -> int:
         subprocess.run([temporal, *start[1:]], check=True, env=env | demo_env, stdout=subprocess.DEVNULL)
         _say(f"started {workflow_id}; watch it at {ui}/namespaces/default/workflows/{workflow_id}")
         handle = client.get_workflow_handle_for(DailyStatementWorkflow.run, workflow_id)
-        await _watch(handle, bank_url)
+        await _watch(handle, bank)
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
+        await _collect_beside(client, wechatpay, bill_date, args.interval, database_url)
         await _reconcile_demo(client, env, data_dir, database_url, bill_date, args.interval)
         _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
@@ -391,6 +423,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--bank-port", type=int, default=8600, help="bank simulator port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--wechatpay-port", type=int, default=8610, help="WeChat Pay simulator port (default: %(default)s)"
     )
     parser.add_argument(
         "--interval",

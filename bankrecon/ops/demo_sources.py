@@ -1,0 +1,130 @@
+"""The statement sources the demo collects side by side: each one's simulator, accounts entries, account.
+
+Every simulator here answers "not ready" to the first requests of a statement, then serves
+it; the demo shows each source's requests as they arrive (its ``GET /_sim/requests``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_MERCHANT_SECRET
+
+REFBANK_ACCOUNT = "6222020000000001"
+WECHATPAY_ACCOUNT = "wx-demo-trade"
+
+_BANK_SAYS = {
+    "9999": "9999 系统错误 (not ready yet); Temporal retries after the interval",
+    "0000": "0000 成功 (the statement is ready)",
+    "2001": "2001 当日无交易 (no transactions that day)",
+    "1005": "1005 请求过于频繁 (too early: this must not happen)",
+}
+_WECHATPAY_SAYS = {
+    "STATEMENT_CREATING": "400 STATEMENT_CREATING 账单生成中 (not ready yet); retried after the interval",
+    "NO_STATEMENT_EXIST": "400 NO_STATEMENT_EXIST (no bill that day)",
+    "": "200 download_url and hash_value (the bill is ready)",
+}
+
+
+@dataclass(frozen=True)
+class DemoSource:
+    label: str
+    account_no: str
+    url: str
+    simulator: list[str]  # its command line
+    accounts_entries: str  # its [[merchant]] and [[account]] entries
+    describe: Callable[[dict[str, Any]], str | None]  # one request the simulator received; None: not shown
+
+
+def refbank_source(port: int, interval: float, ready_after: int) -> DemoSource:
+    def describe(record: dict[str, Any]) -> str:
+        return _BANK_SAYS.get(record["code"], f"answered {record['code']}")
+
+    return DemoSource(
+        label="bank",
+        account_no=REFBANK_ACCOUNT,
+        url=f"http://127.0.0.1:{port}",
+        simulator=[
+            *(sys.executable, "-m", "bankrecon.sources.refbank.simulator", "--port", str(port)),
+            *("--min-interval", str(interval), "--ready-after", str(ready_after)),
+            *("--merchant", f"{DEMO_MERCHANT_ID}:{DEMO_MERCHANT_SECRET}"),
+        ],
+        accounts_entries=f"""
+[[merchant]]
+id = "{DEMO_MERCHANT_ID}"
+secret = "{DEMO_MERCHANT_SECRET}"  # the simulator's demo merchant
+base_url = "http://127.0.0.1:{port}"
+
+[[account]]
+account_no = "{REFBANK_ACCOUNT}"
+merchant = "{DEMO_MERCHANT_ID}"
+""",
+        describe=describe,
+    )
+
+
+def _key_pair(directory: Path, name: str) -> tuple[Path, Path]:
+    """A 2048-bit RSA key pair made for this demo, kept for its next run; its PEM files."""
+    private, public = directory / f"{name}_key.pem", directory / f"{name}_pub.pem"
+    if not (private.exists() and public.exists()):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private.touch(mode=0o600)
+        private.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        public.write_bytes(
+            key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    return private, public
+
+
+def wechatpay_source(port: int, data_dir: Path, ready_after: int) -> DemoSource:
+    keys = data_dir / "demo-keys"
+    merchant_private, merchant_public = _key_pair(keys, "apiclient")
+    wechatpay_private, wechatpay_public = _key_pair(keys, "wechatpay")
+
+    def describe(record: dict[str, Any]) -> str | None:
+        if record["bill"] == "download":
+            return f"{record['status']} the gzip bill downloaded, checked against hash_value"
+        return _WECHATPAY_SAYS.get(record["code"], f"{record['status']} {record['code']}")
+
+    return DemoSource(
+        label="WeChat Pay",
+        account_no=WECHATPAY_ACCOUNT,
+        url=f"http://127.0.0.1:{port}",
+        simulator=[
+            *(sys.executable, "-m", "bankrecon.sources.wechatpay.simulator", "--port", str(port)),
+            *("--merchant-public-key-file", str(merchant_public)),
+            *("--wechatpay-private-key-file", str(wechatpay_private), "--ready-after", str(ready_after)),
+        ],
+        accounts_entries=f"""
+[[merchant]]
+id = "wx-demo"
+kind = "wechatpay"
+base_url = "http://127.0.0.1:{port}"
+mchid = "1900009191"
+private_key_file = "{merchant_private}"
+certificate_serial = "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C"
+wechatpay_public_key_file = "{wechatpay_public}"
+wechatpay_public_key_id = "PUB_KEY_ID_0119000091912025010100000000000000"
+earliest = "00:00"  # the simulator's bills are ready at once; WeChat Pay's from 10:00
+
+[[account]]
+account_no = "{WECHATPAY_ACCOUNT}"
+merchant = "wx-demo"
+bill = "tradebill"
+""",
+        describe=describe,
+    )
