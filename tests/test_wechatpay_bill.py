@@ -16,7 +16,7 @@ from bankrecon.models import ArchiveRef, StatementKey
 from bankrecon.sources.wechatpay.bill import decode_bill, read_bill
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.sources.wechatpay.simulator.generator import EXTRA_COLUMN, BillShape, bill_bytes
-from bankrecon.statements.canonical import CanonicalRecords, CanonicalRow
+from bankrecon.statements.canonical import CanonicalRecords, CanonicalRecordWriter, CanonicalRow
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store.archive import archive_path
 
@@ -52,9 +52,13 @@ def write_gzip(tmp_path: Path, text: str) -> Path:
 
 
 def read(path: Path, bill: str = "tradebill") -> tuple[list[CanonicalRow], object]:
-    rows: list[CanonicalRow] = []
-    totals = read_bill(path, bill, ArchiveLimits(), rows.append)  # type: ignore[arg-type]
-    return rows, totals
+    """The bill's rows as they land in the records file, read back; its totals."""
+    records = path.with_suffix(".lines")
+    with records.open("wb") as out:
+        writer = CanonicalRecordWriter(out)
+        totals = read_bill(path, bill, ArchiveLimits(), writer.write_texts)  # type: ignore[arg-type]
+        writer.flush()
+    return list(CanonicalRecords(records, 1 << 16).canonical_rows()), totals
 
 
 def test_trade_sample_rows_are_exact(tmp_path: Path) -> None:

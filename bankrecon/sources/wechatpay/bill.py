@@ -21,10 +21,10 @@ import _csv
 import csv
 import io
 import os
+import re
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
@@ -32,8 +32,8 @@ from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
-from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
-from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.statements.canonical import CanonicalRecordWriter, ChinaTimestamps, JsonObject
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.store.archive import archive_path, staged_file
 
 Bill = Literal["tradebill", "fundflowbill"]
@@ -42,6 +42,12 @@ _MARK = "`"
 _PROGRESS_EVERY = 8192
 _TEXT_BUFFER = 256 * 1024
 _KEY_BUCKETS = 64
+# No bill holds it: rows are joined on it to take their backticks off in C.
+_SEPARATOR = "\x1f"
+# The forms nearly every value has, checked in C; anything else goes through _decimal.
+_AMOUNT = re.compile(r"[0-9]{1,15}\.[0-9]{2}").fullmatch
+_MONEY = re.compile(r"-?[0-9]{1,15}\.[0-9]{2}").fullmatch
+_FEE = re.compile(r"-?[0-9]{1,15}\.[0-9]{1,5}").fullmatch
 
 
 def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
@@ -59,13 +65,10 @@ def decode_bill(
     """Check the whole bill; its records file exists only if every rule held."""
     target = records_path(data_dir, archive.sha256, key)
     with staged_file(target.parent) as (out, staged):
-        totals = read_bill(
-            archive_path(data_dir, archive.sha256),
-            bill,
-            limits,
-            CanonicalRecordWriter(out).write,
-            on_progress,
-        )
+        writer = CanonicalRecordWriter(out)
+        bill_path = archive_path(data_dir, archive.sha256)
+        totals = read_bill(bill_path, bill, limits, writer.write_texts, on_progress)
+        writer.flush()
     os.replace(staged, target)
     return DecodedStatement(
         totals=totals,
@@ -80,10 +83,11 @@ def read_bill(
     path: Path,
     bill: Bill,
     limits: ArchiveLimits,
-    write: Callable[[CanonicalRow], None],
+    write: WriteTexts,
     on_progress: Callable[[int], None] = lambda _count: None,
 ) -> StatementTotals:
-    """Every detail row of the gzip bill at ``path`` to ``write``, in order; the totals, checked."""
+    """Every detail row of the gzip bill at ``path`` to ``write`` (CanonicalRecordWriter.write_texts),
+    in order; the totals, checked."""
     layout, summary = _read(path, bill, limits, write, on_progress)
     repeated = layout.keys.repeated()
     if repeated:
@@ -95,7 +99,7 @@ def _read(
     path: Path,
     bill: Bill,
     limits: ArchiveLimits,
-    write: Callable[[CanonicalRow], None],
+    write: WriteTexts,
     on_progress: Callable[[int], None],
 ) -> tuple[_Layout, dict[str, str]]:
     with path.open("rb") as compressed:
@@ -144,15 +148,19 @@ def _values(row: list[str], width: int, line: int) -> list[str]:
     """The row's values without their backtick, which every one of them must have."""
     if len(row) != width:
         raise StatementDamaged("row width", f"{len(row)} values under a header of {width}", line=line)
-    if "".join([value[:1] for value in row]) != _MARK * width:
-        raise StatementDamaged("backtick", "a value does not start with a backtick", line=line)
-    return [value[1:] for value in row]
+    # In C: the row joined on a character no value holds, each value's backtick found after it.
+    joined = _SEPARATOR + _SEPARATOR.join(row)
+    if joined.count(_SEPARATOR + _MARK) != width or joined.count(_SEPARATOR) != width:
+        if "".join([value[:1] for value in row]) != _MARK * width:
+            raise StatementDamaged("backtick", "a value does not start with a backtick", line=line)
+        return [value[1:] for value in row]
+    return joined[2:].split(_SEPARATOR + _MARK)
 
 
 def _details(
     reader: _csv.Reader,
     layout: _Layout,
-    write: Callable[[CanonicalRow], None],
+    write: WriteTexts,
     on_progress: Callable[[int], None],
 ) -> list[str]:
     """Writes the detail rows; returns the summary header that ends them."""
@@ -163,7 +171,7 @@ def _details(
             on_progress(written)
             return _header(row, reader.line_num)
         line = reader.line_num
-        write(take(_values(row, width, line), line))
+        write(*take(_values(row, width, line), line))
         if (written + 1) % _PROGRESS_EVERY == 0:
             on_progress(written + 1)
     raise StatementDamaged("summary", "the bill ends without its summary rows", line=reader.line_num + 1)
@@ -207,18 +215,18 @@ def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates
     first_seen: dict[str, int] = {}
     line = 1
 
-    def check(row: CanonicalRow) -> None:
+    def check(serial_no: str, *_texts: str | None) -> None:
         nonlocal line
         line += 1
-        if hash(row.serial_no) not in candidates:
+        if hash(serial_no) not in candidates:
             return
-        if row.serial_no in first_seen:
+        if serial_no in first_seen:
             raise StatementDamaged(
                 "duplicate key",
-                f"the row's key repeats the one of line {first_seen[row.serial_no]}",
+                f"the row's key repeats the one of line {first_seen[serial_no]}",
                 line=line,
             )
-        first_seen[row.serial_no] = line
+        first_seen[serial_no] = line
 
     _read(path, bill, limits, check, lambda _count: None)
 
@@ -228,15 +236,6 @@ def _column(header: Sequence[str], name: str) -> int:
         return header.index(name)
     except ValueError:
         raise StatementDamaged("columns", f"the bill has no column {name}", line=1) from None
-
-
-def _traded_at(text: str, column: str, line: int) -> datetime:
-    try:
-        if len(text) != 19:
-            raise ValueError
-        return datetime.fromisoformat(text).replace(tzinfo=CHINA_STANDARD_TIME)
-    except ValueError:
-        raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line) from None
 
 
 def _decimal(text: str, column: str, line: int, *, places: int, signed: bool = False) -> Decimal:
@@ -277,20 +276,37 @@ def _agree(summary: dict[str, str], name: str, counted: Decimal | int, what: str
         raise StatementDamaged("summary", f"{name} says {said}, the rows give {counted} ({what})")
 
 
+# A row as CanonicalRecordWriter.write_texts takes it.
+Texts = tuple[str, str, str, str, str | None, str | None, str | None, None, None, None, str]
+WriteTexts = Callable[..., None]
+
+
 @dataclass
 class _Layout:
     header: list[str]
     keys: _RowKeys = field(default_factory=_RowKeys, init=False)
+    times: ChinaTimestamps = field(default_factory=ChinaTimestamps, init=False)
     credit_count: int = field(default=0, init=False)
     debit_count: int = field(default=0, init=False)
-    credit_total: Decimal = field(default=Decimal("0.00"), init=False)
-    debit_total: Decimal = field(default=Decimal("0.00"), init=False)
+    credit_cents: int = field(default=0, init=False)
+    debit_cents: int = field(default=0, init=False)
 
-    def take(self, values: list[str], line: int) -> CanonicalRow:
+    def __post_init__(self) -> None:
+        self.details = JsonObject(self.header)
+
+    def take(self, values: list[str], line: int) -> Texts:
         raise NotImplementedError
 
     def totals(self, summary: dict[str, str]) -> StatementTotals:
         raise NotImplementedError
+
+    @property
+    def credit_total(self) -> Decimal:
+        return Decimal(self.credit_cents).scaleb(-2)
+
+    @property
+    def debit_total(self) -> Decimal:
+        return Decimal(self.debit_cents).scaleb(-2)
 
     def _statement_totals(self, summary: dict[str, str], fee_total: Decimal | None) -> StatementTotals:
         return StatementTotals(
@@ -312,6 +328,24 @@ class _Layout:
         self.keys.add(key)
         return key
 
+    def _utc(self, text: str, column: str, line: int) -> str:
+        utc = self.times.utc_text(text)
+        if utc is None:
+            raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line)
+        return utc
+
+
+def _cents(text: str, column: str, line: int, *, signed: bool = False) -> tuple[str, int]:
+    """An amount of at most two decimals as the tables take it (two decimals) and in cents."""
+    if not (_MONEY if signed else _AMOUNT)(text):
+        value = _decimal(text, column, line, places=2, signed=signed)
+        text = f"{value:.2f}"
+    return text, int(text[:-3] + text[-2:])
+
+
+def _fee(text: str, line: int) -> Decimal:
+    return Decimal(text) if _FEE(text) else _decimal(text, "手续费", line, places=5, signed=True)
+
 
 class _TradeLayout(_Layout):
     def __init__(self, header: list[str]):
@@ -328,36 +362,40 @@ class _TradeLayout(_Layout):
         self.refunded = header.index("退款金额") if "退款金额" in header else None
         self.fee_total = Decimal("0")
 
-    def take(self, values: list[str], line: int) -> CanonicalRow:
+    def take(self, values: list[str], line: int) -> Texts:
         status = values[self.status]
         if status == "SUCCESS":
             if self.settled is None:
                 raise StatementDamaged("columns", "the bill has no column 应结订单金额", line=1)
             key = values[self.order_no]
-            amount = _decimal(values[self.settled], "应结订单金额", line, places=2)
-            direction: Literal["C", "D"] = "C"
+            amount, cents = _cents(values[self.settled], "应结订单金额", line)
+            direction = "C"
             self.credit_count += 1
-            self.credit_total += amount
+            self.credit_cents += cents
         elif status == "REFUND":
             if self.refund_no is None or self.refunded is None:
                 raise StatementDamaged("columns", "the bill has no column 微信退款单号 or 退款金额", line=1)
             key = values[self.refund_no]
-            amount = _decimal(values[self.refunded], "退款金额", line, places=2)
+            amount, cents = _cents(values[self.refunded], "退款金额", line)
             direction = "D"
             self.debit_count += 1
-            self.debit_total += amount
+            self.debit_cents += cents
         else:
             raise StatementDamaged("交易状态", "neither SUCCESS nor REFUND", line=line)
-        fee = _decimal(values[self.fee], "手续费", line, places=5, signed=True)
-        self.fee_total += fee
-        return CanonicalRow(
-            serial_no=self._keyed(key, line),
-            traded_at=_traded_at(values[self.time], "交易时间", line),
-            direction=direction,
-            amount=amount,
-            fee=fee,
-            reference=values[self.reference] or None,
-            details=dict(zip(self.header, values, strict=True)),
+        fee = values[self.fee]
+        self.fee_total += _fee(fee, line)
+        return (
+            self._keyed(key, line),
+            self._utc(values[self.time], "交易时间", line),
+            direction,
+            amount,
+            fee,
+            None,
+            values[self.reference] or None,
+            None,
+            None,
+            None,
+            self.details.render(values),
         )
 
     def totals(self, summary: dict[str, str]) -> StatementTotals:
@@ -380,28 +418,32 @@ class _FundFlowLayout(_Layout):
         self.balance = _column(header, "账户结余(元)")
         self.reference = _column(header, "业务凭证号")
 
-    def take(self, values: list[str], line: int) -> CanonicalRow:
+    def take(self, values: list[str], line: int) -> Texts:
         kind = values[self.kind]
-        amount = _decimal(values[self.amount], "收支金额(元)", line, places=2)
-        direction: Literal["C", "D"]
+        amount, cents = _cents(values[self.amount], "收支金额(元)", line)
         if kind == "收入":
             direction = "C"
             self.credit_count += 1
-            self.credit_total += amount
+            self.credit_cents += cents
         elif kind == "支出":
             direction = "D"
             self.debit_count += 1
-            self.debit_total += amount
+            self.debit_cents += cents
         else:
             raise StatementDamaged("收支类型", "neither 收入 nor 支出", line=line)
-        return CanonicalRow(
-            serial_no=self._keyed(values[self.flow_no], line),
-            traded_at=_traded_at(values[self.time], "记账时间", line),
-            direction=direction,
-            amount=amount,
-            balance_after=_decimal(values[self.balance], "账户结余(元)", line, places=2, signed=True),
-            reference=values[self.reference] or None,
-            details=dict(zip(self.header, values, strict=True)),
+        balance, _ = _cents(values[self.balance], "账户结余(元)", line, signed=True)
+        return (
+            self._keyed(values[self.flow_no], line),
+            self._utc(values[self.time], "记账时间", line),
+            direction,
+            amount,
+            None,
+            balance,
+            values[self.reference] or None,
+            None,
+            None,
+            None,
+            self.details.render(values),
         )
 
     def totals(self, summary: dict[str, str]) -> StatementTotals:
