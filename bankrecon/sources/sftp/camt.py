@@ -170,7 +170,7 @@ def _page(statement: etree._Element, number: int, entries_before: int) -> Page:
         on = _day(balance, "Dt", f"{where} {code}")
         if code in _OPENING and (opening is None or (code != "ITBD" and not opening.final)):
             opening = Balance(amount, on, _OPENING[code])
-        if code in _CLOSING and (closing is None or code == "CLBD"):
+        if code in _CLOSING and (closing is None or not closing.final):
             closing = Balance(amount, on, _CLOSING[code])
     if opening is None or closing is None or currency is None:
         raise StatementDamaged("balance", f"{where} lacks an opening (OPBD/PRCD) or closing (CLBD) balance")
