@@ -117,6 +117,7 @@ class _MerchantLink:
 class StatementActivities:
     def __init__(self, settings: Settings, engine: Engine, directory: AccountDirectory):
         self._data_dir = settings.data_dir.resolve()
+        self._defaults = defaults_of(settings)
         self._engine = engine
         self._directory = directory
         self._merchants = {
@@ -395,6 +396,17 @@ class StatementActivities:
                 "nothing was stored, retrying",
                 type="DatabaseError",
             ) from None
+        account = self._account(key.account_no)
+        if request.archive is not None:
+            try:
+                kind_of(account.merchant).after_stored(
+                    account, key.bill_date, request.archive, self._defaults
+                )
+            except SourceUnavailable as exc:
+                raise ApplicationError(
+                    f"statement {key.account_no} {key.bill_date} is stored; the step after it failed: {exc}",
+                    type="BankUnavailable",
+                ) from None
         if stored.written:
             metrics.statement_persisted(self._account(key.account_no).merchant.id, request, datetime.now(UTC))
         activity.logger.info(

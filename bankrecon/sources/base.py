@@ -119,6 +119,15 @@ class SourceKind(ABC):
         """Why the channel can never serve ``bill_date`` (``today`` is China Standard Time's); else None."""
         return None
 
+    def after_stored(
+        self, account: Account, bill_date: date, archive: ArchiveRef, defaults: Defaults
+    ) -> None:
+        """What the channel wants done once the statement is stored (each attempt of the store calls it).
+
+        SourceUnavailable when trying again may help; a step that cannot heal logs and returns.
+        """
+        return None
+
     @abstractmethod
     def decode(
         self,

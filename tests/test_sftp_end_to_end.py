@@ -1,0 +1,177 @@
+"""End to end on the dev server: a statement file that appears on a real SFTP server after two polls is
+stored once, rows and balances exact, then moved away; on SQLite and PostgreSQL, MT940 and camt.053."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from bankrecon.models import DailyStatementInput
+from bankrecon.sources.sftp.simulator import FilePlan
+from tests.harness import count_rows, fails_with, settings_for, stored_rows
+from tests.sftp_setup import BILL_DATE, DATA, PASSWORD, PASSWORD_ENV, SAMPLES, sftp_server
+from worker import running_worker
+from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
+
+# What each sample must store: its balances and its rows' (key, direction, amount).
+EXPECTED = {
+    "mt940_de.sta": (
+        Decimal("1234.56"),
+        Decimal("3499.66"),
+        [
+            ("0000000000001", "D", "120.00"),
+            ("0000000000002", "C", "2500.00"),
+            ("0000000000003", "D", "100.00"),
+            ("line-17", "D", "14.90"),
+        ],
+    ),
+    "camt053_001_02.xml": (
+        Decimal("10000.00"),
+        Decimal("11237.60"),
+        [
+            ("CH-20261124-0001/1", "C", "500.00"),
+            ("CH-20261124-0001/2", "C", "700.00"),
+            ("CH-20261124-0001/3", "C", "300.00"),
+            ("E2", "D", "250.40"),
+            ("entry-3", "D", "12.00"),
+        ],
+    ),
+    "camt053_001_08.xml": (
+        Decimal("5000.00"),
+        Decimal("5500.01"),
+        [
+            ("GB-20261124-0001-A", "C", "300.00"),
+            ("GB-20261124-0001-B", "C", "500.00"),
+            ("GB-20261124-0002", "D", "200.00"),
+            ("GB-20261124-0003", "D", "99.99"),
+        ],
+    ),
+}
+
+
+def _accounts_file(tmp_path: Path, port: int, known_hosts: Path, sample: str, **account: str) -> Path:
+    format, account_no = SAMPLES[sample]
+    keys = {"ready": "stable", "stable_seconds": "0.2", "after": "move:/outbox/processed/"} | account
+    lines = "\n".join(
+        f'{name} = "{value}"' if name != "stable_seconds" else f"{name} = {value}"
+        for name, value in keys.items()
+    )
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f"""
+[[merchant]]
+id = "bank-sftp"
+kind = "sftp"
+host = "127.0.0.1"
+port = {port}
+username = "bankrecon"
+password_env = "{PASSWORD_ENV}"
+known_hosts_file = "{known_hosts}"
+min_interval_seconds = 0.3
+
+[[account]]
+account_no = "{account_no}"
+merchant = "bank-sftp"
+format = "{format}"
+path = "/outbox/{{account_no}}/{{bill_date:%Y%m%d}}.dat"
+{lines}
+"""
+    )
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+async def test_a_file_appearing_after_two_polls_is_stored_once_and_moved(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path, database_url: str, sample: str
+) -> None:
+    account_no = SAMPLES[sample][1]
+    remote = f"/outbox/{account_no}/{BILL_DATE:%Y%m%d}.dat"
+    plan = FilePlan(remote, (DATA / sample).read_bytes(), absent_for=2)
+    async with sftp_server(tmp_path, plans=[plan]) as server:
+        settings = settings_for(
+            tmp_path / "data",
+            database_url,
+            "http://unused.invalid",
+            task_queue,
+            bank_accounts_file=_accounts_file(tmp_path, server.port, server.known_hosts_file, sample),
+        )
+        async with running_worker(dev_env.client, settings):
+            result = await asyncio.wait_for(
+                dev_env.client.execute_workflow(
+                    DailyStatementWorkflow.run,
+                    DailyStatementInput(
+                        account_no=account_no,
+                        bill_date=BILL_DATE,
+                        retry_interval_seconds=0.3,
+                        alert_when_late=False,
+                    ),
+                    id=statement_workflow_id(account_no, BILL_DATE),
+                    task_queue=task_queue,
+                ),
+                timeout=60,
+            )
+        moved = server.root / "outbox" / "processed" / f"{BILL_DATE:%Y%m%d}.dat"
+        assert moved.read_bytes() == plan.content and not (server.root / remote.lstrip("/")).exists()
+    opening, closing, rows = EXPECTED[sample]
+    assert (result.status, result.fetch_attempts, result.opening_balance, result.closing_balance) == (
+        "persisted",
+        3,
+        opening,
+        closing,
+    )
+    statement, stored = stored_rows(database_url, account_no, BILL_DATE)
+    assert statement is not None and statement.source_kind == "sftp"
+    assert (statement.opening_balance, statement.closing_balance) == (opening, closing)
+    assert [(row.serial_no, row.direction, str(row.amount)) for row in stored] == rows
+
+
+async def test_a_changed_host_key_fails_the_statement_and_stores_nothing(
+    dev_env: WorkflowEnvironment, task_queue: str, tmp_path: Path, sqlite_url: str
+) -> None:
+    sample = "mt940_de.sta"
+    account_no = SAMPLES[sample][1]
+    remote = f"/outbox/{account_no}/{BILL_DATE:%Y%m%d}.dat"
+    async with sftp_server(
+        tmp_path, plans=[FilePlan(remote, (DATA / sample).read_bytes(), absent_for=0)]
+    ) as server:
+        other_host = tmp_path / "other"
+        other_host.mkdir()
+        async with sftp_server(other_host) as impostor:
+            # The accounts file trusts the impostor's key for the real server's address.
+            known_hosts = tmp_path / "trusted_hosts"
+            known_hosts.write_text(
+                impostor.known_hosts_file.read_text().replace(str(impostor.port), str(server.port))
+            )
+        settings = settings_for(
+            tmp_path / "data",
+            sqlite_url,
+            "http://unused.invalid",
+            task_queue,
+            bank_accounts_file=_accounts_file(tmp_path, server.port, known_hosts, sample),
+        )
+        async with running_worker(dev_env.client, settings):
+            message = await fails_with(
+                dev_env.client.execute_workflow(
+                    DailyStatementWorkflow.run,
+                    DailyStatementInput(
+                        account_no=account_no,
+                        bill_date=BILL_DATE,
+                        retry_interval_seconds=0.3,
+                        alert_when_late=False,
+                    ),
+                    id=statement_workflow_id(account_no, BILL_DATE),
+                    task_queue=task_queue,
+                ),
+                "BankRejected",
+            )
+    assert "HOST_KEY" in message and "known_hosts_file" in message
+    assert count_rows(sqlite_url) == 0
