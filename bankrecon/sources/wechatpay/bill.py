@@ -20,7 +20,6 @@ from __future__ import annotations
 import _csv
 import csv
 import io
-import os
 import re
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +33,8 @@ from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, Stateme
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.statements.canonical import CanonicalRecordWriter, ChinaTimestamps, JsonObject
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
-from bankrecon.store.archive import archive_path, staged_file
+from bankrecon.store.archive import archive_path
+from bankrecon.store.records import decoded_into_records
 
 Bill = Literal["tradebill", "fundflowbill"]
 MAX_LINE_CHARS = 64 * 1024
@@ -50,10 +50,6 @@ _MONEY = re.compile(r"-?[0-9]{1,15}\.[0-9]{2}").fullmatch
 _FEE = re.compile(r"-?[0-9]{1,15}\.[0-9]{1,5}").fullmatch
 
 
-def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
-    return data_dir / "records" / f"{source_sha256}-{key.account_no}-{key.bill_date.isoformat()}.canonical"
-
-
 def decode_bill(
     data_dir: Path,
     key: StatementKey,
@@ -63,20 +59,12 @@ def decode_bill(
     on_progress: Callable[[int], None],
 ) -> DecodedStatement:
     """Check the whole bill; its records file exists only if every rule held."""
-    target = records_path(data_dir, archive.sha256, key)
-    with staged_file(target.parent) as (out, staged):
-        writer = CanonicalRecordWriter(out)
-        bill_path = archive_path(data_dir, archive.sha256)
-        totals = read_bill(bill_path, bill, limits, writer.write_texts, on_progress)
-        writer.flush()
-    os.replace(staged, target)
-    return DecodedStatement(
-        totals=totals,
-        source_sha256=archive.sha256,
-        records_file=str(target.relative_to(data_dir)),
-        part_count=1,
-        records_format="canonical",
-    )
+    path = archive_path(data_dir, archive.sha256)
+
+    def read(writer: CanonicalRecordWriter) -> StatementTotals:
+        return read_bill(path, bill, limits, writer.write_texts, on_progress)
+
+    return decoded_into_records(data_dir, key, archive.sha256, read)
 
 
 def read_bill(
