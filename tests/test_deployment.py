@@ -31,7 +31,7 @@ REQUIRED = {
     "BANK_MERCHANT_ID": "M100001",
     "BANK_MERCHANT_SECRET": "merchant-secret",
 }
-SERVICES = {"postgresql", "temporal", "temporal-ui", "codec-server", "worker", "simulator"}
+SERVICES = {"postgresql", "temporal", "temporal-ui", "codec-server", "migrate", "worker", "simulator"}
 
 
 # Settings of the encryption work (bankrecon/temporal/codec.py), which the worker and the codec server read.
@@ -89,8 +89,11 @@ def test_it_comes_up_in_order_each_service_waiting_for_the_health_of_what_it_nee
     assert {name: set(deps) for name, deps in needs.items() if deps} == {
         "temporal": {"postgresql"},
         "temporal-ui": {"temporal", "codec-server"},
-        "worker": {"postgresql", "temporal"},
+        "migrate": {"postgresql"},
+        "worker": {"postgresql", "migrate", "temporal"},
     }
+    # The schema's migrations run once, to their end, before any worker starts.
+    assert needs["worker"].pop("migrate") == {"condition": "service_completed_successfully"}
     for deps in needs.values():
         assert all(dep["condition"] == "service_healthy" for dep in deps.values()), deps
     # Every service something waits for, and the worker itself, reports its health.
@@ -108,6 +111,7 @@ def test_published_ports(stack: dict[str, Any]) -> None:
         "temporal": [(7233, 7233)],
         "temporal-ui": [(8080, 8080)],
         "codec-server": [(8081, 8081)],
+        "migrate": [],
         # Scraped on the compose network; a published port would stop `--scale worker=N`.
         "worker": [],
         "simulator": [(8600, 8600)],
@@ -221,7 +225,8 @@ def test_the_image_is_slim_runs_as_a_user_and_installs_only_pinned_dependencies(
 def test_the_image_holds_every_package_of_the_project() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     copied = {rest.split()[0].rstrip("/") for keyword, rest in _dockerfile() if keyword == "COPY"}
-    wanted = set(project["packages"]) | {f"{module}.py" for module in project["py-modules"]}
+    packages = {pattern.rstrip("*") for pattern in project["packages"]["find"]["include"]}
+    wanted = packages | {f"{module}.py" for module in project["py-modules"]}
     assert wanted <= copied, wanted - copied
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert all(f"!{name}/" in ignored or f"!{name}" in ignored for name in wanted | {"requirements.lock"})
