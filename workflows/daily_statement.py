@@ -263,14 +263,6 @@ class DailyStatementWorkflow:
         self, key: StatementKey, retry_interval: timedelta, history_limit: int
     ) -> FetchResult | None:
         """Fetch until the bank answers for good; None when the history grew long first."""
-        if not workflow.patched(BOUNDED_HISTORY_PATCH):
-            return await workflow.execute_activity_method(
-                StatementActivities.fetch_statement,
-                key,
-                start_to_close_timeout=FETCH_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=polling_retry_policy(retry_interval),
-            )
         fetch = workflow.start_activity_method(
             StatementActivities.fetch_statement,
             key,
@@ -285,19 +277,22 @@ class DailyStatementWorkflow:
         await workflow.wait_condition(
             lambda: fetch.done() or workflow.info().get_current_history_length() >= history_limit
         )
-        if not fetch.done():
+        # Patched only here, where a run first grows long: a run that grew long under the earlier
+        # code, which waited on, replays without the cancel.
+        if not fetch.done() and workflow.patched(BOUNDED_HISTORY_PATCH):
             # The attempt that reported is about to end; once it has, the fetch waits for its
             # next attempt and the cancel lands at once.
             with suppress(asyncio.TimeoutError):
                 await workflow.wait_condition(fetch.done, timeout=ATTEMPT_SETTLES)
-        if not fetch.done():
-            fetch.cancel()
-        try:
-            return await fetch
-        except ActivityError as err:
-            if is_cancelled_exception(err):
-                return None
-            raise
+            if not fetch.done():
+                fetch.cancel()
+                try:
+                    return await fetch
+                except ActivityError as err:
+                    if is_cancelled_exception(err):
+                        return None
+                    raise
+        return await fetch
 
     async def _download(
         self, key: StatementKey, request: DailyStatementInput
