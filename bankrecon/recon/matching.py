@@ -32,7 +32,7 @@ from itertools import islice
 import psycopg
 from sqlalchemy import BigInteger, Connection, Date, String, bindparam, insert, select, text
 
-from bankrecon.recon.fingerprint import LinesFingerprint
+from bankrecon.recon.fingerprint import LinesFingerprint, sql_fingerprint
 from bankrecon.recon.ledger import FEE_QUANTUM, LedgerLine, day_start
 from bankrecon.recon.tables import ledger_stage
 from bankrecon.statements.common import stored_utc_text
@@ -44,8 +44,20 @@ FEE_UNITS = 100_000
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 COPY_NULL = "\\N"
 _COPY = (
-    "COPY recon_ledger_stage (line_no, ledger_day, late, reference, direction, amount, fee, occurred_at) "
-    "FROM STDIN"
+    "COPY recon_ledger_stage "
+    "(line_no, ledger_day, late, reference, direction, amount, fee, occurred_at, channel) FROM STDIN"
+)
+# The fingerprinted text of a line, in SQL (PostgreSQL) as in Python (SQLite): the same for the same line.
+_UTC_TEXT_SQL = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00:00'"
+_LEDGER_LINE_SQL = (
+    "CAST(ledger_day AS TEXT) || '|' || reference || '|' || direction || '|' || CAST(amount AS TEXT) || '|' "
+    "|| COALESCE(CAST(ROUND(fee, 5) AS TEXT), '') || '|' || "
+    + _UTC_TEXT_SQL.format("occurred_at")
+    + " || '|' || channel"
+)
+_CHANNEL_LINE_SQL = (
+    "serial_no || '|' || COALESCE(reference, '') || '|' || direction || '|' || CAST(amount AS TEXT) || '|' "
+    "|| COALESCE(CAST(ROUND(fee, 5) AS TEXT), '') || '|' || " + _UTC_TEXT_SQL.format("traded_at")
 )
 
 
@@ -74,23 +86,28 @@ def stage_ledger(
     ledger_stage.create(conn)
     day_end_tail = day_start(day).timestamp() + 86_400 - cutoff_seconds
     fingerprint = LinesFingerprint()
+    postgresql = conn.dialect.name == "postgresql"
 
     def staged() -> Iterator[tuple[int, date, bool, LedgerLine]]:
+        number = 0
         for ledger_day, lines in sources:
             for line in lines:
-                fingerprint.add(
-                    f"{ledger_day}|{line.reference}|{line.direction}|{line.amount}|{line.fee or ''}|"
-                    f"{stored_utc_text(line.occurred_at)}|{line.channel}"
-                )
+                number += 1
+                if not postgresql:
+                    fee = "" if line.fee is None else line.fee
+                    fingerprint.add(
+                        f"{ledger_day}|{line.reference}|{line.direction}|{line.amount}|{fee}|"
+                        f"{stored_utc_text(line.occurred_at)}|{line.channel}"
+                    )
                 # The previous day's lines are all its tail (read from the cut-off on).
                 late = ledger_day != day or line.occurred_at.timestamp() >= day_end_tail
-                yield fingerprint.count, ledger_day, late, line
+                yield number, ledger_day, late, line
 
-    if conn.dialect.name == "postgresql":
-        _copy_stage(conn, staged())
-    else:
+    if not postgresql:
         _insert_stage(conn, staged())
-    return fingerprint
+        return fingerprint
+    _copy_stage(conn, staged())
+    return sql_fingerprint(conn, _LEDGER_LINE_SQL, "recon_ledger_stage", {})
 
 
 def _copy_stage(conn: Connection, rows: Iterator[tuple[int, date, bool, LedgerLine]]) -> None:
@@ -102,7 +119,8 @@ def _copy_stage(conn: Connection, rows: Iterator[tuple[int, date, bool, LedgerLi
                 "".join(
                     f"{number}\t{ledger_day}\t{'t' if late else 'f'}\t"
                     f"{line.reference.translate(_COPY_ESCAPES)}\t{line.direction}\t{line.amount}\t"
-                    f"{COPY_NULL if line.fee is None else line.fee}\t{stored_utc_text(line.occurred_at)}\n"
+                    f"{COPY_NULL if line.fee is None else line.fee}\t{stored_utc_text(line.occurred_at)}\t"
+                    f"{line.channel.translate(_COPY_ESCAPES)}\n"
                     for number, ledger_day, late, line in block
                 )
             )
@@ -122,6 +140,7 @@ def _insert_stage(conn: Connection, rows: Iterator[tuple[int, date, bool, Ledger
                     "amount": line.amount,
                     "fee": line.fee,
                     "occurred_at": line.occurred_at,
+                    "channel": line.channel,
                 }
                 for number, ledger_day, late, line in block
             ],
@@ -129,7 +148,14 @@ def _insert_stage(conn: Connection, rows: Iterator[tuple[int, date, bool, Ledger
 
 
 def statement_fingerprint(conn: Connection, account_no: str, day: date) -> LinesFingerprint:
-    """The fingerprint of the channel's lines of the day, streamed."""
+    """The fingerprint of the channel's lines of the day: in SQL, or streamed through SQLite."""
+    if conn.dialect.name == "postgresql":
+        return sql_fingerprint(
+            conn,
+            _CHANNEL_LINE_SQL,
+            "transactions WHERE account_no = :account_no AND bill_date = :day",
+            {"account_no": account_no, "day": day},
+        )
     fingerprint = LinesFingerprint()
     t = transactions.c
     # Per statement: Connection.execution_options would stream every later statement of the run too.
