@@ -25,15 +25,24 @@ the run of the day the channel booked it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from itertools import islice
+from typing import cast
 
 import psycopg
 from sqlalchemy import BigInteger, Connection, Date, String, bindparam, insert, select, text
 
+from bankrecon.recon.config import SqlLedger
 from bankrecon.recon.fingerprint import LinesFingerprint, sql_fingerprint
-from bankrecon.recon.ledger import FEE_QUANTUM, LedgerLine, day_start
+from bankrecon.recon.ledger import (
+    DIRECTIONS,
+    FEE_QUANTUM,
+    LedgerError,
+    LedgerLine,
+    day_start,
+    previous_day_tail_start,
+)
 from bankrecon.recon.tables import ledger_stage
 from bankrecon.statements.common import stored_utc_text
 from bankrecon.store.db import transactions
@@ -107,6 +116,112 @@ def stage_ledger(
         _insert_stage(conn, staged())
         return fingerprint
     _copy_stage(conn, staged())
+    return sql_fingerprint(conn, _LEDGER_LINE_SQL, "recon_ledger_stage", {})
+
+
+# The ledger query's columns, by PostgreSQL type, that the database stages as they are.
+_TEXT_TYPES = {"text", "varchar", "bpchar"}
+_NUMBER_TYPES = {"numeric", "int2", "int4", "int8"}
+# A time without a zone is China Standard Time, the channels' own (as ledger._moment says).
+_TIMES = {"timestamptz": "q.occurred_at", "timestamp": "q.occurred_at AT TIME ZONE INTERVAL '+08:00'"}
+
+
+def _query_line_sql(query: str, types: dict[str, str]) -> str:
+    """The query's rows as ledger lines, still unchecked: ``direction`` NULL where it is no direction."""
+    direction = " ".join(f"WHEN '{word}' THEN '{letter}'" for word, letter in DIRECTIONS.items())
+    fee = "q.fee" if "fee" in types else "CAST(NULL AS NUMERIC)"
+    return f"""
+    SELECT ROW_NUMBER() OVER () AS row_no, btrim(q.reference) AS reference, q.direction AS direction_given,
+           CASE lower(btrim(q.direction)) {direction} END AS direction, q.amount, {fee} AS fee,
+           {_TIMES[types["occurred_at"]]} AS occurred_at, btrim(q.channel) AS channel
+    FROM ({query}) q"""
+
+
+def stage_ledger_query(
+    conn: Connection,
+    day: date,
+    cutoff_seconds: int,
+    source: SqlLedger,
+    account_no: str,
+    ledger_channel: str | None,
+) -> LinesFingerprint | None:
+    """Stage a ledger query of this same PostgreSQL database inside it, no line passing through
+    the worker; None (nothing staged) when its columns are of types only ``ledger_lines`` reads."""
+    params = {"account_no": account_no, "day": day}
+    described = conn.execute(text(f"SELECT * FROM ({source.query}) q LIMIT 0"), params).cursor.description
+    # psycopg describes each column's type by its oid.
+    oids: dict[str, int] = {name: cast(int, type_code) for name, type_code, *_ in described}
+    names: dict[int, str] = dict(
+        conn.execute(
+            text("SELECT oid, typname FROM pg_type WHERE oid = ANY(:oids)"), {"oids": list(oids.values())}
+        ).all()
+    )
+    types = {column: names.get(oid, "") for column, oid in oids.items()}
+    expected = {
+        "reference": _TEXT_TYPES,
+        "direction": _TEXT_TYPES,
+        "channel": _TEXT_TYPES,
+        "amount": _NUMBER_TYPES,
+        "occurred_at": set(_TIMES),
+    }
+    if (
+        any(types.get(column) not in kinds for column, kinds in expected.items())
+        or types.get("fee", "numeric") not in _NUMBER_TYPES
+    ):
+        return None
+    ledger_stage.drop(conn, checkfirst=True)
+    ledger_stage.create(conn)
+    previous = date.fromordinal(day.toordinal() - 1)
+    tail_start = previous_day_tail_start(day, cutoff_seconds)
+    staged = 0
+    for ledger_day, since, late_from in [
+        (previous, tail_start, tail_start),
+        (day, None, day_start(day) + timedelta(seconds=86_400 - cutoff_seconds)),
+    ]:
+        lines = _query_line_sql(source.query, types)
+        day_params = {"account_no": account_no, "day": ledger_day}
+        bad = conn.execute(
+            text(f"""
+            SELECT row_no, CASE
+                WHEN reference IS NULL OR reference = '' THEN 'no reference'
+                WHEN direction IS NULL THEN 'direction ' || COALESCE(quote_literal(direction_given), 'None')
+                                            || ' is none of C, D, payment, refund'
+                WHEN amount IS NULL THEN 'amount None is not a number'
+                WHEN amount <> ROUND(amount, 2)
+                     THEN 'amount ' || quote_literal(CAST(amount AS TEXT)) || ' has more than 2 decimals'
+                WHEN amount <= 0
+                     THEN 'amount ' || amount || ' is not positive (a refund says so in its direction)'
+                WHEN fee <> ROUND(fee, 5)
+                     THEN 'fee ' || quote_literal(CAST(fee AS TEXT)) || ' has more than 5 decimals'
+                WHEN occurred_at IS NULL THEN 'occurred_at None is not a time (YYYY-MM-DD HH:MM:SS)'
+                END AS problem
+            FROM ({lines}) x
+            WHERE reference IS NULL OR reference = '' OR direction IS NULL OR amount IS NULL
+               OR amount <> ROUND(amount, 2) OR amount <= 0 OR fee <> ROUND(fee, 5) OR occurred_at IS NULL
+            LIMIT 1"""),
+            day_params,
+        ).first()
+        if bad is not None:
+            raise LedgerError(f"the ledger query's row {bad.row_no}: {bad.problem}")
+        inserted = conn.execute(
+            text(f"""
+            INSERT INTO recon_ledger_stage
+                (line_no, ledger_day, late, reference, direction, amount, fee, occurred_at, channel)
+            SELECT :staged + ROW_NUMBER() OVER (), CAST(:day AS DATE), occurred_at >= :late_from,
+                   reference, direction, ROUND(amount, 2), ROUND(fee, 5), occurred_at, channel
+            FROM ({lines}) x
+            WHERE (CAST(:since AS TIMESTAMPTZ) IS NULL OR occurred_at >= :since AND occurred_at < :day_end)
+              AND (CAST(:ledger_channel AS TEXT) IS NULL OR channel = :ledger_channel)"""),
+            day_params
+            | {
+                "staged": staged,
+                "late_from": late_from,
+                "since": since,
+                "day_end": day_start(day),
+                "ledger_channel": ledger_channel,
+            },
+        )
+        staged += inserted.rowcount
     return sql_fingerprint(conn, _LEDGER_LINE_SQL, "recon_ledger_stage", {})
 
 
