@@ -115,7 +115,9 @@ def main() -> None:
     url = _url(args.postgres)
     admin = create_engine(args.postgres)
     with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        # The bench's own schema, made anew: one left by an older bankrecon would not be at the head.
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
     admin.dispose()
     engine = make_engine(url)
     prepare_schema(engine)

@@ -225,3 +225,51 @@ def test_a_bad_ledger_line_is_named(tmp_path: Path) -> None:
         LedgerError, match=r"ledger-2026-11-24.csv line 2: amount '10.001' has more than 2 decimals"
     ):
         list(ledger_lines(channel, DEMO_CHANNEL, DAY))
+
+
+def test_a_ledger_query_on_the_same_postgresql_is_staged_inside_it(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("staging inside the database is PostgreSQL's")
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE erp_orders (reference TEXT, amount NUMERIC(12, 2), direction TEXT, "
+                "occurred_at TIMESTAMP, channel TEXT, fee NUMERIC, day DATE)"
+            )
+        )
+        for day in (DAY - timedelta(days=1), DAY):
+            with (tmp_path / "ledger" / f"ledger-{day}.csv").open(encoding="utf-8") as file:
+                for row in csv.DictReader(file):
+                    conn.execute(
+                        text(
+                            "INSERT INTO erp_orders VALUES "
+                            "(:reference, :amount, :direction, :at, :channel, :fee, :day)"
+                        ),
+                        {
+                            **row,
+                            "at": datetime.fromisoformat(row["occurred_at"]),
+                            "fee": row["fee"] or None,
+                            "day": day,
+                        },
+                    )
+    query = "SELECT * FROM erp_orders WHERE day = :day AND :account_no <> ''"
+    by_file = load_recon_config(config).channel(DEMO_CHANNEL)
+    by_query = by_file.model_copy(update={"ledger": SqlLedger(kind="sql", url=database_url, query=query)})
+    request = ReconRunRequest(
+        day=ReconDay(account_no=DEMO_CHANNEL, recon_date=DAY), workflow_id="w", run_id="q"
+    )
+    summary = reconcile_day(engine, by_query, request)
+    assert outcome(engine, "q") == EXPECTED
+    assert summary.ledger_sha256 == reconcile(engine, config, DAY, "f").ledger_sha256
+
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE erp_orders SET amount = 10.5, direction = 'sideways' WHERE reference = 'O-005'")
+        )
+    with pytest.raises(
+        LedgerError, match=r"the ledger query's row \d+: direction 'sideways' is none of C, D"
+    ):
+        reconcile_day(engine, by_query, request.model_copy(update={"run_id": "bad"}))

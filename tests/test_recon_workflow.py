@@ -11,10 +11,13 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from openpyxl import load_workbook
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+import activities.reconcile as reconcile_activities
+from activities.reconcile import ReconcileActivities
 from bankrecon.config import Settings
 from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.demo import (
@@ -23,11 +26,12 @@ from bankrecon.recon.demo import (
     DEMO_LEDGER,
     DEMO_LEDGER_DAY_BEFORE,
     DEMO_LEDGER_FIXED,
+    plant_demo,
     recon_file_text,
     store_channel_day,
     write_ledger,
 )
-from bankrecon.recon.models import ReconDay
+from bankrecon.recon.models import ReconDay, ReconRunRequest
 from bankrecon.recon.results import latest_run_id, run_items
 from bankrecon.recon.settlement import channel_net
 from bankrecon.store.db import make_engine
@@ -162,3 +166,30 @@ async def test_a_day_reconciled_explained_fixed_and_exported(
     assert duplicate_row[header.index("note")] == "charged twice; refund asked for"
     csv_lines = (export_dir / f"recon-{DEMO_CHANNEL}-{day}.csv").read_text(encoding="utf-8-sig").splitlines()
     assert len(csv_lines) == len(items) + 1
+
+
+def test_a_run_heartbeats_while_it_works(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(database_url)
+    prepare_schema(engine)
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    engine.dispose()
+    # Beats as often as the run's own statements take, so that even a small day shows them.
+    monkeypatch.setattr(reconcile_activities, "HEARTBEAT_EVERY", timedelta(milliseconds=1))
+    settings = settings_for(
+        tmp_path, database_url, "http://127.0.0.1:9", "recon-beats", recon_config_file=config
+    )
+    activities = ReconcileActivities(settings)
+    beats: list[object] = []
+    environment = ActivityEnvironment()
+    environment.on_heartbeat = lambda *details: beats.append(details)
+    try:
+        request = ReconRunRequest(
+            day=ReconDay(account_no=DEMO_CHANNEL, recon_date=DAY), workflow_id="w", run_id="r"
+        )
+        summary = environment.run(activities.reconcile, request)
+    finally:
+        activities.close()
+    assert summary.exceptions
+    assert beats

@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
 CHECK_TIMEOUT = timedelta(minutes=1)
 # A million-line day takes about a minute; one that takes this long is stuck.
 RUN_TIMEOUT = timedelta(hours=1)
+# The run heartbeats every few seconds: a dead worker's run is tried again after this.
+RUN_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 RUN_RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), maximum_interval=timedelta(minutes=5))
 NOTICE_TIMEOUT = timedelta(seconds=30)
 # Together about an hour of tries, as for the late-statement alerts.
@@ -73,6 +75,7 @@ class ReconcileWorkflow:
             ReconcileActivities.reconcile,
             ReconRunRequest(day=day, workflow_id=info.workflow_id, run_id=info.run_id),
             start_to_close_timeout=RUN_TIMEOUT,
+            heartbeat_timeout=RUN_HEARTBEAT_TIMEOUT,
             retry_policy=RUN_RETRY,
         )
         if summary.exceptions and request.alert:

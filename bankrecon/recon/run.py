@@ -6,9 +6,11 @@ import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert, select
+import psycopg
+from sqlalchemy import Connection, Engine, insert, make_url, select
 
-from bankrecon.recon.config import ChannelRecon
+from bankrecon.recon.config import ChannelRecon, SqlLedger
+from bankrecon.recon.fingerprint import LinesFingerprint
 from bankrecon.recon.ledger import (
     LedgerLine,
     LedgerMissing,
@@ -16,12 +18,12 @@ from bankrecon.recon.ledger import (
     ledger_lines,
     previous_day_tail_start,
 )
-from bankrecon.recon.matching import match_day, stage_ledger, statement_fingerprint
+from bankrecon.recon.matching import match_day, stage_ledger, stage_ledger_query, statement_fingerprint
 from bankrecon.recon.models import ReconDay, ReconRunRequest, ReconRunSummary
 from bankrecon.recon.results import run_summary
 from bankrecon.recon.settlement import settle
 from bankrecon.recon.tables import ledger_stage, recon_runs
-from bankrecon.store.db import statements
+from bankrecon.store.db import connection_options, statements
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,39 @@ def _previous_tail(channel: ChannelRecon, day: ReconDay) -> Iterator[LedgerLine]
         log.info("no ledger for %s: no order of it is carried into %s", previous, day.recon_date)
 
 
+def _same_database(conn: Connection, engine: Engine, url: str) -> bool:
+    """Whether ``url`` opens the PostgreSQL database ``conn`` is on, with the same options (search path)."""
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        return False
+    parsed = make_url(url)
+    return parsed.difference_update_query(["options"]) == engine.url and (
+        raw.info.options == connection_options(parsed)
+    )
+
+
+def _staged_ledger(
+    conn: Connection, engine: Engine, channel: ChannelRecon, day: ReconDay
+) -> LinesFingerprint:
+    """Stage the ledger: inside PostgreSQL when its query runs on the same database, else line by line."""
+    source = channel.ledger
+    if isinstance(source, SqlLedger) and _same_database(conn, engine, source.url):
+        staged = stage_ledger_query(
+            conn, day.recon_date, channel.cutoff_seconds, source, day.account_no, channel.ledger_channel
+        )
+        if staged is not None:
+            return staged
+    return stage_ledger(
+        conn,
+        day.recon_date,
+        channel.cutoff_seconds,
+        [
+            (day.recon_date - timedelta(days=1), _previous_tail(channel, day)),
+            (day.recon_date, ledger_lines(channel, day.account_no, day.recon_date)),
+        ],
+    )
+
+
 def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunRequest) -> ReconRunSummary:
     """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
     done = run_summary(engine, request.run_id)
@@ -63,15 +98,7 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
     day = request.day
     started_at = datetime.now(UTC)
     with engine.begin() as conn:
-        ledger = stage_ledger(
-            conn,
-            day.recon_date,
-            channel.cutoff_seconds,
-            [
-                (day.recon_date - timedelta(days=1), _previous_tail(channel, day)),
-                (day.recon_date, ledger_lines(channel, day.account_no, day.recon_date)),
-            ],
-        )
+        ledger = _staged_ledger(conn, engine, channel, day)
         channel_lines = statement_fingerprint(conn, day.account_no, day.recon_date)
         match_day(conn, request.run_id, day.account_no, day.recon_date, channel.fee_tolerance)
         if channel.settlement is not None:

@@ -34,8 +34,8 @@ recon_runs = Table(
     Column("recon_date", Date, nullable=False),
     Column("started_at", UtcDateTime, nullable=False),
     Column("finished_at", UtcDateTime, nullable=False),
-    # Order-independent SHA-256 fingerprints (bankrecon/recon/fingerprint.py) of the ledger
-    # lines read and of the channel's statement lines used.
+    # Order-independent fingerprints made of SHA-256 (bankrecon/recon/fingerprint.py) of the
+    # ledger lines read and of the channel's statement lines used.
     Column("ledger_sha256", String(64), nullable=False),
     Column("statement_sha256", String(64), nullable=False),
     Column("ledger_lines", Integer, nullable=False),
@@ -100,5 +100,6 @@ ledger_stage = Table(
     Column("amount", Money, nullable=False),
     Column("fee", FEE),
     Column("occurred_at", UtcDateTime, nullable=False),
+    Column("channel", Text, nullable=False),
     prefixes=["TEMPORARY"],
 )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.types import JSON, TypeDecorator, TypeEngine
 
@@ -251,6 +252,17 @@ IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
+def connection_options(url: URL) -> str:
+    """The PostgreSQL options a connection of ``make_engine(url)`` starts with: the URL's own, then ours."""
+    given = url.query.get("options")
+    return " ".join(
+        [
+            *([given] if isinstance(given, str) else given or []),
+            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
+        ]
+    )
+
+
 def make_engine(url: str) -> Engine:
     # hide_parameters: a database error's message would otherwise quote the rows being
     # written, and that message becomes an activity failure stored in Temporal's history.
@@ -259,16 +271,9 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _configure_sqlite)
         return engine
     parsed = make_url(url)
-    given = parsed.query.get("options")
-    options = " ".join(
-        [
-            *([given] if isinstance(given, str) else given or []),
-            f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT}",
-        ]
-    )
     return create_engine(
         parsed.difference_update_query(["options"]),
-        connect_args={**_KEEPALIVES, "options": options},
+        connect_args={**_KEEPALIVES, "options": connection_options(parsed)},
         pool_pre_ping=True,
         hide_parameters=True,
     )
