@@ -35,7 +35,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult, StatementKey
 from bankrecon.ops.binaries import find_binary
-from bankrecon.ops.demo_sources import REFBANK_ACCOUNT, DemoSource, refbank_source, wechatpay_source
+from bankrecon.ops.demo_sources import (
+    REFBANK_ACCOUNT,
+    DemoSource,
+    refbank_source,
+    sftp_source,
+    wechatpay_source,
+)
 from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.demo import DEMO_CHANNEL, plant_demo
 from bankrecon.statements.common import CHINA_STANDARD_TIME
@@ -170,6 +176,9 @@ async def _watch(
     handle: WorkflowHandle[DailyStatementWorkflow, DailyStatementResult], source: DemoSource
 ) -> None:
     """Print each request the source received and what Temporal plans next, until the workflow closes."""
+    if source.describe is None:  # no request log to show: its workflow's end is the news
+        await handle.result()
+        return
     seen = 0
     async with httpx.AsyncClient(base_url=source.url) as simulator:
         while True:
@@ -208,7 +217,13 @@ def _show_rows(database_url: str, key: StatementKey) -> None:
     _say(f"transactions ({len(rows)} rows, first 5):")
     for row in rows[:5]:
         traded_at = row.traded_at.astimezone(CHINA_STANDARD_TIME)
-        after = f"balance {row.balance_after:>14}" if row.balance_after is not None else f"fee {row.fee}"
+        after = (
+            f"balance {row.balance_after:>14}"
+            if row.balance_after is not None
+            else f"fee {row.fee}"
+            if row.fee is not None
+            else ""
+        )
         _say(
             f"  {row.serial_no}  {traded_at:%Y-%m-%d %H:%M:%S}  {row.direction} {row.amount:>14}  {after}  "
             f"{row.reference or row.counterparty_name or ''} {row.memo or ''}".rstrip()
@@ -235,7 +250,7 @@ async def _collect_beside(
         id=workflow_id,
         task_queue="bank-statements",
     )
-    _say(f"\nstarted {workflow_id}, the same workflow for the {source.label} bill of the same day")
+    _say(f"\nstarted {workflow_id}, the same workflow for the {source.label} statement of the same day")
     await _watch(handle, source)
     result = await handle.result()
     _say(
@@ -269,6 +284,9 @@ async def run(args: argparse.Namespace) -> int:
     temporal_address = f"127.0.0.1:{args.temporal_port}"
     bank = refbank_source(args.bank_port, args.interval, args.ready_after)
     wechatpay = wechatpay_source(args.wechatpay_port, data_dir, args.ready_after)
+    bill_date = yesterday_in_china(datetime.now(UTC))
+    sftp = sftp_source(args.sftp_port, data_dir, args.ready_after, bill_date)
+    beside = [wechatpay, sftp]
     database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
     ui = f"http://127.0.0.1:{args.ui_port}"
     encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
@@ -277,6 +295,7 @@ async def run(args: argparse.Namespace) -> int:
         (args.ui_port, "Temporal Web UI"),
         (args.bank_port, "the bank simulator"),
         (args.wechatpay_port, "the WeChat Pay simulator"),
+        (args.sftp_port, "the SFTP server"),
         *([(args.codec_port, "the codec server")] if encryption else []),
     ):
         if not _port_free("127.0.0.1", port):
@@ -286,12 +305,14 @@ async def run(args: argparse.Namespace) -> int:
         "DATA_DIR": str(data_dir),
         "DATABASE_URL": database_url,
         # Each source's merchant and account, as the simulators know them.
-        "BANK_ACCOUNTS_FILE": str(_write_accounts_file(data_dir, [bank, wechatpay])),
+        "BANK_ACCOUNTS_FILE": str(_write_accounts_file(data_dir, [bank, *beside])),
         "BANK_MIN_INTERVAL_SECONDS": str(args.interval),
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
         # Written once the statement is stored (_reconcile_demo); the worker reads it at each run.
         "RECON_CONFIG_FILE": str(data_dir / "recon.toml"),
     }
+    for source in beside:
+        env |= source.env
     if encryption:
         env["BANKRECON_ENCRYPTION_KEYS_FILE"] = str(encryption.keys_file)
     demo_env = env | (encryption.cli_env if encryption else {})
@@ -304,7 +325,6 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     temporal = find_binary("temporal")
-    bill_date = yesterday_in_china(datetime.now(UTC))
     workflow_id = statement_workflow_id(DEMO_ACCOUNT, bill_date)
     codec_options = f" {encryption.cli_options}" if encryption else ""
     with ExitStack() as stack:
@@ -328,12 +348,9 @@ async def run(args: argparse.Namespace) -> int:
         _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
         _say(f"Temporal dev server on {temporal_address}, data in {data_dir / 'temporal.db'}")
         _say(f"Web UI: {ui}")
-        for source, name, port in (
-            (bank, "simulator", args.bank_port),
-            (wechatpay, "wechatpay", args.wechatpay_port),
-        ):
+        for source, name in ((bank, "simulator"), (wechatpay, "wechatpay"), (sftp, "sftp")):
             log = services.start(name, source.simulator)
-            _wait_for_port("127.0.0.1", port, f"the {source.label} simulator", log)
+            _wait_for_port("127.0.0.1", source.port, f"the {source.label} simulator", log)
             _say(f"{source.label} simulator on {source.url}: not ready for {args.ready_after} requests")
         services.start("worker", [sys.executable, "worker.py"])
         _say(f"worker started (log: {data_dir / 'logs' / 'worker.log'})\n")
@@ -365,7 +382,8 @@ async def run(args: argparse.Namespace) -> int:
         result = await handle.result()
         _say(f"\nworkflow result: {result.model_dump_json(indent=2)}")
         _show_rows(database_url, StatementKey(account_no=DEMO_ACCOUNT, bill_date=bill_date))
-        await _collect_beside(client, wechatpay, bill_date, args.interval, database_url)
+        for source in beside:
+            await _collect_beside(client, source, bill_date, args.interval, database_url)
         await _reconcile_demo(client, env, data_dir, database_url, bill_date, args.interval)
         _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
@@ -427,6 +445,7 @@ def main() -> None:
     parser.add_argument(
         "--wechatpay-port", type=int, default=8610, help="WeChat Pay simulator port (default: %(default)s)"
     )
+    parser.add_argument("--sftp-port", type=int, default=2222, help="SFTP server port (default: %(default)s)")
     parser.add_argument(
         "--interval",
         type=float,

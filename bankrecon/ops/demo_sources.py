@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_ME
 
 REFBANK_ACCOUNT = "6222020000000001"
 WECHATPAY_ACCOUNT = "wx-demo-trade"
+SFTP_ACCOUNT = "DE89370400440532013000"
+SFTP_PASSWORD_ENV = "DEMO_SFTP_PASSWORD"
 
 _BANK_SAYS = {
     "9999": "9999 系统错误 (not ready yet); Temporal retries after the interval",
@@ -37,10 +40,16 @@ _WECHATPAY_SAYS = {
 class DemoSource:
     label: str
     account_no: str
-    url: str
+    port: int
     simulator: list[str]  # its command line
     accounts_entries: str  # its [[merchant]] and [[account]] entries
-    describe: Callable[[dict[str, Any]], str | None]  # one request the simulator received; None: not shown
+    # One request the simulator received (from its GET /_sim/requests); None: not shown.
+    describe: Callable[[dict[str, Any]], str | None] | None
+    env: dict[str, str] = field(default_factory=dict)  # what the worker needs to reach it
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def refbank_source(port: int, interval: float, ready_after: int) -> DemoSource:
@@ -50,7 +59,7 @@ def refbank_source(port: int, interval: float, ready_after: int) -> DemoSource:
     return DemoSource(
         label="bank",
         account_no=REFBANK_ACCOUNT,
-        url=f"http://127.0.0.1:{port}",
+        port=port,
         simulator=[
             *(sys.executable, "-m", "bankrecon.sources.refbank.simulator", "--port", str(port)),
             *("--min-interval", str(interval), "--ready-after", str(ready_after)),
@@ -103,7 +112,7 @@ def wechatpay_source(port: int, data_dir: Path, ready_after: int) -> DemoSource:
     return DemoSource(
         label="WeChat Pay",
         account_no=WECHATPAY_ACCOUNT,
-        url=f"http://127.0.0.1:{port}",
+        port=port,
         simulator=[
             *(sys.executable, "-m", "bankrecon.sources.wechatpay.simulator", "--port", str(port)),
             *("--merchant-public-key-file", str(merchant_public)),
@@ -127,4 +136,40 @@ merchant = "wx-demo"
 bill = "tradebill"
 """,
         describe=describe,
+    )
+
+
+def sftp_source(port: int, data_dir: Path, ready_after: int, bill_date: date) -> DemoSource:
+    root, known_hosts = data_dir / "sftp-root", data_dir / "sftp-known-hosts"
+    path = f"/outbox/{SFTP_ACCOUNT}/{bill_date:%Y%m%d}.sta"
+    return DemoSource(
+        label="SFTP",
+        account_no=SFTP_ACCOUNT,
+        port=port,
+        simulator=[
+            *(sys.executable, "-m", "bankrecon.sources.sftp.simulator", "--port", str(port)),
+            *("--root", str(root), "--known-hosts", str(known_hosts), "--password-env", SFTP_PASSWORD_ENV),
+            *("--account", SFTP_ACCOUNT, "--date", bill_date.isoformat(), "--path", path),
+            *("--absent-for", str(ready_after)),
+        ],
+        accounts_entries=f"""
+[[merchant]]
+id = "sftp-demo"
+kind = "sftp"
+host = "127.0.0.1"
+port = {port}
+username = "bankrecon"
+password_env = "{SFTP_PASSWORD_ENV}"
+known_hosts_file = "{known_hosts}"
+earliest = "00:00"  # the demo's file comes within seconds; a bank's, hours after the day ends
+
+[[account]]
+account_no = "{SFTP_ACCOUNT}"
+merchant = "sftp-demo"
+format = "mt940"
+path = "/outbox/{{account_no}}/{{bill_date:%Y%m%d}}.sta"
+stable_seconds = 1
+""",
+        describe=None,
+        env={SFTP_PASSWORD_ENV: "demo-sftp-password"},
     )

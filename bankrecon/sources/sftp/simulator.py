@@ -132,14 +132,17 @@ def demo_statement(account_no: str, bill_date: date) -> bytes:
 
 async def _serve(arguments: argparse.Namespace) -> None:
     root = Path(arguments.root)
-    target = root / arguments.path.lstrip("/")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(demo_statement(arguments.account, date.fromisoformat(arguments.date)))
+    content = demo_statement(arguments.account, date.fromisoformat(arguments.date))
+    plan = FilePlan(arguments.path, content, arguments.absent_for)
     password = os.environ[arguments.password_env]
     async with SftpServer(
-        root, Path(arguments.known_hosts), password=password, port=arguments.port
+        root, Path(arguments.known_hosts), password=password, port=arguments.port, plans=[plan]
     ) as server:
-        print(f"SFTP on 127.0.0.1:{server.port} user {DEMO_USER}, serving {target}", flush=True)
+        print(
+            f"SFTP on 127.0.0.1:{server.port} user {DEMO_USER}: {arguments.path} appears on look "
+            f"{arguments.absent_for + 1}",
+            flush=True,
+        )
         await asyncio.Event().wait()
 
 
@@ -152,6 +155,9 @@ def main() -> None:
     parser.add_argument("--date", required=True, help="the bill date, YYYY-MM-DD")
     parser.add_argument("--path", default="/outbox/statement.sta", help="where the statement lies")
     parser.add_argument("--port", type=int, default=2222)
+    parser.add_argument(
+        "--absent-for", type=int, default=0, help="looks at the path that find no file yet (default: 0)"
+    )
     asyncio.run(_serve(parser.parse_args()))
 
 
