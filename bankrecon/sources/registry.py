@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from bankrecon.sources.base import SourceKind
 from bankrecon.sources.refbank.kind import REFBANK
+from bankrecon.sources.unionpay import UNIONPAY
 from bankrecon.sources.wechatpay import WECHATPAY
 
 DEFAULT_KIND = "refbank"
 
-_KINDS: tuple[SourceKind, ...] = (REFBANK, WECHATPAY)
+_KINDS: tuple[SourceKind, ...] = (REFBANK, WECHATPAY, UNIONPAY)
 SOURCE_KINDS = {kind.name: kind for kind in _KINDS}

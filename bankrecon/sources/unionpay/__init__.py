@@ -1,0 +1,8 @@
+"""UnionPay ACP file transfer (docs/sources/unionpay.md) and its simulator.
+
+python -m bankrecon.sources.unionpay.simulator
+"""
+
+from bankrecon.sources.unionpay.kind import UNIONPAY, UnionPay, UnionPayAccount, UnionPayMerchant
+
+__all__ = ["UNIONPAY", "UnionPay", "UnionPayAccount", "UnionPayMerchant"]
