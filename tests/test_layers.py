@@ -19,6 +19,9 @@ DOMAIN_TESTS = [
     "tests/test_accounts.py",
     "tests/test_canonical.py",
     "tests/test_persistence.py",
+    "tests/test_unionpay_records.py",
+    "tests/test_unionpay_signing.py",
+    "tests/test_unionpay_client.py",
 ]
 
 

@@ -1,4 +1,4 @@
-"""UnionPay end to end on the Temporal dev server: refused as not ready twice, then stored, on both databases."""
+"""UnionPay end to end on the Temporal dev server: not ready twice, then stored, on both databases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UnionPay signatures and certificate checks against an independent implementation: the openssl command line."""
+"""UnionPay signatures and certificate checks against an independent implementation: the openssl CLI."""
 
 from __future__ import annotations
 
@@ -152,14 +152,14 @@ def test_merchant_settings_name_what_is_wrong_in_one_line(
     with pytest.raises(ValueError, match="not a PKCS#12 file this password opens"):
         UNIONPAY.merchant_settings(merchant_entry(keys, "http://x/"), DEFAULTS)
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    with pytest.raises(ValueError, match="^mer_id: String should match pattern"):
+    with pytest.raises(ValueError, match=r"^mer_id: String should match pattern"):
         UNIONPAY.merchant_settings(merchant_entry(keys, "http://x/", mer_id="12"), DEFAULTS)
-    with pytest.raises(ValueError, match="middle_cert_file .*: not an X.509 certificate"):
+    with pytest.raises(ValueError, match=r"middle_cert_file .*: not an X.509 certificate"):
         UNIONPAY.merchant_settings(
             merchant_entry(keys, "http://x/", middle_cert_file=str(keys.files.pfx)), DEFAULTS
         )
     settings = UNIONPAY.merchant_settings(
         {k: v for k, v in merchant_entry(keys, "").items() if k != "base_url"}, DEFAULTS
     )
-    assert settings.base_url == "https://filedownload.95516.com/"  # type: ignore[attr-defined]
+    assert settings.base_url == "https://filedownload.95516.com/"
     assert PASSWORD not in repr(settings)

@@ -79,7 +79,8 @@ class UnionPay(SourceKind):
         password = os.environ.get(given.signing_pfx_password_env)
         if password is None:
             raise ValueError(
-                f"signing_pfx_password_env: the environment variable {given.signing_pfx_password_env} is not set"
+                f"signing_pfx_password_env: the environment variable {given.signing_pfx_password_env} "
+                "is not set"
             )
         return UnionPayMerchant(
             **given.model_dump(),

@@ -156,7 +156,10 @@ class AnswerCertificates:
         try:
             chain = verifier.verify(certificate, [self.middle]).chain
         except VerificationError as exc:
-            return f"the answer's signPubKeyCert does not chain to root_cert_file through middle_cert_file ({exc})"
+            return (
+                "the answer's signPubKeyCert does not chain to root_cert_file "
+                f"through middle_cert_file ({exc})"
+            )
         if len(chain) != 3 or chain[1] != self.middle:
             return "the answer's signPubKeyCert is not issued by middle_cert_file"
         if owner(certificate) != UNIONPAY_OWNER:

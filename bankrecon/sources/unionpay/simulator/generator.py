@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import random
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import IO
@@ -40,7 +41,7 @@ class SettlementShape:
 class _GbkNamed(zipfile.ZipInfo):
     """A member whose name zipfile writes in GBK without the UTF-8 flag (it writes UTF-8 otherwise)."""
 
-    def _encodeFilenameFlags(self) -> tuple[bytes, int]:  # noqa: N802 (zipfile's own name)
+    def _encodeFilenameFlags(self) -> tuple[bytes, int]:
         return self.filename.encode("gbk"), self.flag_bits & ~0x800
 
 
@@ -63,12 +64,7 @@ def error_member(settle_date: date, mer_id: str) -> str:
     return f"INN{settle_date:%y%m%d}88ZME_{mer_id}"
 
 
-def zm_records(settle_date: date, shape: SettlementShape, mer_id: str, seed: int = 1) -> list[bytes] | None:
-    """All records in memory; only for small days (tests)."""
-    return list(_zm_records(settle_date, shape, mer_id, seed))
-
-
-def _zm_records(settle_date: date, shape: SettlementShape, mer_id: str, seed: int):  # type: ignore[no-untyped-def]
+def _zm_records(settle_date: date, shape: SettlementShape, mer_id: str, seed: int) -> Iterator[bytes]:
     rng = random.Random(seed * 1_000_003 + settle_date.toordinal())
     start = datetime.combine(settle_date - timedelta(days=1), time(23))
     step = 86_400 / max(shape.rows, 1)
@@ -126,7 +122,7 @@ def _zm_records(settle_date: date, shape: SettlementShape, mer_id: str, seed: in
         yield record
 
 
-def _zme_records(settle_date: date, count: int, mer_id: str):  # type: ignore[no-untyped-def]
+def _zme_records(settle_date: date, count: int, mer_id: str) -> Iterator[bytes]:
     for i in range(count):
         values = ["E22", "88022900", "00049993", f"{i:06d}", f"{settle_date:%m%d}120000", "622609******0048"]
         values += ["000000001000", "4899", "07", "01", f"{i:06d}", f"{settle_date:%m%d}110000", "0001"]
@@ -151,14 +147,12 @@ def write_settlement_zip(
         if shape.error_records:
             records = list(_zme_records(settle_date, shape.error_records, mer_id))
             archive.writestr(error_member(settle_date, mer_id), b"\r\n".join(records) + b"\r\n")
-        summary = f"中国银联全渠道商户交易汇总表\r\n商户代码：{mer_id}\r\n清算日期：{settle_date:%Y%m%d}\r\n".encode(
-            "gbk"
-        )
-        archive.writestr(f"RD2010{settle_date:%y%m%d}01_{mer_id}", summary)
+        summary = f"中国银联全渠道商户交易汇总表\r\n商户代码：{mer_id}\r\n清算日期：{settle_date:%Y%m%d}\r\n"
+        archive.writestr(f"RD2010{settle_date:%y%m%d}01_{mer_id}", summary.encode("gbk"))
         if shape.gbk_member_names:
             # The name's bytes are GBK and the UTF-8 flag is off, as Chinese Windows zip tools write it.
             info = _GbkNamed(GBK_MEMBER.format(mer_id=mer_id), date_time=(2026, 1, 1, 0, 0, 0))
-            archive.writestr(info, summary)
+            archive.writestr(info, summary.encode("gbk"))
         if shape.unknown_member:
             archive.writestr(f"README_{mer_id}.txt", b"unknown member\r\n")
 

@@ -1,4 +1,4 @@
-"""A made-up UnionPay PKI for the simulator and the tests: root, middle, UnionPay's and a merchant's certificate.
+"""A made-up UnionPay PKI for the simulator and tests: root, middle, UnionPay's and a merchant's certificate.
 
 Everything is generated at run time; nothing here is, or is copied from, a real key.
 """
