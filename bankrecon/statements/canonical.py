@@ -64,7 +64,10 @@ def _text(value: str | None) -> str:
     if "\x00" in value:
         # PostgreSQL's text cannot hold it; no channel's identifier or name needs one.
         raise StatementDamaged("text", "a field contains a NUL character")
-    return value.translate(_ESCAPES)
+    # translate is slow on long text; most values hold nothing to escape.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_ESCAPES)
+    return value
 
 
 def _money(value: Decimal | None, what: str) -> str:

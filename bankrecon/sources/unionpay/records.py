@@ -23,6 +23,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from itertools import accumulate
+from operator import itemgetter
 from pathlib import Path
 from typing import Literal
 
@@ -88,6 +90,12 @@ ERROR_MEMBER = re.compile(r"INN([0-9]{6})88ZME_([0-9A-Za-z]{15})")
 # A single space between fields: the layout as a struct whose pad bytes are the separators.
 _ZM_LAYOUT = struct.Struct(
     "".join(f"{width}s" if i == 0 else f"x{width}s" for i, (_, width) in enumerate(ZM_FIELDS))
+)
+_ZM_SLICES = itemgetter(
+    *(
+        slice(end - width - 1, end - 1)
+        for end, (_, width) in zip(accumulate(w + 1 for _, w in ZM_FIELDS), ZM_FIELDS, strict=True)
+    )
 )
 _SEPARATORS = tuple(sum(width + 1 for _, width in ZM_FIELDS[: i + 1]) - 1 for i in range(len(ZM_FIELDS) - 1))
 _ZME_SEPARATORS = tuple(
@@ -320,7 +328,11 @@ class _Totals:
     def take(self, record: bytes, line: int, member: str) -> CanonicalRow:
         _check_separators(record, _SEPARATORS, member, line)
         try:
-            values = [field.decode("gbk").strip() for field in _ZM_LAYOUT.unpack(record)]
+            if record.isascii():
+                # One byte a character: the fields are slices of the text, cut in C.
+                values = [field.strip() for field in _ZM_SLICES(record.decode("ascii"))]
+            else:
+                values = [field.decode("gbk").strip() for field in _ZM_LAYOUT.unpack(record)]
         except UnicodeDecodeError:
             raise StatementDamaged("encoding", "a field is not GBK", part=member, line=line) from None
         kind = values[_TYPE]
