@@ -1,7 +1,4 @@
-"""UnionPay ACP file transfer (docs/sources/unionpay.md) and its simulator.
-
-python -m bankrecon.sources.unionpay.simulator
-"""
+"""UnionPay ACP file transfer (docs/sources/unionpay.md) and its simulator."""
 
 from bankrecon.sources.unionpay.kind import UNIONPAY, UnionPay, UnionPayAccount, UnionPayMerchant
 
