@@ -21,6 +21,9 @@ DOMAIN_TESTS = [
     "tests/test_persistence.py",
     "tests/test_sftp_statements.py",
     "tests/test_sftp_client.py",
+    "tests/test_unionpay_records.py",
+    "tests/test_unionpay_signing.py",
+    "tests/test_unionpay_client.py",
 ]
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from bankrecon.sources.base import SourceKind
 from bankrecon.sources.refbank.kind import REFBANK
 from bankrecon.sources.sftp import SFTP
+from bankrecon.sources.unionpay import UNIONPAY
 from bankrecon.sources.wechatpay import WECHATPAY
 
 DEFAULT_KIND = "refbank"
 
-_KINDS: tuple[SourceKind, ...] = (REFBANK, WECHATPAY, SFTP)
+_KINDS: tuple[SourceKind, ...] = (REFBANK, WECHATPAY, SFTP, UNIONPAY)
 SOURCE_KINDS = {kind.name: kind for kind in _KINDS}

@@ -21,11 +21,9 @@ import _csv
 import csv
 import io
 import re
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import pairwise
 from pathlib import Path
 from typing import IO, Literal
 
@@ -33,6 +31,7 @@ from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, Stateme
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.statements.canonical import CanonicalRecordWriter, ChinaTimestamps, JsonObject
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
+from bankrecon.statements.rowkeys import RowKeys
 from bankrecon.store.archive import archive_path
 from bankrecon.store.records import decoded_into_records
 
@@ -41,7 +40,6 @@ MAX_LINE_CHARS = 64 * 1024
 _MARK = "`"
 _PROGRESS_EVERY = 8192
 _TEXT_BUFFER = 256 * 1024
-_KEY_BUCKETS = 64
 # No bill holds it: rows are joined on it to take their backticks off in C.
 _SEPARATOR = "\x1f"
 # The forms nearly every value has, checked in C; anything else goes through _decimal.
@@ -176,28 +174,6 @@ def _summary(reader: _csv.Reader, summary_header: list[str]) -> dict[str, str]:
     return summary
 
 
-class _RowKeys:
-    """The row keys seen so far, as 64-bit hashes in arrays split by hash range: 8 bytes a row.
-
-    Equal hashes only make candidates, which a second read of the bill confirms or clears.
-    """
-
-    def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(_KEY_BUCKETS)]
-
-    def add(self, key: str) -> None:
-        digest = hash(key)
-        self._buckets[digest % _KEY_BUCKETS].append(digest)
-
-    def repeated(self) -> set[int]:
-        found: set[int] = set()
-        for bucket in self._buckets:
-            if len(set(bucket)) != len(bucket):
-                ordered = sorted(bucket)
-                found.update(a for a, b in pairwise(ordered) if a == b)
-        return found
-
-
 def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates: set[int]) -> None:
     """Reads the bill again to name the first key that is really repeated; returns if none is."""
     first_seen: dict[str, int] = {}
@@ -272,7 +248,7 @@ WriteTexts = Callable[..., None]
 @dataclass
 class _Layout:
     header: list[str]
-    keys: _RowKeys = field(default_factory=_RowKeys, init=False)
+    keys: RowKeys = field(default_factory=RowKeys, init=False)
     times: ChinaTimestamps = field(default_factory=ChinaTimestamps, init=False)
     credit_count: int = field(default=0, init=False)
     debit_count: int = field(default=0, init=False)
