@@ -48,6 +48,7 @@ from bankrecon.store.archives import ArchiveNotStored, archive_store
 from bankrecon.store.db import describe_error, retry_can_cure
 from bankrecon.store.persistence import discard_records, is_stored, save_statement
 from bankrecon.store.quarantine import quarantine_archive
+from bankrecon.store.retention import RetentionPolicy, sweep_data_dir
 from bankrecon.store.schema import open_database
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,11 @@ class StatementActivities:
         for stored in ("archives", "records"):
             for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
                 log.info("removed %s, left behind by a worker that died while writing it", left)
+        # The retention run reaches only the DATA_DIR of the host it runs on; each worker its own.
+        policy = RetentionPolicy.from_settings(settings)
+        for kind, count in sweep_data_dir(settings.data_dir, policy, datetime.now(UTC)).items():
+            if count:
+                log.info("removed %d expired file(s) from %s", count, settings.data_dir / kind)
         return cls(settings, open_database(settings.resolved_database_url()), directory)
 
     async def close(self) -> None:
