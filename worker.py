@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
 from activities.reconcile import ReconcileActivities
+from activities.retention import RetentionActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings, settings_error
@@ -33,6 +34,7 @@ from bankrecon.temporal.search_attributes import SearchAttributesMissing, regist
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
 from workflows.reconcile import ReconcileWorkflow
+from workflows.retention import RetentionWorkflow
 
 log = logging.getLogger("bankrecon.worker")
 
@@ -47,12 +49,18 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     nightly = NightlyActivities(settings)
     notifications = NotificationActivities(settings)
     reconcile = ReconcileActivities(settings)
+    retention = RetentionActivities(settings)
     try:
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
             worker = Worker(
                 client,
                 task_queue=settings.temporal_task_queue,
-                workflows=[DailyStatementWorkflow, NightlyStatementsWorkflow, ReconcileWorkflow],
+                workflows=[
+                    DailyStatementWorkflow,
+                    NightlyStatementsWorkflow,
+                    ReconcileWorkflow,
+                    RetentionWorkflow,
+                ],
                 activities=[
                     activities.fetch_statement,
                     activities.decode_statement,
@@ -63,6 +71,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     notifications.notify_reconciliation,
                     reconcile.check_inputs,
                     reconcile.reconcile,
+                    retention.expire_retained,
                 ],
                 activity_executor=executor,
                 max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
@@ -72,6 +81,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     finally:
         nightly.close()
         reconcile.close()
+        retention.close()
         await activities.close()
 
 

@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from bankrecon.accounts import Account, AccountDirectory, defaults_of, kind_of
 from bankrecon.config import Settings
 from bankrecon.models import (
+    ArchiveRef,
     DecodedStatement,
     DecodeRequest,
     FetchAttemptReport,
@@ -42,10 +43,12 @@ from bankrecon.pacing.window import (
 from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, StatementClient, earliest_request
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations
-from bankrecon.store.archive import archive_path, sweep_staged_files
+from bankrecon.store.archive import sweep_staged_files
+from bankrecon.store.archives import ArchiveNotStored, archive_store
 from bankrecon.store.db import describe_error, retry_can_cure
-from bankrecon.store.persistence import discard_records, save_statement
+from bankrecon.store.persistence import discard_records, is_stored, save_statement
 from bankrecon.store.quarantine import quarantine_archive
+from bankrecon.store.retention import RetentionPolicy, sweep_data_dir
 from bankrecon.store.schema import open_database
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,7 @@ class StatementActivities:
         self._data_dir = settings.data_dir.resolve()
         self._defaults = defaults_of(settings)
         self._engine = engine
+        self._archives = archive_store(settings.archive_store_url, engine)
         self._directory = directory
         self._merchants = {
             merchant.id: _MerchantLink(
@@ -145,6 +149,11 @@ class StatementActivities:
         for stored in ("archives", "records"):
             for left in sweep_staged_files(settings.data_dir / stored, older_than=STAGED_FILES_EXPIRE):
                 log.info("removed %s, left behind by a worker that died while writing it", left)
+        # The retention run reaches only the DATA_DIR of the host it runs on; each worker its own.
+        policy = RetentionPolicy.from_settings(settings)
+        for kind, count in sweep_data_dir(settings.data_dir, policy, datetime.now(UTC)).items():
+            if count:
+                log.info("removed %d expired file(s) from %s", count, settings.data_dir / kind)
         return cls(settings, open_database(settings.resolved_database_url()), directory)
 
     async def close(self) -> None:
@@ -243,6 +252,9 @@ class StatementActivities:
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))
+        if answer.archive is not None:
+            # Before the result says where it is: a decode on another host fetches it from there.
+            await asyncio.to_thread(self._archives.put, self._data_dir, answer.archive.sha256)
         damaged = answer.outcome is Outcome.READY and answer.archive is None
         if answer.outcome in (Outcome.READY, Outcome.EMPTY) and not damaged:
             # The activity's result brings this answer to the workflow: a signal would only cost
@@ -317,16 +329,8 @@ class StatementActivities:
     @activity.defn(name="decode_statement")
     def decode_statement(self, request: DecodeRequest) -> DecodedStatement:
         key = request.statement
-        account = self._account(key.account_no)
         try:
-            return kind_of(account.merchant).decode(
-                self._data_dir,
-                key,
-                request.archive,
-                account,
-                self._limits,
-                HeartbeatWhenDue(HEARTBEAT_EVERY),
-            )
+            return self._decode(key, request.archive)
         except StatementDamaged as exc:
             kept = quarantine_archive(self._data_dir, key, request.archive, exc, _workflow_run()[0])
             activity.logger.warning(
@@ -338,12 +342,21 @@ class StatementActivities:
                 type=STATEMENT_DAMAGED,
                 non_retryable=True,
             ) from None
-        except FileNotFoundError:
+
+    def _decode(self, key: StatementKey, archive: ArchiveRef) -> DecodedStatement:
+        """Decode the archive on this host, fetching it from the archive store if DATA_DIR lacks it."""
+        account = self._account(key.account_no)
+        try:
+            self._archives.get(self._data_dir, archive.sha256)
+        except ArchiveNotStored as exc:
+            # DATA_DIR alone may heal when the attempt lands on the host that has it; a shared
+            # store that lost an archive will not.
             raise ApplicationError(
-                f"archive {archive_path(self._data_dir, request.archive.sha256)} is missing: "
-                "every worker of this task queue must share DATA_DIR",
-                type="ArchiveMissing",
+                str(exc), type="ArchiveMissing", non_retryable=self._archives.shared
             ) from None
+        return kind_of(account.merchant).decode(
+            self._data_dir, key, archive, account, self._limits, HeartbeatWhenDue(HEARTBEAT_EVERY)
+        )
 
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, cancellation: StatementCancellation) -> None:
@@ -353,6 +366,32 @@ class StatementActivities:
             "statement cancelled by an operator; the nightly catch-up leaves it alone",
             extra=statement_fields(cancellation.statement),
         )
+
+    def _records_on_this_host(self, request: PersistRequest) -> None:
+        """Decode again here when the decode ran on another host: deterministic, it writes the same file.
+
+        Cheaper than sending the records file through the store, and it survives the loss of
+        the host that decoded.
+        """
+        if (
+            request.records_file is None
+            or request.archive is None
+            or (self._data_dir / request.records_file).exists()
+            or is_stored(self._engine, request)
+        ):
+            return
+        activity.logger.info(
+            "decoding again: the records file is on the host that decoded",
+            extra=statement_fields(request.statement),
+        )
+        decoded = self._decode(request.statement, request.archive)
+        if decoded.records_file != request.records_file or decoded.totals != request.totals:
+            raise ApplicationError(
+                f"decoding {request.archive.sha256} again gave {decoded.records_file} and its totals, "
+                f"not {request.records_file} and the workflow's",
+                type="RecordsMismatch",
+                non_retryable=True,
+            )
 
     def _refused(self, request: PersistRequest, what: str) -> ApplicationError:
         """The database refused the statement's data: every attempt would fail the same way."""
@@ -377,6 +416,7 @@ class StatementActivities:
     def persist_statement(self, request: PersistRequest) -> PersistResult:
         key = request.statement
         try:
+            self._records_on_this_host(request)
             stored = save_statement(
                 self._engine,
                 self._data_dir,

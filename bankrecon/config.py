@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # for this long when a worker dies mid-request, since the bank may still count it.
     bank_request_timeout_seconds: float = Field(default=300.0, gt=0)
 
+    # Where archives live so that every worker reaches them (bankrecon/store/archives.py): local,
+    # database, or s3://bucket/prefix?endpoint=URL&region=NAME; unset: database with PostgreSQL,
+    # local (DATA_DIR alone) with SQLite.
+    archive_store_url: str | None = None
+
     # Bounds on what one downloaded archive may inflate to, checked while streaming.
     archive_max_members: int = Field(default=1_000, gt=0)
     archive_max_total_bytes: int = Field(default=2 * 1024**3, gt=0)
@@ -88,6 +93,16 @@ class Settings(BaseSettings):
     statement_deadline: time = time(9, 0)  # China Standard Time, on the day after the statement's date
     alert_webhook_url: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Retention (RetentionWorkflow, its Schedule made by `bankrecon schedule`): days of each kept.
+    retention_schedule_id: str = "bankrecon-retention"
+    retention_time: time = time(3, 0)  # daily, in NIGHTLY_TIMEZONE
+    retention_bank_requests_days: int = Field(default=365, ge=1)
+    retention_window_queue_days: int = Field(default=7, ge=1)
+    retention_cancellations_days: int = Field(default=365, ge=1)
+    retention_archives_days: int = Field(default=365, ge=1)  # stored and DATA_DIR's archives
+    retention_records_days: int = Field(default=7, ge=1)  # records files no persist took
+    retention_quarantine_days: int = Field(default=365, ge=1)
+    retention_batch_size: int = Field(default=1000, ge=1, le=10000)
     # Reconciliation of channel accounts against the company's ledger (docs/reconciliation.md).
     recon_config_file: Path | None = None
 
@@ -122,6 +137,13 @@ class Settings(BaseSettings):
         if "@" in (url.host or ""):
             raise ValueError("more than one '@' before the host: write an '@' in the user or password as %40")
         return value
+
+    @field_validator("archive_store_url")
+    @classmethod
+    def _archive_store(cls, value: str | None) -> str | None:
+        if value is None or value in ("local", "database") or re.match(r"s3://[^/?]+", value):
+            return value
+        raise ValueError("use local, database, or s3://bucket/prefix?endpoint=https://host:port&region=name")
 
     @field_validator("nightly_timezone")
     @classmethod

@@ -211,6 +211,10 @@ class NightlyStatementsInput(BaseModel):
     resume_after: StatementKey | None = None
 
 
+class RetentionResult(BaseModel):
+    deleted: dict[str, int]  # how many of each kind expired: rows, stored archives, files
+
+
 class NightlyPlanRequest(BaseModel):
     first_date: date
     last_date: date

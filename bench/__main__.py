@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--memory-database", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument(
+        "--archive-store",
+        default="local",
+        help="the memory run's worker's ARCHIVE_STORE_URL (default: local); with --memory-database "
+        "postgresql it is also timed end to end, from the bank's 0000 to the workflow's close, "
+        "against the raw pipeline on the same archive",
+    )
+    parser.add_argument(
         "--fanout-accounts", type=int, default=100, help="accounts in the fan-out, 0 to skip (default: 100)"
     )
     parser.add_argument(
@@ -295,7 +302,7 @@ async def memory(
     rows = []
     client = await connect(_settings(server.address))
     for lines in args.memory_lines:
-        archive, _ = statement_files(args.workdir, lines, day)
+        archive, encoded = statement_files(args.workdir, lines, day)
         data_dir = args.workdir / f"memory-data-{lines}"
         shutil.rmtree(data_dir, ignore_errors=True)
         if args.memory_database == "sqlite":
@@ -315,7 +322,7 @@ async def memory(
                 bank_url=bank.url,
                 min_interval=0,
                 request_timeout=600,
-            )
+            ) | {"ARCHIVE_STORE_URL": args.archive_store}
             print(f"memory: a worker loading a {lines:,}-line statement", file=sys.stderr)
             worker = start_worker(group, env)
             await asyncio.sleep(1)  # settled after start-up
@@ -331,6 +338,13 @@ async def memory(
             seconds = time.perf_counter() - started
             peak = status_kb(worker.pid, "VmHWM") / 1024
             worker.terminate()
+            # End to end: from the bank's 0000 (its answer follows the request's arrival at
+            # once, the archive being in memory) to the workflow's close on the server.
+            answered = max(r.arrived_at for r in bank.requests if r.code == "0000")
+            closed = (await client.get_workflow_handle(f"{task_queue}-{ACCOUNT}").describe()).close_time
+            assert closed is not None
+            end_to_end = closed.timestamp() - answered
+        raw = raw_pipeline(encoded, lines, pg)["seconds"] if args.memory_database == "postgresql" else None
         if result.transaction_count != lines:
             raise SystemExit(f"the worker stored {result.transaction_count} of {lines} lines")
         rows.append(
@@ -347,6 +361,10 @@ async def memory(
                 "peak_rss_mb": peak,
                 "validation_processes": len(children.seen),
                 "validation_process_peak_rss_mb": children.mb,
+                "archive_store": args.archive_store,
+                "end_to_end_seconds": end_to_end,
+                "raw_pipeline_seconds": raw,
+                "end_to_end_ratio": end_to_end / raw if raw else None,
             }
         )
     return rows

@@ -145,6 +145,9 @@ def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
         "TEMPORAL_TASK_QUEUE": "bank-statements",
         "DATABASE_URL": "postgresql+psycopg://postgres:pg-secret@postgresql:5432/bankrecon",
         "DATA_DIR": "/data",
+        "ARCHIVE_STORE_URL": "",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
         "BANK_BASE_URL": REQUIRED["BANK_BASE_URL"],
         "BANK_MERCHANT_ID": REQUIRED["BANK_MERCHANT_ID"],
         "BANK_MERCHANT_SECRET": REQUIRED["BANK_MERCHANT_SECRET"],
@@ -161,8 +164,12 @@ def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
         "LOG_FORMAT": "json",
     }
     # Every variable is one the worker reads: a misspelt one would be ignored silently.
-    assert set(env) <= {name.upper() for name in Settings.model_fields}
-    assert worker["volumes"] == ["bankrecon-data:/data:rw"]
+    assert set(env) - {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= {
+        name.upper() for name in Settings.model_fields
+    }
+    # Scalable: no fixed name, no published port, and each replica's own DATA_DIR (no shared volume).
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["volumes"] == ["/data"]
     assert worker["healthcheck"]["test"][-1].count("127.0.0.1:9464/metrics") == 1
 
 

@@ -1,6 +1,6 @@
 """bankrecon: the operator's console for the nightly statements.
 
-    bankrecon schedule                      create or update the nightly Schedule from the settings
+    bankrecon schedule                      create or update the nightly and retention Schedules
     bankrecon backfill ACCOUNT FROM TO      collect a range of dates, with progress and a summary
     bankrecon status [--late] [--all]       what runs now: phase, attempts, last answer, next attempt
     bankrecon refetch ACCOUNT DATE          fetch a stored date again (replaces it if the bank's file changed)
@@ -54,7 +54,7 @@ from bankrecon.models import (
     StatementKey,
     is_statement_name,
 )
-from bankrecon.ops.nightly_schedule import apply_nightly_schedule
+from bankrecon.ops.nightly_schedule import apply_nightly_schedule, apply_retention_schedule
 from bankrecon.ops.recon_commands import ReconCommandError, add_recon_arguments, recon_command
 from bankrecon.pacing.window import (
     merchant_pace,
@@ -181,6 +181,13 @@ async def schedule_command(args: argparse.Namespace, settings: Settings, out: Te
             "the schedule is paused: "
             f"temporal schedule toggle --schedule-id {applied.schedule_id} --unpause\n"
         )
+    retention = await apply_retention_schedule(client, settings)
+    out.write(
+        f"schedule {retention.schedule_id} {retention.change}: every day at "
+        f"{settings.retention_time:%H:%M} {retention.time_zone} (cron {retention.cron!r}), "
+        f"RetentionWorkflow keeping {settings.retention_archives_days} days of archives, "
+        f"{settings.retention_bank_requests_days} of bank requests\n"
+    )
     return 0
 
 
@@ -535,7 +542,7 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(run=run)
         return sub
 
-    command("schedule", schedule_command, "create or update the nightly Schedule from the settings")
+    command("schedule", schedule_command, "create or update the nightly and retention Schedules")
     backfill = command("backfill", backfill_command, "collect an account's statements for a range of dates")
     backfill.add_argument("account", metavar="ACCOUNT", type=_account_no)
     backfill.add_argument("first", metavar="FROM", type=_date)

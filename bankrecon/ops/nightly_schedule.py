@@ -23,6 +23,7 @@ from bankrecon.models import NightlyStatementsInput
 from workflows.nightly_statements import NightlyStatementsWorkflow
 
 NIGHTLY_WORKFLOW_ID = "nightly-statements"
+RETENTION_WORKFLOW_ID = "retention"
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,45 @@ def nightly_schedule(settings: Settings) -> Schedule:
     )
 
 
-async def apply_nightly_schedule(client: Client, settings: Settings) -> ScheduleApplied:
+def retention_cron(settings: Settings) -> str:
+    return f"{settings.retention_time.minute} {settings.retention_time.hour} * * *"
+
+
+def retention_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            "RetentionWorkflow", id=RETENTION_WORKFLOW_ID, task_queue=settings.temporal_task_queue
+        ),
+        spec=ScheduleSpec(
+            cron_expressions=[retention_cron(settings)], time_zone_name=settings.nightly_timezone
+        ),
+        # A missed day's expired rows are deleted by the next day's run.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(days=1)),
+    )
+
+
+async def _apply(client: Client, schedule_id: str, wanted: Schedule) -> Literal["created", "updated"]:
     """Create the schedule, or bring an existing one in line with the settings (a pause stays as it was)."""
-    wanted = nightly_schedule(settings)
-    change: Literal["created", "updated"] = "created"
     try:
-        await client.create_schedule(settings.schedule_id, wanted)
+        await client.create_schedule(schedule_id, wanted)
     except ScheduleAlreadyRunningError:
 
         def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
             wanted.state = current.description.schedule.state
             return ScheduleUpdate(schedule=wanted)
 
-        await client.get_schedule_handle(settings.schedule_id).update(update)
-        change = "updated"
+        await client.get_schedule_handle(schedule_id).update(update)
+        return "updated"
+    return "created"
+
+
+async def apply_nightly_schedule(client: Client, settings: Settings) -> ScheduleApplied:
+    change = await _apply(client, settings.schedule_id, nightly_schedule(settings))
     return ScheduleApplied(settings.schedule_id, change, nightly_cron(settings), settings.nightly_timezone)
+
+
+async def apply_retention_schedule(client: Client, settings: Settings) -> ScheduleApplied:
+    change = await _apply(client, settings.retention_schedule_id, retention_schedule(settings))
+    return ScheduleApplied(
+        settings.retention_schedule_id, change, retention_cron(settings), settings.nightly_timezone
+    )

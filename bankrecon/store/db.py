@@ -16,6 +16,7 @@ from sqlalchemy import (
     Engine,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
@@ -233,6 +234,29 @@ cancelled_statements = Table(
     Column("workflow_id", String(255), nullable=False),
     Column("run_id", String(64), nullable=False),
     PrimaryKeyConstraint("account_no", "bill_date", name="cancelled_statements_pkey"),
+)
+
+
+# The archives every worker reaches when ARCHIVE_STORE_URL is "database" (bankrecon/store/archives.py):
+# one row per archive, written in the same transaction as its chunks, so a reader finds all or none.
+stored_archives = Table(
+    "stored_archives",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),  # retention counts from here
+)
+
+# An archive's bytes in pieces of at most ARCHIVE_CHUNK_BYTES, read back in ``seq`` order one at
+# a time: neither side ever holds the whole file.
+archive_chunks = Table(
+    "archive_chunks",
+    metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("sha256", "seq", name="archive_chunks_pkey"),
 )
 
 

@@ -182,6 +182,17 @@ def _insert(
     return written
 
 
+def is_stored(engine: Engine, request: PersistRequest) -> bool:
+    """Whether this very download of the statement is stored already (a retry after the commit)."""
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(statements.c.source_sha256, statements.c.bank_code).where(
+                rows_of(statements, request.statement)
+            )
+        ).first()
+    return stored is not None and tuple(stored) == (request.source_sha256, request.bank_code)
+
+
 def discard_records(data_dir: Path, request: PersistRequest) -> None:
     """Drop the records file once nothing will read it: the statement is stored (a rerun finds it
     so) or refused for good. The archive stays as the source of record."""
