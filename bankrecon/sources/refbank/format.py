@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import zipfile
-import zlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.statements.zipguard import ZIP_ERRORS, InflationGuard, zip_members
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +99,7 @@ _MAX_LINE_BYTES = 64 * 1024
 # A valid header is under 100 bytes; reading only this much in the first pass
 # keeps that pass cheap even for a hostile member.
 _MAX_HEADER_BYTES = 256
-# Small members compress unpredictably; the ratio only signals a bomb on volume.
-_RATIO_FLOOR_BYTES = 1024 * 1024
-# bzip2 and lzma members would inflate a whole input chunk at once, without the
-# output bound zipfile applies to deflate, and the bank only sends these two.
-_ALLOWED_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_ZIP_ENCRYPTED_FLAG = 0x1
 _BOMS = (b"\xef\xbb\xbf", b"\x84\x31\x95\x33", b"\xff\xfe", b"\xfe\xff")
-# Every way the zip layer reports an archive it cannot read: corrupt directory,
-# bad CRC, broken deflate stream, truncated data, undecodable member names.
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, ValueError)
 
 # Explicit [0-9] classes: \d would also accept non-ASCII digits.
 _TIME_PATTERN = r"(?:[01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
@@ -133,7 +124,6 @@ _SIGN = {"C": 1, "D": -1}
 # Hash ranges of equal width: a statement's serial hashes fall evenly into them.
 _SERIAL_BUCKETS = 64
 _SERIAL_BUCKET_BOUNDS = tuple(-(2**63) + k * (2**64 // _SERIAL_BUCKETS) for k in range(1, _SERIAL_BUCKETS))
-_DRIVE = re.compile(r"[A-Za-z]:").match
 
 # Any text but NUL: PostgreSQL's text cannot hold it. Other control characters (a tab) are kept.
 _FREE_TEXT_FIELDS = ("counterparty_account", "counterparty_name", "memo")
@@ -167,35 +157,6 @@ class _PartTotals:
     closing_cents: int
 
 
-class _Inflation:
-    """Inflated bytes as actually read: declared sizes in a hostile zip can lie."""
-
-    __slots__ = ("limits", "total")
-
-    def __init__(self, limits: ArchiveLimits):
-        self.limits = limits
-        self.total = 0
-
-    def add(self, size: int, member_bytes: int, info: zipfile.ZipInfo, label: str) -> None:
-        self.total += size
-        if self.total > self.limits.max_total_uncompressed_bytes:
-            raise StatementDamaged(
-                "limits",
-                f"archive inflates to more than {self.limits.max_total_uncompressed_bytes} bytes",
-                part=label,
-            )
-        if (
-            member_bytes > _RATIO_FLOOR_BYTES
-            and member_bytes > self.limits.max_compression_ratio * info.compress_size
-        ):
-            raise StatementDamaged(
-                "limits",
-                f"member inflates to more than {self.limits.max_compression_ratio} times "
-                f"its compressed size of {info.compress_size} bytes",
-                part=label,
-            )
-
-
 def validate_statement_archive(
     zip_path: Path,
     expected: ExpectedStatement,
@@ -216,7 +177,7 @@ def _statement_parts(
     with zip_path.open("rb") as file:
         try:
             archive = zipfile.ZipFile(file, metadata_encoding="gb18030")
-        except _ZIP_ERRORS as exc:
+        except ZIP_ERRORS as exc:
             raise StatementDamaged("archive", f"not a readable zip archive: {exc}") from exc
         with archive:
             members = _part_members(archive, limits)
@@ -264,37 +225,10 @@ def read_statement_archive(
 
 
 def _part_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
-    infos = archive.infolist()
-    if len(infos) > limits.max_members:
-        raise StatementDamaged(
-            "limits", f"archive holds {len(infos)} members, at most {limits.max_members} allowed"
-        )
-    for info in infos:
-        _check_member_name(info.orig_filename)
-    members = [info for info in infos if not info.is_dir() and info.filename.lower().endswith(".txt")]
+    members = zip_members(archive, limits, lambda info: info.filename.lower().endswith(".txt"))
     if not members:
         raise StatementDamaged("structure", "archive holds no statement part (no .txt member)")
-    for info in members:
-        if info.compress_type not in _ALLOWED_METHODS:
-            raise StatementDamaged(
-                "archive",
-                f"compression method {info.compress_type} (only stored or deflate)",
-                part=info.filename,
-            )
-        if info.flag_bits & _ZIP_ENCRYPTED_FLAG:
-            raise StatementDamaged("archive", "member is encrypted", part=info.filename)
     return members
-
-
-def _check_member_name(name: str) -> None:
-    # The names are never used as paths here, but such a name only comes from a
-    # faulty or hostile source, and the spec rejects the whole archive for it.
-    if "\x00" in name:
-        raise StatementDamaged("archive", f"member name {name!r} contains a NUL byte")
-    if name.startswith(("/", "\\")) or _DRIVE(name):
-        raise StatementDamaged("archive", f"member name {name!r} is an absolute path")
-    if ".." in re.split(r"[/\\]", name):
-        raise StatementDamaged("archive", f"member name {name!r} has a '..' segment")
 
 
 def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: ExpectedStatement) -> _Part:
@@ -302,7 +236,7 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: Expe
     try:
         with archive.open(info) as stream:
             first = stream.readline(_MAX_HEADER_BYTES)
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=name) from exc
     if first.startswith(_BOMS):
         raise StatementDamaged("encoding", "part starts with a byte order mark (BOM)", part=name, line=1)
@@ -416,7 +350,7 @@ def _stream_statement(
     limits: ArchiveLimits,
     on_details: Callable[[DetailLines], None],
 ) -> StatementSummary:
-    inflation = _Inflation(limits)
+    inflation = InflationGuard(limits)
     serials = _SerialNumbers()
     totals: list[_PartTotals] = []
     for part in parts:
@@ -493,7 +427,7 @@ def _find_repeated_serial(
 ) -> None:
     """Rule 6 for serials whose hashes repeat: the first one that really appears twice, if any."""
     seen: set[str] = set()
-    inflation = _Inflation(limits)
+    inflation = InflationGuard(limits)
     for part in parts:
         line_no = 1
         for block in _member_blocks(archive, part.info, part.label, inflation):
@@ -540,7 +474,7 @@ class _PartState:
 def _stream_part(
     archive: zipfile.ZipFile,
     part: _Part,
-    inflation: _Inflation,
+    inflation: InflationGuard,
     serials: _SerialNumbers,
     on_details: Callable[[DetailLines], None],
 ) -> _PartTotals:
@@ -828,7 +762,7 @@ def _member_blocks(
     archive: zipfile.ZipFile,
     info: zipfile.ZipInfo,
     label: str,
-    inflation: _Inflation,
+    inflation: InflationGuard,
     chunk_bytes: int = _CHUNK_BYTES,
 ) -> Iterator[bytes]:
     """The part's lines after the header, in blocks of whole lines each ending with LF.
@@ -838,7 +772,7 @@ def _member_blocks(
     """
     try:
         stream = archive.open(info)
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
     with stream:
         member_bytes = 0
@@ -889,7 +823,7 @@ def _check_line_lengths(lines: list[bytes], lines_before: int, label: str) -> No
 def _read(stream: IO[bytes], label: str, chunk_bytes: int) -> bytes:
     try:
         return stream.read(chunk_bytes)
-    except _ZIP_ERRORS as exc:
+    except ZIP_ERRORS as exc:
         raise StatementDamaged("archive", f"cannot inflate member: {exc}", part=label) from exc
 
 

@@ -47,7 +47,6 @@ from bankrecon.sources.refbank.format import (
     _check_continuity,
     _check_trailer,
     _detail_finder,
-    _Inflation,
     _member_blocks,
     _Part,
     _PartState,
@@ -59,6 +58,7 @@ from bankrecon.sources.refbank.format import (
     _valid_records,
 )
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
+from bankrecon.statements.zipguard import InflationGuard
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def _run_job(job: _Job) -> None:
 
 def _blocks(job: _Job) -> Iterator[tuple[int, int, bytes, bool]]:
     """(block index, part index, block, last of its part?) over every part, the same in every child."""
-    inflation = _Inflation(ArchiveLimits(**job.limits))
+    inflation = InflationGuard(ArchiveLimits(**job.limits))
     index = 0
     with open(job.zip_path, "rb") as file, zipfile.ZipFile(file, metadata_encoding="gb18030") as archive:
         infos = archive.infolist()

@@ -21,12 +21,10 @@ import _csv
 import csv
 import io
 import os
-from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from itertools import pairwise
 from pathlib import Path
 from typing import IO, Literal
 
@@ -34,6 +32,7 @@ from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, Stateme
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.statements.rowkeys import RowKeys
 from bankrecon.store.archive import archive_path, staged_file
 
 Bill = Literal["tradebill", "fundflowbill"]
@@ -41,7 +40,6 @@ MAX_LINE_CHARS = 64 * 1024
 _MARK = "`"
 _PROGRESS_EVERY = 8192
 _TEXT_BUFFER = 256 * 1024
-_KEY_BUCKETS = 64
 
 
 def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
@@ -180,28 +178,6 @@ def _summary(reader: _csv.Reader, summary_header: list[str]) -> dict[str, str]:
     return summary
 
 
-class _RowKeys:
-    """The row keys seen so far, as 64-bit hashes in arrays split by hash range: 8 bytes a row.
-
-    Equal hashes only make candidates, which a second read of the bill confirms or clears.
-    """
-
-    def __init__(self) -> None:
-        self._buckets = [array("q") for _ in range(_KEY_BUCKETS)]
-
-    def add(self, key: str) -> None:
-        digest = hash(key)
-        self._buckets[digest % _KEY_BUCKETS].append(digest)
-
-    def repeated(self) -> set[int]:
-        found: set[int] = set()
-        for bucket in self._buckets:
-            if len(set(bucket)) != len(bucket):
-                ordered = sorted(bucket)
-                found.update(a for a, b in pairwise(ordered) if a == b)
-        return found
-
-
 def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates: set[int]) -> None:
     """Reads the bill again to name the first key that is really repeated; returns if none is."""
     first_seen: dict[str, int] = {}
@@ -280,7 +256,7 @@ def _agree(summary: dict[str, str], name: str, counted: Decimal | int, what: str
 @dataclass
 class _Layout:
     header: list[str]
-    keys: _RowKeys = field(default_factory=_RowKeys, init=False)
+    keys: RowKeys = field(default_factory=RowKeys, init=False)
     credit_count: int = field(default=0, init=False)
     debit_count: int = field(default=0, init=False)
     credit_total: Decimal = field(default=Decimal("0.00"), init=False)
