@@ -181,7 +181,8 @@ class AlipayClient:
         return Answer(
             Outcome.EMPTY,
             shown,
-            f"{said}: still no bill {self._give_up_after} after the day ended; stored as an empty statement",
+            f"{said}: still no bill {self._give_up_after.total_seconds() / 3600:g}h after the day ended "
+            "(give_up_after); stored as an empty statement",
         )
 
     async def _download(
