@@ -19,6 +19,8 @@ DOMAIN_TESTS = [
     "tests/test_accounts.py",
     "tests/test_canonical.py",
     "tests/test_persistence.py",
+    "tests/test_alipay_bill.py",
+    "tests/test_alipay_client.py",
 ]
 
 
