@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from bankrecon.sources.alipay.bill import read_bill
-from bankrecon.sources.alipay.simulator.generator import EXTRA_COLUMN, TRADE_COLUMNS, BillShape, write_bill
+from bankrecon.sources.alipay.simulator.generator import (
+    ACCOUNT_COLUMNS,
+    EXTRA_COLUMN,
+    TRADE_COLUMNS,
+    BillShape,
+    write_bill,
+)
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 
@@ -21,7 +27,7 @@ TRADE_HEADER = ",".join(TRADE_COLUMNS) + "\r\n"
 
 def trade_row(trade_no: str, business: str, received: str, refund_no: str = "", fee: str = "0.06") -> str:
     return (
-        f"{trade_no}\t,ORD-{trade_no}\t,{business}\t,商品,2026-11-28 10:55:16,2026-11-28 10:55:23,s\t,店\t,op\t,\t,"
+        f"{trade_no}\t,ORD-{trade_no}\t,{business}\t,商品,2026-11-28 10:55:16,2026-11-28 10:55:23,s\t,店\t,op\t,\t,"  # noqa: E501
         f"*津水(602***@qq.com)\t,{received},{received},0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,{refund_no}\t,{fee},"
         "0.00,下单测试\r\n"
     )
@@ -29,7 +35,7 @@ def trade_row(trade_no: str, business: str, received: str, refund_no: str = "", 
 
 PAYMENT = trade_row("2019091622001458860515315453", "交易", "10.01")
 REFUND = trade_row("2019091622001458860515315453", "退款", "-0.01", "re_1568602607356", "-0.00")
-TRAILER = "#----业务明细列表结束----\r\n#交易合计：1笔，商家实收共10.01元，商家优惠共0.00元\r\n#退款合计：1笔，商家实收共-0.01元，商家优惠共0.00元\r\n#导出时间：[2026年11月29日 05:46:49]\r\n"
+TRAILER = "#----业务明细列表结束----\r\n#交易合计：1笔，商家实收共10.01元，商家优惠共0.00元\r\n#退款合计：1笔，商家实收共-0.01元，商家优惠共0.00元\r\n#导出时间：[2026年11月29日 05:46:49]\r\n"  # noqa: E501
 
 
 class _GbkName(zipfile.ZipInfo):
@@ -195,8 +201,11 @@ def test_a_zip_with_a_damaged_member_is_damage(tmp_path: Path) -> None:
 
 
 def account_text(income: str, expense: str, trailer: str) -> str:
-    header = "账务流水号,业务流水号,商户订单号,商品名称,发生时间,对方账号,收入金额（+元）,支出金额（-元）,账户余额（元）,交易渠道,业务类型,备注\r\n"
-    row = f"546324\t,2012122923922029\t,3226563\t,海航机票\t,2012-12-29 21:02:06,陈* (k***@126.com)\t,{income},{expense},14533.03,支付宝,在线支付,\r\n"
+    header = ",".join(ACCOUNT_COLUMNS) + "\r\n"
+    row = (
+        "546324\t,2012122923922029\t,3226563\t,海航机票\t,2012-12-29 21:02:06,陈* (k***@126.com)\t,"
+        f"{income},{expense},14533.03,支付宝,在线支付,\r\n"
+    )
     return "#支付宝账务明细查询\r\n" + header + row + trailer
 
 
@@ -214,7 +223,7 @@ def test_account_rows_take_their_direction_from_the_column_set(
         f"#{side}合计：1笔，共{'-' if side == '支出' else ''}2274.00元\r\n#{other}合计：0笔，共0.00元\r\n",
     )
     path = make_zip(tmp_path / "bill.zip", {"账务明细.csv": text.encode("gbk")})
-    (row,), totals = read(path, "signcustomer")
+    (row,), _ = read(path, "signcustomer")
     assert (row.serial_no, row.direction, row.amount, row.balance_after, row.reference) == (
         "546324",
         direction,
@@ -245,6 +254,6 @@ def test_bad_totals_from_the_generator_are_damage(tmp_path: Path) -> None:
     for bill_type in ("trade", "signcustomer"):
         path = tmp_path / f"{bill_type}.zip"
         with path.open("wb") as out:
-            write_bill(out, DAY, BillShape(bill_type, 12, bad_totals=True), seed=1)  # type: ignore[arg-type]
+            write_bill(out, DAY, BillShape(bill_type, 12, bad_totals=True), seed=1)
         with pytest.raises(StatementDamaged, match="合计 says"):
             read(path, bill_type)

@@ -66,7 +66,7 @@ def test_answers_verify_both_ways_with_the_sdk(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        '{"code":"40004","msg":"Business Failed","sub_code":"isp.bill_not_exist","sub_msg":"\\u8d26\\u5355\\u4e0d\\u5b58\\u5728"}',
+        '{"code":"40004","msg":"Business Failed","sub_code":"isp.bill_not_exist","sub_msg":"\\u8d26\\u5355\\u4e0d\\u5b58\\u5728"}',  # noqa: E501
         '{ "code" : "10000", "nested": {"a": [1, {"b": "}\\"{"}], "c": null}, "msg":"账单" }',
         '{"code":"10000","url":"http:\\/\\/x\\/d","emoji":"\\ud83d\\ude00"}',
     ],
