@@ -91,7 +91,7 @@ async def test_bill_not_exist_past_give_up_after_is_empty_and_says_so(
 ) -> None:
     sim.plan("signcustomer", LONG_AGO, BillPlan(outcome="none"))
     answer = await ask(sim, keys, tmp_path, "signcustomer", LONG_AGO)
-    assert answer.outcome is Outcome.EMPTY and answer.code == "40004 isp.bill_not_exist"
+    assert answer.outcome is Outcome.EMPTY and answer.code == "isp.bill_not_exist after give_up_after"
     assert (
         "still no bill 48h after the day ended (give_up_after); stored as an empty statement"
         in answer.message

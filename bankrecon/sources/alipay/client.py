@@ -27,6 +27,8 @@ DEFAULT_GATEWAY = "https://openapi.alipay.com/gateway.do"
 METHOD = "alipay.data.dataservice.bill.downloadurl.query"
 SUCCESS = "10000"
 BILL_NOT_EXIST = "isp.bill_not_exist"
+# The code an empty statement is stored with: "no bill" believed once give_up_after had passed.
+EMPTY_CODE = "isp.bill_not_exist after give_up_after"
 # A day's bill zip of the busiest app is some hundreds of megabytes; past this it is not a bill.
 MAX_BILL_BYTES = 1024**3
 # A gateway answer is a line of JSON.
@@ -178,9 +180,10 @@ class AlipayClient:
                 f"{said}: not made yet, or no bill; "
                 f"believed as no bill from {believed_from:%Y-%m-%d %H:%M} CST",
             )
+        # The stored statement keeps only the code: it says why the statement is empty.
         return Answer(
             Outcome.EMPTY,
-            shown,
+            EMPTY_CODE,
             f"{said}: still no bill {self._give_up_after.total_seconds() / 3600:g}h after the day ended "
             "(give_up_after); stored as an empty statement",
         )
