@@ -64,7 +64,11 @@ def _text(value: str | None) -> str:
     if "\x00" in value:
         # PostgreSQL's text cannot hold it; no channel's identifier or name needs one.
         raise StatementDamaged("text", "a field contains a NUL character")
-    return value.translate(_ESCAPES)
+    # str.translate looks every character up in a dict: some 100 µs for a row's details in
+    # Chinese, against well under 1 µs for these scans, and most values need no escape.
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.translate(_ESCAPES)
+    return value
 
 
 def _money(value: Decimal | None, what: str) -> str:
