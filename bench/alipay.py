@@ -47,9 +47,6 @@ def raw_pipeline(path: Path, psql_url: str) -> float:
     columns = ", ".join(f'"c{n}" text' for n in range(len(TRADE_COLUMNS)))
     setup = f"DROP TABLE IF EXISTS bench.alipay_raw; CREATE TABLE bench.alipay_raw ({columns});"
     subprocess.run(["psql", psql_url, "-qc", "CREATE SCHEMA IF NOT EXISTS bench; " + setup], check=True)
-    member = subprocess.run(["unzip", "-Z1", str(path)], check=True, capture_output=True).stdout.split(b"\n")[
-        0
-    ]
     pipeline = (
         # The detail member: all but the summary, whose GBK name is the one with "(汇总)".
         f"unzip -p {path} -x '*)*' | iconv -f GBK -t UTF-8 | grep -v '^#' | "

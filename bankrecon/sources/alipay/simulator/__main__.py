@@ -1,4 +1,4 @@
-"""``python -m bankrecon.sources.alipay.simulator``: Alipay's bill download gateway, until SIGINT or SIGTERM."""
+"""``python -m bankrecon.sources.alipay.simulator``: Alipay's bill gateway, until SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
