@@ -135,10 +135,14 @@ def main() -> None:
             ],
             check=True,
         )
+        target = schema_url.render_as_string(hide_password=False)
         child = subprocess.run(
-            [sys.executable, "-m", "bench.alipay", "--child", str(path), schema_url.render_as_string(hide_password=False), str(data_dir)],
-            check=True, capture_output=True, text=True, cwd=ROOT,
-        )  # fmt: skip
+            [sys.executable, "-m", "bench.alipay", "--child", str(path), target, str(data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         ours.append(json.loads(child.stdout))
         shutil.rmtree(data_dir, ignore_errors=True)
         print(json.dumps({"run": run, "raw_seconds": raw[-1], **ours[-1]}), flush=True)
