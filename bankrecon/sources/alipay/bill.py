@@ -18,22 +18,20 @@ from __future__ import annotations
 import _csv
 import csv
 import io
-import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
-from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.sources.canonical_records import china_time, decode_to_records
+from bankrecon.statements.canonical import CanonicalRow
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.statements.rowkeys import RowKeys
 from bankrecon.statements.zipguard import ZIP_ERRORS, InflationGuard, zip_members
-from bankrecon.store.archive import archive_path, staged_file
 
 BillType = Literal["trade", "signcustomer"]
 FIRST_LINES: dict[str, str] = {"trade": "#支付宝业务明细查询", "signcustomer": "#支付宝账务明细查询"}
@@ -51,10 +49,6 @@ _PLAIN_DECIMAL = {
 _TOTAL_LINE = re.compile(r"([0-9]+)笔，(?:商家实收)?共(-?[0-9]+(?:\.[0-9]{1,2})?)元")
 
 
-def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
-    return data_dir / "records" / f"{source_sha256}-{key.account_no}-{key.bill_date.isoformat()}.canonical"
-
-
 def decode_bill(
     data_dir: Path,
     key: StatementKey,
@@ -64,22 +58,8 @@ def decode_bill(
     on_progress: Callable[[int], None],
 ) -> DecodedStatement:
     """Check the whole bill; its records file exists only if every rule held."""
-    target = records_path(data_dir, archive.sha256, key)
-    with staged_file(target.parent) as (out, staged):
-        totals = read_bill(
-            archive_path(data_dir, archive.sha256),
-            bill_type,
-            limits,
-            CanonicalRecordWriter(out).write,
-            on_progress,
-        )
-    os.replace(staged, target)
-    return DecodedStatement(
-        totals=totals,
-        source_sha256=archive.sha256,
-        records_file=str(target.relative_to(data_dir)),
-        part_count=1,
-        records_format="canonical",
+    return decode_to_records(
+        data_dir, key, archive, lambda path, write: read_bill(path, bill_type, limits, write, on_progress)
     )
 
 
@@ -291,15 +271,6 @@ def _column(header: Sequence[str], name: str) -> int:
         raise StatementDamaged("columns", f"the bill has no column {name}") from None
 
 
-def _traded_at(text: str, column: str, line: int) -> datetime:
-    try:
-        if len(text) != 19:
-            raise ValueError
-        return datetime.fromisoformat(text).replace(tzinfo=CHINA_STANDARD_TIME)
-    except ValueError:
-        raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line) from None
-
-
 def _decimal(text: str, column: str, line: int, *, places: int) -> Decimal:
     """A plain signed decimal as the bill writes it: digits, at most one point and ``places`` decimals."""
     if _PLAIN_DECIMAL[places](text) is None:
@@ -406,7 +377,7 @@ class _TradeLayout(_Layout):
         self.fee_total += fee
         return CanonicalRow(
             serial_no=self._keyed(key, line),
-            traded_at=_traded_at(values[self.completed], "完成时间", line),
+            traded_at=china_time(values[self.completed], "完成时间", line),
             direction=direction,
             amount=amount,
             fee=fee,
@@ -446,7 +417,7 @@ class _AccountLayout(_Layout):
             )
         return CanonicalRow(
             serial_no=self._keyed(values[self.flow_no], line),
-            traded_at=_traded_at(values[self.time], "发生时间", line),
+            traded_at=china_time(values[self.time], "发生时间", line),
             direction=direction,
             amount=amount,
             balance_after=_decimal(values[self.balance], "账户余额（元）", line, places=2),

@@ -20,30 +20,24 @@ from __future__ import annotations
 import _csv
 import csv
 import io
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
+from bankrecon.sources.canonical_records import china_time, decode_to_records
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
-from bankrecon.statements.canonical import CanonicalRecordWriter, CanonicalRow
-from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
+from bankrecon.statements.canonical import CanonicalRow
+from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.statements.rowkeys import RowKeys
-from bankrecon.store.archive import archive_path, staged_file
 
 Bill = Literal["tradebill", "fundflowbill"]
 MAX_LINE_CHARS = 64 * 1024
 _MARK = "`"
 _PROGRESS_EVERY = 8192
 _TEXT_BUFFER = 256 * 1024
-
-
-def records_path(data_dir: Path, source_sha256: str, key: StatementKey) -> Path:
-    return data_dir / "records" / f"{source_sha256}-{key.account_no}-{key.bill_date.isoformat()}.canonical"
 
 
 def decode_bill(
@@ -55,22 +49,8 @@ def decode_bill(
     on_progress: Callable[[int], None],
 ) -> DecodedStatement:
     """Check the whole bill; its records file exists only if every rule held."""
-    target = records_path(data_dir, archive.sha256, key)
-    with staged_file(target.parent) as (out, staged):
-        totals = read_bill(
-            archive_path(data_dir, archive.sha256),
-            bill,
-            limits,
-            CanonicalRecordWriter(out).write,
-            on_progress,
-        )
-    os.replace(staged, target)
-    return DecodedStatement(
-        totals=totals,
-        source_sha256=archive.sha256,
-        records_file=str(target.relative_to(data_dir)),
-        part_count=1,
-        records_format="canonical",
+    return decode_to_records(
+        data_dir, key, archive, lambda path, write: read_bill(path, bill, limits, write, on_progress)
     )
 
 
@@ -206,15 +186,6 @@ def _column(header: Sequence[str], name: str) -> int:
         raise StatementDamaged("columns", f"the bill has no column {name}", line=1) from None
 
 
-def _traded_at(text: str, column: str, line: int) -> datetime:
-    try:
-        if len(text) != 19:
-            raise ValueError
-        return datetime.fromisoformat(text).replace(tzinfo=CHINA_STANDARD_TIME)
-    except ValueError:
-        raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line) from None
-
-
 def _decimal(text: str, column: str, line: int, *, places: int, signed: bool = False) -> Decimal:
     """A plain decimal as the bill writes it: digits, at most one point and ``places`` decimals."""
     digits = text[1:] if signed and text.startswith("-") else text
@@ -328,7 +299,7 @@ class _TradeLayout(_Layout):
         self.fee_total += fee
         return CanonicalRow(
             serial_no=self._keyed(key, line),
-            traded_at=_traded_at(values[self.time], "交易时间", line),
+            traded_at=china_time(values[self.time], "交易时间", line),
             direction=direction,
             amount=amount,
             fee=fee,
@@ -372,7 +343,7 @@ class _FundFlowLayout(_Layout):
             raise StatementDamaged("收支类型", "neither 收入 nor 支出", line=line)
         return CanonicalRow(
             serial_no=self._keyed(values[self.flow_no], line),
-            traded_at=_traded_at(values[self.time], "记账时间", line),
+            traded_at=china_time(values[self.time], "记账时间", line),
             direction=direction,
             amount=amount,
             balance_after=_decimal(values[self.balance], "账户结余(元)", line, places=2, signed=True),
