@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -45,3 +45,37 @@ def china_time(text: str, column: str, line: int) -> datetime:
         return datetime.fromisoformat(text).replace(tzinfo=CHINA_STANDARD_TIME)
     except ValueError:
         raise StatementDamaged("time", f"{column} is not YYYY-MM-DD HH:MM:SS", line=line) from None
+
+
+def column_index(header: Sequence[str], name: str, line: int | None = None) -> int:
+    """Where the column ``name`` is in the header row at ``line``."""
+    try:
+        return header.index(name)
+    except ValueError:
+        raise StatementDamaged("columns", f"the bill has no column {name}", line=line) from None
+
+
+def name_repeated_key(
+    reread: Callable[[Callable[[CanonicalRow], None]], object], candidates: set[int], first_line: int
+) -> None:
+    """Reads the rows again to name the first key that is really repeated; returns if none is.
+
+    ``candidates`` are the key hashes seen more than once; rows are one line each from ``first_line``.
+    """
+    first_seen: dict[str, int] = {}
+    line = first_line - 1
+
+    def check(row: CanonicalRow) -> None:
+        nonlocal line
+        line += 1
+        if hash(row.serial_no) not in candidates:
+            return
+        if row.serial_no in first_seen:
+            raise StatementDamaged(
+                "duplicate key",
+                f"the row's key repeats the one of line {first_seen[row.serial_no]}",
+                line=line,
+            )
+        first_seen[row.serial_no] = line
+
+    reread(check)

@@ -20,14 +20,14 @@ import csv
 import io
 import re
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.sources.canonical_records import china_time, decode_to_records
+from bankrecon.sources.canonical_records import china_time, column_index, decode_to_records, name_repeated_key
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
 from bankrecon.statements.rowkeys import RowKeys
@@ -74,7 +74,11 @@ def read_bill(
     layout = _read(path, bill_type, limits, write, on_progress)
     repeated = layout.keys.repeated()
     if repeated:
-        _name_repeated_key(path, bill_type, limits, repeated)
+        name_repeated_key(
+            lambda check: _read(path, bill_type, limits, check, lambda _count: None),
+            repeated,
+            first_line=layout.first_row_line,
+        )
     return layout.totals()
 
 
@@ -154,6 +158,7 @@ def _read_member(
         raise StatementDamaged("header", "the bill has no header row", part=label, line=lines.number)
     header = _header(next(csv.reader([line]), []), lines.number)
     layout: _Layout = _TradeLayout(header) if bill_type == "trade" else _AccountLayout(header)
+    layout.first_row_line = lines.number + 1
     reader = csv.reader(lines.table(), strict=True)
     try:
         _rows(reader, lines, layout, write, on_progress)
@@ -245,32 +250,6 @@ def _summary(comments: list[str]) -> dict[str, str]:
     return summary
 
 
-def _name_repeated_key(path: Path, bill_type: BillType, limits: ArchiveLimits, candidates: set[int]) -> None:
-    """Reads the bill again to name the first key that is really repeated; returns if none is."""
-    first_seen: dict[str, int] = {}
-    row_no = 0
-
-    def check(row: CanonicalRow) -> None:
-        nonlocal row_no
-        row_no += 1
-        if hash(row.serial_no) not in candidates:
-            return
-        if row.serial_no in first_seen:
-            raise StatementDamaged(
-                "duplicate key", f"row {row_no}'s key repeats the one of row {first_seen[row.serial_no]}"
-            )
-        first_seen[row.serial_no] = row_no
-
-    _read(path, bill_type, limits, check, lambda _count: None)
-
-
-def _column(header: Sequence[str], name: str) -> int:
-    try:
-        return header.index(name)
-    except ValueError:
-        raise StatementDamaged("columns", f"the bill has no column {name}") from None
-
-
 def _decimal(text: str, column: str, line: int, *, places: int) -> Decimal:
     """A plain signed decimal as the bill writes it: digits, at most one point and ``places`` decimals."""
     if _PLAIN_DECIMAL[places](text) is None:
@@ -314,6 +293,7 @@ class _Layout:
     credits: _Total = field(default_factory=_Total, init=False)
     debits: _Total = field(default_factory=_Total, init=False)
     summary: dict[str, str] = field(default_factory=dict, init=False)
+    first_row_line: int = field(default=0, init=False)
 
     def take(self, values: list[str], line: int) -> CanonicalRow:
         raise NotImplementedError
@@ -345,13 +325,13 @@ class _Layout:
 class _TradeLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.trade_no = _column(header, "支付宝交易号")
-        self.reference = _column(header, "商户订单号")
-        self.business = _column(header, "业务类型")
-        self.completed = _column(header, "完成时间")
-        self.received = _column(header, "商家实收（元）")
-        self.refund_no = _column(header, "退款批次号/请求号")
-        self.fee = _column(header, "服务费（元）")
+        self.trade_no = column_index(header, "支付宝交易号")
+        self.reference = column_index(header, "商户订单号")
+        self.business = column_index(header, "业务类型")
+        self.completed = column_index(header, "完成时间")
+        self.received = column_index(header, "商家实收（元）")
+        self.refund_no = column_index(header, "退款批次号/请求号")
+        self.fee = column_index(header, "服务费（元）")
         self.fee_total = Decimal("0")
 
     def take(self, values: list[str], line: int) -> CanonicalRow:
@@ -394,12 +374,12 @@ class _TradeLayout(_Layout):
 class _AccountLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.flow_no = _column(header, "账务流水号")
-        self.reference = _column(header, "商户订单号")
-        self.time = _column(header, "发生时间")
-        self.income = _column(header, "收入金额（+元）")
-        self.expense = _column(header, "支出金额（-元）")
-        self.balance = _column(header, "账户余额（元）")
+        self.flow_no = column_index(header, "账务流水号")
+        self.reference = column_index(header, "商户订单号")
+        self.time = column_index(header, "发生时间")
+        self.income = column_index(header, "收入金额（+元）")
+        self.expense = column_index(header, "支出金额（-元）")
+        self.balance = column_index(header, "账户余额（元）")
 
     def take(self, values: list[str], line: int) -> CanonicalRow:
         income = _decimal(values[self.income], "收入金额（+元）", line, places=2)

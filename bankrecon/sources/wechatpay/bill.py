@@ -20,14 +20,14 @@ from __future__ import annotations
 import _csv
 import csv
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
-from bankrecon.sources.canonical_records import china_time, decode_to_records
+from bankrecon.sources.canonical_records import china_time, column_index, decode_to_records, name_repeated_key
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
@@ -65,7 +65,9 @@ def read_bill(
     layout, summary = _read(path, bill, limits, write, on_progress)
     repeated = layout.keys.repeated()
     if repeated:
-        _name_repeated_key(path, bill, limits, repeated)
+        name_repeated_key(
+            lambda check: _read(path, bill, limits, check, lambda _count: None), repeated, first_line=2
+        )
     return layout.totals(summary)
 
 
@@ -158,34 +160,6 @@ def _summary(reader: _csv.Reader, summary_header: list[str]) -> dict[str, str]:
     return summary
 
 
-def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates: set[int]) -> None:
-    """Reads the bill again to name the first key that is really repeated; returns if none is."""
-    first_seen: dict[str, int] = {}
-    line = 1
-
-    def check(row: CanonicalRow) -> None:
-        nonlocal line
-        line += 1
-        if hash(row.serial_no) not in candidates:
-            return
-        if row.serial_no in first_seen:
-            raise StatementDamaged(
-                "duplicate key",
-                f"the row's key repeats the one of line {first_seen[row.serial_no]}",
-                line=line,
-            )
-        first_seen[row.serial_no] = line
-
-    _read(path, bill, limits, check, lambda _count: None)
-
-
-def _column(header: Sequence[str], name: str) -> int:
-    try:
-        return header.index(name)
-    except ValueError:
-        raise StatementDamaged("columns", f"the bill has no column {name}", line=1) from None
-
-
 def _decimal(text: str, column: str, line: int, *, places: int, signed: bool = False) -> Decimal:
     """A plain decimal as the bill writes it: digits, at most one point and ``places`` decimals."""
     digits = text[1:] if signed and text.startswith("-") else text
@@ -263,11 +237,11 @@ class _Layout:
 class _TradeLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.time = _column(header, "交易时间")
-        self.status = _column(header, "交易状态")
-        self.order_no = _column(header, "微信订单号")
-        self.reference = _column(header, "商户订单号")
-        self.fee = _column(header, "手续费")
+        self.time = column_index(header, "交易时间", line=1)
+        self.status = column_index(header, "交易状态", line=1)
+        self.order_no = column_index(header, "微信订单号", line=1)
+        self.reference = column_index(header, "商户订单号", line=1)
+        self.fee = column_index(header, "手续费", line=1)
         # A SUCCESS bill has no refund columns, a REFUND bill no payments to settle: each is
         # needed once a row needs it.
         self.settled = header.index("应结订单金额") if "应结订单金额" in header else None
@@ -320,12 +294,12 @@ class _TradeLayout(_Layout):
 class _FundFlowLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.time = _column(header, "记账时间")
-        self.flow_no = _column(header, "资金流水单号")
-        self.kind = _column(header, "收支类型")
-        self.amount = _column(header, "收支金额(元)")
-        self.balance = _column(header, "账户结余(元)")
-        self.reference = _column(header, "业务凭证号")
+        self.time = column_index(header, "记账时间", line=1)
+        self.flow_no = column_index(header, "资金流水单号", line=1)
+        self.kind = column_index(header, "收支类型", line=1)
+        self.amount = column_index(header, "收支金额(元)", line=1)
+        self.balance = column_index(header, "账户结余(元)", line=1)
+        self.reference = column_index(header, "业务凭证号", line=1)
 
     def take(self, values: list[str], line: int) -> CanonicalRow:
         kind = values[self.kind]
