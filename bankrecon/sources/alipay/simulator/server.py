@@ -11,18 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import shutil
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -30,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from bankrecon.sources.alipay.client import METHOD
 from bankrecon.sources.alipay.signing import response_key, sign, signature_holds, signing_text
 from bankrecon.sources.alipay.simulator.generator import BillShape, write_bill
+from bankrecon.sources.served import ServedSimulator, SimulatorServer
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 GATEWAY_PATH = "/gateway.do"
@@ -123,11 +120,13 @@ def _failure(code: str, msg: str, sub_code: str, sub_msg: str) -> dict[str, str]
     return {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
 
 
-class AlipaySimulator:
+class AlipaySimulator(ServedSimulator):
     """Alipay's gateway for one app on a real socket, serving from a daemon thread.
 
     ``app_public_key`` verifies the app's requests; ``alipay_private_key`` signs the answers.
     """
+
+    name = "alipay-simulator"
 
     def __init__(
         self,
@@ -142,60 +141,18 @@ class AlipaySimulator:
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(host, port, _Handler, _log)
         self.app_id = app_id
         self.app_public_key = app_public_key
         self.alipay_private_key = alipay_private_key
         self.default_plan = default_plan if default_plan is not None else BillPlan()
         self.seed = seed
         self.download_url_lifetime = download_url_lifetime
-        self.host = host
-        self.port = port
         self.clock = clock
         self._lock = threading.Lock()
         self._bills: dict[tuple[str, date], _Bill] = {}
         self._tokens: dict[str, _Token] = {}
         self._records: list[RequestRecord] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="alipay-simulator-"))
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the simulator is already running")
-        self._server = _Server((self.host, self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="alipay-simulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the simulator is not running: call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     @property
     def gateway(self) -> str:
@@ -322,23 +279,10 @@ class AlipaySimulator:
         return _Reply(200, bill=found.path)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: AlipaySimulator) -> None:
-        self.simulator = simulator
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        _log.exception("error while serving %s", client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120
-    server: _Server
+    server: SimulatorServer
 
     def version_string(self) -> str:
         return "AlipaySimulator/1"
