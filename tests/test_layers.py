@@ -24,6 +24,8 @@ DOMAIN_TESTS = [
     "tests/test_unionpay_records.py",
     "tests/test_unionpay_signing.py",
     "tests/test_unionpay_client.py",
+    "tests/test_alipay_bill.py",
+    "tests/test_alipay_client.py",
 ]
 
 

@@ -225,7 +225,7 @@ def read_statement_archive(
 
 
 def _part_members(archive: zipfile.ZipFile, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
-    members = [info for info in zip_members(archive, limits) if info.filename.lower().endswith(".txt")]
+    members = zip_members(archive, limits, lambda info: info.filename.lower().endswith(".txt"))
     if not members:
         raise StatementDamaged("structure", "archive holds no statement part (no .txt member)")
     return members

@@ -21,13 +21,14 @@ import _csv
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Literal
 
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey, StatementTotals
+from bankrecon.sources.canonical_records import column_index, name_repeated_key
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.statements.canonical import CanonicalRecordWriter, ChinaTimestamps, JsonObject
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
@@ -176,30 +177,11 @@ def _summary(reader: _csv.Reader, summary_header: list[str]) -> dict[str, str]:
 
 def _name_repeated_key(path: Path, bill: Bill, limits: ArchiveLimits, candidates: set[int]) -> None:
     """Reads the bill again to name the first key that is really repeated; returns if none is."""
-    first_seen: dict[str, int] = {}
-    line = 1
 
-    def check(serial_no: str, *_texts: str | None) -> None:
-        nonlocal line
-        line += 1
-        if hash(serial_no) not in candidates:
-            return
-        if serial_no in first_seen:
-            raise StatementDamaged(
-                "duplicate key",
-                f"the row's key repeats the one of line {first_seen[serial_no]}",
-                line=line,
-            )
-        first_seen[serial_no] = line
+    def reread(check: Callable[[str], None]) -> None:
+        _read(path, bill, limits, lambda serial_no, *_texts: check(serial_no), lambda _count: None)
 
-    _read(path, bill, limits, check, lambda _count: None)
-
-
-def _column(header: Sequence[str], name: str) -> int:
-    try:
-        return header.index(name)
-    except ValueError:
-        raise StatementDamaged("columns", f"the bill has no column {name}", line=1) from None
+    name_repeated_key(reread, candidates, first_line=2)
 
 
 def _decimal(text: str, column: str, line: int, *, places: int, signed: bool = False) -> Decimal:
@@ -314,11 +296,11 @@ def _fee(text: str, line: int) -> Decimal:
 class _TradeLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.time = _column(header, "交易时间")
-        self.status = _column(header, "交易状态")
-        self.order_no = _column(header, "微信订单号")
-        self.reference = _column(header, "商户订单号")
-        self.fee = _column(header, "手续费")
+        self.time = column_index(header, "交易时间", line=1)
+        self.status = column_index(header, "交易状态", line=1)
+        self.order_no = column_index(header, "微信订单号", line=1)
+        self.reference = column_index(header, "商户订单号", line=1)
+        self.fee = column_index(header, "手续费", line=1)
         # A SUCCESS bill has no refund columns, a REFUND bill no payments to settle: each is
         # needed once a row needs it.
         self.settled = header.index("应结订单金额") if "应结订单金额" in header else None
@@ -375,12 +357,12 @@ class _TradeLayout(_Layout):
 class _FundFlowLayout(_Layout):
     def __init__(self, header: list[str]):
         super().__init__(header)
-        self.time = _column(header, "记账时间")
-        self.flow_no = _column(header, "资金流水单号")
-        self.kind = _column(header, "收支类型")
-        self.amount = _column(header, "收支金额(元)")
-        self.balance = _column(header, "账户结余(元)")
-        self.reference = _column(header, "业务凭证号")
+        self.time = column_index(header, "记账时间", line=1)
+        self.flow_no = column_index(header, "资金流水单号", line=1)
+        self.kind = column_index(header, "收支类型", line=1)
+        self.amount = column_index(header, "收支金额(元)", line=1)
+        self.balance = column_index(header, "账户结余(元)", line=1)
+        self.reference = column_index(header, "业务凭证号", line=1)
 
     def take(self, values: list[str], line: int) -> Texts:
         kind = values[self.kind]

@@ -13,23 +13,20 @@ import hashlib
 import json
 import logging
 import secrets
-import shutil
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
 from datetime import time as TimeOfDay
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 
+from bankrecon.sources.served import ServedSimulator, SimulatorServer
 from bankrecon.sources.wechatpay.kind import oldest_kept
 from bankrecon.sources.wechatpay.signing import (
     MAX_CLOCK_SKEW_SECONDS,
@@ -133,13 +130,15 @@ class _Token:
     truncated: bool
 
 
-class WeChatPaySimulator:
+class WeChatPaySimulator(ServedSimulator):
     """WeChat Pay's bill API for one merchant on a real socket, serving from a daemon thread.
 
     ``merchant_public_key`` verifies the merchant's requests; ``wechatpay_private_key`` signs
     the answers, named by ``wechatpay_public_key_id``. ``today`` is WeChat Pay's date in China
     Standard Time and ``clock`` its time, both for tests that move them.
     """
+
+    name = "wechatpay-simulator"
 
     def __init__(
         self,
@@ -157,6 +156,7 @@ class WeChatPaySimulator:
         today: Callable[[], date] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(host, port, _Handler, _log)
         self.mchid = mchid
         self.certificate_serial = certificate_serial
         self.merchant_public_key = merchant_public_key
@@ -165,8 +165,6 @@ class WeChatPaySimulator:
         self.default_plan = default_plan if default_plan is not None else BillPlan()
         self.seed = seed
         self.download_url_lifetime = download_url_lifetime
-        self.host = host
-        self.port = port
         self.clock = clock
         self.today = (
             today
@@ -177,47 +175,6 @@ class WeChatPaySimulator:
         self._bills: dict[tuple[str, date], _Bill] = {}
         self._tokens: dict[str, _Token] = {}
         self._records: list[RequestRecord] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="wechatpay-simulator-"))
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the simulator is already running")
-        self._server = _Server((self.host, self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="wechatpay-simulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the simulator is not running: call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def plan(self, bill: str, bill_date: date, plan: BillPlan) -> None:
         """Answer for this bill of this date by ``plan`` from now on, counting its requests afresh."""
@@ -353,23 +310,10 @@ def _transport_fault(fault: str) -> _Reply:
     return _Reply(502, html=_ERROR_PAGE_502, signed=False)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: WeChatPaySimulator) -> None:
-        self.simulator = simulator
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        _log.exception("error while serving %s", client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120
-    server: _Server
+    server: SimulatorServer
 
     def version_string(self) -> str:
         return "WeChatPaySimulator/1"

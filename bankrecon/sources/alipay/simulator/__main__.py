@@ -1,0 +1,63 @@
+"""``python -m bankrecon.sources.alipay.simulator``: Alipay's bill gateway, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from bankrecon.sources.alipay.signing import load_private_key, load_public_key
+from bankrecon.sources.alipay.simulator.server import FAULTS, AlipaySimulator, BillPlan
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bankrecon.sources.alipay.simulator",
+        description="POST /gateway.do answers alipay.data.dataservice.bill.downloadurl.query: "
+        "isp.bill_not_exist until a bill is ready, then a signed bill_download_url serving a GBK zip.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8620, help="0 for any free one (default: %(default)s)")
+    parser.add_argument("--app-id", default="2021000000000000")
+    parser.add_argument("--app-public-key-file", type=Path, required=True, help="verifies the app's requests")
+    parser.add_argument("--alipay-private-key-file", type=Path, required=True, help="signs the answers")
+    parser.add_argument("--ready-after", type=int, default=2, metavar="N", help="isp.bill_not_exist N times")
+    parser.add_argument("--rows", type=int, default=20, metavar="N")
+    parser.add_argument("--fault", action="append", default=[], choices=FAULTS, help="once each, in order")
+    args = parser.parse_args(argv)
+    try:
+        app_key = load_public_key(args.app_public_key_file, "--app-public-key-file")
+        alipay_key = load_private_key(args.alipay_private_key_file, "--alipay-private-key-file")
+        plan = BillPlan(ready_after=args.ready_after, rows=args.rows, faults=args.fault)
+    except ValueError as error:
+        parser.error(str(error))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stopping.set())
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    gateway = AlipaySimulator(
+        app_id=args.app_id,
+        app_public_key=app_key,
+        alipay_private_key=alipay_key,
+        default_plan=plan,
+        host=args.host,
+        port=args.port,
+    )
+    try:
+        gateway.start()
+    except OSError as error:
+        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error}\n")
+    try:
+        print(f"Alipay simulator: gateway {gateway.gateway} for app_id {args.app_id}", flush=True)
+        stopping.wait()
+    finally:
+        gateway.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
