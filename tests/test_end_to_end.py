@@ -39,13 +39,17 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
-    temporal_port, ui_port, bank_port, wechatpay_port = (_free_port() for _ in range(4))
+    temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port = (
+        _free_port() for _ in range(7)
+    )
     demo = subprocess.run(
         [
             sys.executable, "-m", "bankrecon.ops.demo", "--exit-when-done",
             "--data-dir", str(data_dir), "--database-url", database_url,
             "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
             "--bank-port", str(bank_port), "--wechatpay-port", str(wechatpay_port),
+            "--alipay-port", str(alipay_port), "--unionpay-port", str(unionpay_port),
+            "--sftp-port", str(sftp_port),
             "--interval", "1", "--ready-after", "2",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
@@ -62,9 +66,14 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     assert output.count("STATEMENT_CREATING 账单生成中 (not ready yet)") == 2, output
     statement, rows = stored_rows(database_url, "wx-demo-trade", yesterday_in_china(datetime.now(UTC)))
     assert statement is not None and statement.source_kind == "wechatpay" and len(rows) == 20
+    # And every other source's, side by side.
+    others = {"ali-demo-trade": "alipay", "up-demo": "unionpay", "DE89370400440532013000": "sftp"}
+    for account_no, kind in others.items():
+        statement, rows = stored_rows(database_url, account_no, yesterday_in_china(datetime.now(UTC)))
+        assert statement is not None and statement.source_kind == kind and rows, (account_no, output)
     assert (data_dir / "logs" / "worker.log").exists()
     # It stopped what it started.
-    for port in (temporal_port, ui_port, bank_port, wechatpay_port):
+    for port in (temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port):
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
@@ -102,7 +111,7 @@ def test_demo_help_shows_the_default_of_every_option_that_takes_a_value() -> Non
     # argparse starts each option's entry on a line of its own, indented by two spaces.
     entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", shown.stdout.split("options:")[1])]
     taking_a_value = [entry for entry in entries if re.match(r"--[a-z-]+ [A-Z_]+ ", entry)]
-    assert len(taking_a_value) == 8, entries
+    assert len(taking_a_value) == 12, entries  # four more: a port for each source beside the bank
     assert all(re.search(r"\(default: [^)]+\)$", entry) for entry in taking_a_value), taking_a_value
     assert "--temporal-port TEMPORAL_PORT Temporal dev server port (default: 7233)" in entries
     assert "--interval INTERVAL bank window and retry interval, seconds (default: 3.0)" in entries
@@ -138,7 +147,8 @@ def another_shell(command: str) -> str:
 @pytest.mark.slow
 def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    ports = {name: _free_port() for name in ("temporal", "ui", "bank", "wechatpay", "codec")}
+    names = ("temporal", "ui", "bank", "wechatpay", "alipay", "unionpay", "sftp", "codec")
+    ports = {name: _free_port() for name in names}
     workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
     demo_env = data_dir / "demo.env"
     decoded_input = f'"account_no":"{ACCOUNT}"'
@@ -150,7 +160,8 @@ def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> N
                 sys.executable, "-m", "bankrecon.ops.demo", "--encrypt",
                 "--data-dir", str(data_dir), "--temporal-port", str(ports["temporal"]),
                 "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
-                "--wechatpay-port", str(ports["wechatpay"]),
+                "--wechatpay-port", str(ports["wechatpay"]), "--alipay-port", str(ports["alipay"]),
+                "--unionpay-port", str(ports["unionpay"]), "--sftp-port", str(ports["sftp"]),
                 "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
             ],
         )  # fmt: skip

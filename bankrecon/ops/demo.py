@@ -38,8 +38,10 @@ from bankrecon.ops.binaries import find_binary
 from bankrecon.ops.demo_sources import (
     REFBANK_ACCOUNT,
     DemoSource,
+    alipay_source,
     refbank_source,
     sftp_source,
+    unionpay_source,
     wechatpay_source,
 )
 from bankrecon.ops.recon_commands import start_reconciliation
@@ -285,8 +287,10 @@ async def run(args: argparse.Namespace) -> int:
     bank = refbank_source(args.bank_port, args.interval, args.ready_after)
     wechatpay = wechatpay_source(args.wechatpay_port, data_dir, args.ready_after)
     bill_date = yesterday_in_china(datetime.now(UTC))
+    alipay = alipay_source(args.alipay_port, data_dir, args.ready_after)
+    unionpay = unionpay_source(args.unionpay_port, data_dir, args.ready_after)
     sftp = sftp_source(args.sftp_port, data_dir, args.ready_after, bill_date)
-    beside = [wechatpay, sftp]
+    beside = [wechatpay, alipay, unionpay, sftp]
     database_url = args.database_url or f"sqlite:///{data_dir / 'bankrecon.db'}"
     ui = f"http://127.0.0.1:{args.ui_port}"
     encryption = Encryption(data_dir, args.codec_port, ui) if args.encrypt else None
@@ -295,6 +299,8 @@ async def run(args: argparse.Namespace) -> int:
         (args.ui_port, "Temporal Web UI"),
         (args.bank_port, "the bank simulator"),
         (args.wechatpay_port, "the WeChat Pay simulator"),
+        (args.alipay_port, "the Alipay simulator"),
+        (args.unionpay_port, "the UnionPay simulator"),
         (args.sftp_port, "the SFTP server"),
         *([(args.codec_port, "the codec server")] if encryption else []),
     ):
@@ -348,7 +354,14 @@ async def run(args: argparse.Namespace) -> int:
         _wait_for_port("127.0.0.1", args.temporal_port, "the Temporal dev server", log)
         _say(f"Temporal dev server on {temporal_address}, data in {data_dir / 'temporal.db'}")
         _say(f"Web UI: {ui}")
-        for source, name in ((bank, "simulator"), (wechatpay, "wechatpay"), (sftp, "sftp")):
+        named = (
+            ("simulator", bank),
+            ("wechatpay", wechatpay),
+            ("alipay", alipay),
+            ("unionpay", unionpay),
+            ("sftp", sftp),
+        )
+        for name, source in named:
             log = services.start(name, source.simulator)
             _wait_for_port("127.0.0.1", source.port, f"the {source.label} simulator", log)
             _say(f"{source.label} simulator on {source.url}: not ready for {args.ready_after} requests")
@@ -444,6 +457,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--wechatpay-port", type=int, default=8610, help="WeChat Pay simulator port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--unionpay-port", type=int, default=8630, help="UnionPay simulator port (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--alipay-port", type=int, default=8620, help="Alipay simulator port (default: %(default)s)"
     )
     parser.add_argument("--sftp-port", type=int, default=2222, help="SFTP server port (default: %(default)s)")
     parser.add_argument(

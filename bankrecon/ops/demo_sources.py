@@ -20,6 +20,9 @@ from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, DEMO_ME
 
 REFBANK_ACCOUNT = "6222020000000001"
 WECHATPAY_ACCOUNT = "wx-demo-trade"
+ALIPAY_ACCOUNT = "ali-demo-trade"
+UNIONPAY_ACCOUNT = "up-demo"
+UNIONPAY_PASSWORD_ENV = "DEMO_UNIONPAY_PFX_PASSWORD"
 SFTP_ACCOUNT = "DE89370400440532013000"
 SFTP_PASSWORD_ENV = "DEMO_SFTP_PASSWORD"
 
@@ -172,4 +175,81 @@ stable_seconds = 1
 """,
         describe=None,
         env={SFTP_PASSWORD_ENV: "demo-sftp-password"},
+    )
+
+
+def alipay_source(port: int, data_dir: Path, ready_after: int) -> DemoSource:
+    keys = data_dir / "demo-keys"
+    app_private, app_public = _key_pair(keys, "alipay_app")
+    alipay_private, alipay_public = _key_pair(keys, "alipay")
+
+    def describe(record: dict[str, Any]) -> str | None:
+        if record["code"] == "":
+            return f"{record['status']} the zip bill downloaded"
+        if record["code"].endswith("isp.bill_not_exist"):
+            return "40004 isp.bill_not_exist (not ready yet, or no bill); retried after the interval"
+        return f"{record['status']} {record['code']}"
+
+    return DemoSource(
+        label="Alipay",
+        account_no=ALIPAY_ACCOUNT,
+        port=port,
+        simulator=[
+            *(sys.executable, "-m", "bankrecon.sources.alipay.simulator", "--port", str(port)),
+            *("--app-public-key-file", str(app_public), "--alipay-private-key-file", str(alipay_private)),
+            *("--ready-after", str(ready_after)),
+        ],
+        accounts_entries=f"""
+[[merchant]]
+id = "ali-demo"
+kind = "alipay"
+app_id = "2021000000000000"
+gateway = "http://127.0.0.1:{port}/gateway.do"
+app_private_key_file = "{app_private}"
+alipay_public_key_file = "{alipay_public}"
+earliest = "00:00"  # the simulator's bills are ready at once; Alipay's from about 09:00
+
+[[account]]
+account_no = "{ALIPAY_ACCOUNT}"
+merchant = "ali-demo"
+bill_type = "trade"
+""",
+        describe=describe,
+    )
+
+
+def unionpay_source(port: int, data_dir: Path, ready_after: int) -> DemoSource:
+    pki = data_dir / "demo-keys" / "unionpay"
+
+    def describe(record: dict[str, Any]) -> str | None:
+        said = {"98": "respCode=98 文件不存在 (not ready yet); retried after the interval"}
+        return said.get(record["resp_code"], f"respCode={record['resp_code']} (the file, signed)")
+
+    return DemoSource(
+        label="UnionPay",
+        account_no=UNIONPAY_ACCOUNT,
+        port=port,
+        simulator=[
+            *(sys.executable, "-m", "bankrecon.sources.unionpay.simulator", "--port", str(port)),
+            *("--pki-dir", str(pki), "--pfx-password-env", UNIONPAY_PASSWORD_ENV),
+            *("--ready-after", str(ready_after)),
+        ],
+        accounts_entries=f"""
+[[merchant]]
+id = "up-demo"
+kind = "unionpay"
+mer_id = "802310048993424"
+base_url = "http://127.0.0.1:{port}/"
+signing_pfx_file = "{pki / "acp_sign.pfx"}"
+signing_pfx_password_env = "{UNIONPAY_PASSWORD_ENV}"
+root_cert_file = "{pki / "acp_root.cer"}"
+middle_cert_file = "{pki / "acp_middle.cer"}"
+earliest = "00:00"  # the simulator's files are ready at once; UnionPay's from about 09:00
+
+[[account]]
+account_no = "{UNIONPAY_ACCOUNT}"
+merchant = "up-demo"
+""",
+        describe=describe,
+        env={UNIONPAY_PASSWORD_ENV: "demo-pfx-password"},
     )
