@@ -16,7 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError
 
-from bankrecon import cancellations, metrics
+from bankrecon import cancellations, failures, metrics
 from bankrecon.accounts import Account, AccountDirectory
 from bankrecon.archive import archive_path, sweep_staged_files
 from bankrecon.bank import REJECTION_ADVICE, BankAnswer, BankClient, BankUnavailable, Outcome
@@ -32,6 +32,7 @@ from bankrecon.models import (
     PersistRequest,
     PersistResult,
     StatementCancellation,
+    StatementFailure,
     StatementKey,
 )
 from bankrecon.persistence import save_statement
@@ -337,6 +338,15 @@ class StatementActivities:
         activity.logger.info(
             "statement cancelled by an operator; the nightly catch-up leaves it alone",
             extra=statement_fields(cancellation.statement),
+        )
+
+    @activity.defn(name="record_failure")
+    def record_failure(self, failure: StatementFailure) -> None:
+        failures.record_failure(self._engine, failure)
+        activity.logger.info(
+            "statement failed for good (%s); the nightly catch-up leaves it to an operator",
+            failure.error_type,
+            extra=statement_fields(failure.statement),
         )
 
     @activity.defn(name="persist_statement")
