@@ -130,7 +130,7 @@ def _statement_input(settings: Settings, account_no: str, bill_date: date) -> Da
     )
 
 
-def _forget_cancellations(settings: Settings, started: list[tuple[StatementKey, str]]) -> None:
+def _forget_cancellations_and_failures(settings: Settings, started: list[tuple[StatementKey, str]]) -> None:
     """An operator started these dates (each as the run id given): a cancellation or failure recorded
     for one no longer holds, unless the run just started failed already."""
     with _database(settings) as engine:
@@ -287,7 +287,7 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
             handles[day] = client.get_workflow_handle_for(
                 DailyStatementWorkflow.run, statement_workflow_id(account.account_no, day)
             )
-    _forget_cancellations(settings, started)
+    _forget_cancellations_and_failures(settings, started)
     new = len(started)
     pace = merchant_pace(window)
     out.write(
@@ -428,7 +428,7 @@ async def refetch_command(args: argparse.Namespace, settings: Settings, out: Tex
             f"temporal workflow cancel --workflow-id {workflow_id}"
         ) from None
     assert handle.result_run_id is not None  # a started workflow's run
-    _forget_cancellations(
+    _forget_cancellations_and_failures(
         settings, [(StatementKey(account_no=account.account_no, bill_date=args.date), handle.result_run_id)]
     )
     out.write(f"started {workflow_id} (run {handle.result_run_id})\n")
