@@ -66,6 +66,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     activities.decode_statement,
                     activities.persist_statement,
                     activities.record_cancellation,
+                    activities.record_failure,
                     nightly.plan_nightly_statements,
                     notifications.notify_operators,
                     notifications.notify_reconciliation,

@@ -1,4 +1,4 @@
-"""The nightly run's one activity: what to start, from the configuration and the database."""
+"""The nightly run's one activity: what to start, a page at a time, from the configuration and database."""
 
 from __future__ import annotations
 
@@ -29,7 +29,17 @@ class NightlyActivities:
                 "no accounts to collect: list them in BANK_ACCOUNTS_FILE, or in BANK_ACCOUNTS "
                 "(comma-separated) for the single merchant"
             )
+        # One more than the page holds says whether there are more.
+        missing = missing_statements(
+            self._engine,
+            accounts,
+            request.first_date,
+            request.last_date,
+            after=request.after,
+            limit=request.limit + 1,
+        )
         return NightlyPlan(
             accounts=len(accounts),
-            missing=missing_statements(self._engine, accounts, request.first_date, request.last_date),
+            missing=missing[: request.limit],
+            more=len(missing) > request.limit,
         )

@@ -1,4 +1,4 @@
-"""Telling operators that a statement is late, and later that it arrived."""
+"""Telling operators that a statement is late, and later that it arrived; or that it failed for good."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ log = logging.getLogger("bankrecon.alerts")
 _SAID = {
     "late": "statement not stored by its deadline; still trying",
     "recovered": "late statement now stored",
+    "failed": "statement failed for good; not retried until an operator starts it again",
 }
 
 
@@ -30,13 +31,14 @@ class NotificationActivities:
         """One log record per notice, and a POST to the webhook when there is one (retried by Temporal)."""
         if activity.info().attempt == 1:
             log.warning(
-                "%s: %s %s (deadline %s, %d bank requests, last answer %s)",
+                "%s: %s %s (deadline %s, %d bank requests, last answer %s)%s",
                 _SAID[notice.kind],
                 notice.statement.account_no,
                 notice.statement.bill_date,
                 notice.deadline.isoformat(),
                 notice.fetch_attempts,
                 f"{notice.last_answer.code} {notice.last_answer.message}" if notice.last_answer else "none",
+                f": {notice.reason}" if notice.reason else "",
                 extra={
                     "notice": notice.model_dump(mode="json"),
                     "workflow_id": notice.workflow_id,

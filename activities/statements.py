@@ -27,6 +27,7 @@ from bankrecon.models import (
     PersistRequest,
     PersistResult,
     StatementCancellation,
+    StatementFailure,
     StatementKey,
 )
 from bankrecon.ops import metrics
@@ -42,7 +43,7 @@ from bankrecon.pacing.window import (
 )
 from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, StatementClient, earliest_request
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
-from bankrecon.store import cancellations
+from bankrecon.store import cancellations, failures
 from bankrecon.store.archive import sweep_staged_files
 from bankrecon.store.archives import ArchiveNotStored, archive_store
 from bankrecon.store.db import describe_error, retry_can_cure
@@ -410,6 +411,15 @@ class StatementActivities:
             f"nothing of it was stored{kept}",
             type=STATEMENT_REFUSED,
             non_retryable=True,
+        )
+
+    @activity.defn(name="record_failure")
+    def record_failure(self, failure: StatementFailure) -> None:
+        failures.record_failure(self._engine, failure)
+        activity.logger.info(
+            "statement failed for good (%s); the nightly catch-up leaves it to an operator",
+            failure.error_type,
+            extra=statement_fields(failure.statement),
         )
 
     @activity.defn(name="persist_statement")

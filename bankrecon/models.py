@@ -151,6 +151,18 @@ class StatementCancellation(BaseModel):
     cancelled_at: datetime
 
 
+class StatementFailure(BaseModel):
+    """A statement's run failed for a reason that does not heal by itself: recorded, so that catch-up
+    leaves the date to an operator."""
+
+    statement: StatementKey
+    workflow_id: str
+    run_id: str
+    failed_at: datetime
+    error_type: str  # BankRejected, AccountNotConfigured, StatementDamaged, ...
+    reason: str  # the failure's own words: what went wrong and what to fix
+
+
 class FetchAttemptReport(BaseModel):
     """What one fetch attempt met, sent by the activity to its workflow for the status query."""
 
@@ -180,11 +192,12 @@ class DailyStatementStatus(BaseModel):
     late: bool  # the deadline passed before the statement was stored (operators were alerted)
 
 
-NoticeKind = Literal["late", "recovered"]
+NoticeKind = Literal["late", "recovered", "failed"]
 
 
 class OperatorNotice(BaseModel):
-    """A late-data alert or its recovery notice; statement references only, never its content."""
+    """A late-data alert, its recovery notice, or a failure for good; statement references only, never
+    its content."""
 
     kind: NoticeKind
     workflow_id: str
@@ -194,6 +207,8 @@ class OperatorNotice(BaseModel):
     at: datetime
     fetch_attempts: int
     last_answer: BankAnswerSeen | None
+    # A failure's: what went wrong and what to fix.
+    reason: str | None = None
 
 
 class NightlyStatementsInput(BaseModel):
@@ -209,6 +224,9 @@ class NightlyStatementsInput(BaseModel):
     max_starts_per_run: int = Field(default=500, ge=1, le=1000)
     # Set by a run for its follow-up run: the last statement already handled.
     resume_after: StatementKey | None = None
+    # The task queue of the statements' workflows, when workers of their own run them; default:
+    # this run's.
+    statement_task_queue: str | None = None
 
 
 class RetentionResult(BaseModel):
@@ -216,13 +234,21 @@ class RetentionResult(BaseModel):
 
 
 class NightlyPlanRequest(BaseModel):
+    """A page of the statements to start: one activity result stays small whatever the number of
+    accounts and days."""
+
     first_date: date
     last_date: date
+    after: StatementKey | None = None  # the last statement of the page before
+    limit: int = Field(ge=1)
 
 
 class NightlyPlan(BaseModel):
     accounts: int  # configured accounts
-    missing: list[StatementKey]  # (account, date) pairs without a stored statement, oldest first
+    # (account, date) pairs without a stored statement, oldest first, at most the request's limit.
+    missing: list[StatementKey]
+    # More are missing after the page. False in the plans of runs before pages, which had them all.
+    more: bool = False
 
 
 class NightlyStatementsResult(BaseModel):

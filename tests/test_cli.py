@@ -19,6 +19,7 @@ from itertools import groupby, pairwise
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import CancelledError
@@ -39,6 +40,7 @@ from bankrecon.store.schema import prepare_schema
 from bankrecon.temporal.search_attributes import STATEMENT_PHASE
 from tests.harness import settings_for, stored_rows
 from tests.test_nightly import new_accounts, run_nightly
+from tests.webhook import webhook_receiver
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
@@ -506,3 +508,59 @@ def _read_until_closed(terminal: int) -> bytes:
         read += chunk
     os.close(terminal)
     return read
+
+
+async def test_a_date_that_failed_for_good_is_told_once_skipped_by_catch_up_and_started_again_by_an_operator(
+    dev_env: WorkflowEnvironment, bank: BankSimulator, settings: Settings, console: Console
+) -> None:
+    client = dev_env.client
+    unknown, stuck = sorted(new_accounts(2))
+    night = date(2026, 11, 24)
+    failing, terminated = statement_workflow_id(unknown, night), statement_workflow_id(stuck, night)
+    bank.accounts = {DEMO_MERCHANT_ID: {stuck}}  # the bank answers 1002 for the other
+    bank.plan(stuck, night, StatementPlan(ready_after=1_000_000))
+    with webhook_receiver() as hook:
+        nightly = settings.model_copy(
+            update={"bank_accounts": [unknown, stuck], "alert_webhook_url": SecretStr(hook.url)}
+        )
+        async with asyncio.timeout(240), running_worker(client, nightly):
+            first = await run_nightly(client, settings.temporal_task_queue, bill_date=night, catch_up_days=0)
+            assert first.started == [failing, terminated]
+            with pytest.raises(WorkflowFailureError):
+                await client.get_workflow_handle(failing).result()
+            # A failure that may heal (here: terminated) is started again by the next nights.
+            await client.get_workflow_handle(terminated).terminate("test: as an operator might")
+            nights = [
+                await run_nightly(client, settings.temporal_task_queue, bill_date=night, catch_up_days=0)
+                for _ in range(2)
+            ]
+            assert [(n.started, n.already_started) for n in nights] == [
+                ([terminated], []),
+                ([], [terminated]),
+            ]
+            await client.get_workflow_handle(terminated).terminate("test over")
+
+            listed = await console.run("status", "--failed")
+            assert listed.returncode == 0, listed.stderr
+            assert "1 date failed for good" in listed.stdout
+            [row] = [line for line in listed.stdout.splitlines() if line.startswith(str(night))]
+            assert unknown in row and "BankRejected" in row and "1002" in row
+            assert f"bankrecon refetch {unknown} {night}" in row
+            everything = await console.run("status", "--all")
+            assert row in everything.stdout.splitlines()
+
+            # The operator fixed it at the bank, and starts it again: the record goes.
+            bank.accounts = None
+            bank.plan(unknown, night, StatementPlan(lines=3))
+            refetched = await console.run("refetch", unknown, str(night), "--wait")
+            assert refetched.returncode == 0, refetched.stderr
+            cleared = await console.run("status", "--failed")
+            assert cleared.stdout == "no failed dates\n"
+        failed_notices = [post.body for post in hook.posts if post.body["event"] == "statement_failed"]
+    # Told once, with the reason and what to do, however many nights ran.
+    [notice] = failed_notices
+    assert notice["workflow_id"] == failing and "1002" in notice["reason"]
+    assert f"bankrecon refetch {unknown} {night}" in notice["reason"]
+    assert len([r for r in bank.requests if r.account_no == unknown]) == 2  # the first night's, the refetch's
+    statement, rows = stored_rows(settings.resolved_database_url(), unknown, night)
+    assert statement is not None and len(rows) == 3

@@ -11,6 +11,7 @@ import asyncio
 import random
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -18,8 +19,11 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowContinuedAsNewError, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from activities.nightly import NightlyActivities
 from bankrecon.config import Settings
 from bankrecon.models import (
     DailyStatementInput,
@@ -403,3 +407,76 @@ async def test_a_cron_night_with_a_follow_up_run_is_still_followed_by_the_next_n
                     await asyncio.sleep(0.5)
         finally:
             await handle.terminate("test over")
+
+
+@pytest.mark.slow
+async def test_a_night_of_50000_missing_statements_starts_each_once_a_page_at_a_time(
+    tmp_path: Path, task_queue: str
+) -> None:
+    """6,250 accounts after a week's outage. The plan of them all was one activity result of 3 MB,
+    over the server's 2 MB limit: the run failed and started nothing.
+
+    What is tested is the starting: no worker runs the statements' workflows (their task queue
+    has none), so the nightly runs have the worker and the server to themselves.
+    """
+    accounts = new_accounts(6_250)
+    night = date(2026, 11, 24)
+    statements_queue = f"{task_queue}-statements"
+    settings = settings_for(
+        tmp_path / "data", f"sqlite:///{tmp_path / 'bankrecon.db'}", "http://127.0.0.1:9", task_queue,
+        bank_accounts=accounts,
+    )  # fmt: skip
+    nightly = NightlyActivities(settings)
+    # A server of its own: 50,000 workflows would slow the shared server's visibility queries.
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"), data_converter=pydantic_data_converter, ui=False
+    )
+    started: list[str] = []
+    already: list[str] = []
+    runs = 0
+    try:
+        client = env.client
+        with ThreadPoolExecutor(max_workers=2) as executor:
+            worker = Worker(
+                client,
+                task_queue=task_queue,
+                workflows=[NightlyStatementsWorkflow],
+                activities=[nightly.plan_nightly_statements],
+                activity_executor=executor,
+            )
+            async with asyncio.timeout(900), worker:
+                # The first page is started within seconds; the plan of them all never completed.
+                async with asyncio.timeout(60):
+                    result = await run_nightly(
+                        client,
+                        task_queue,
+                        bill_date=night,
+                        catch_up_days=7,
+                        statement_task_queue=statements_queue,
+                    )
+                while True:
+                    runs += 1
+                    started += result.started
+                    already += result.already_started
+                    if result.follow_up is None:
+                        break
+                    follow_up = client.get_workflow_handle_for(
+                        NightlyStatementsWorkflow.run, result.follow_up
+                    )
+                    result = await follow_up.result()
+                # Each once: a second start of a date would be a second execution of its id.
+                query = f"TaskQueue = '{statements_queue}'"
+                while (executions := (await client.count_workflows(query)).count) < len(started):
+                    await asyncio.sleep(0.5)
+    finally:
+        await env.shutdown()
+        nightly.close()
+    expected = {
+        statement_workflow_id(account, night - timedelta(days=back_by))
+        for back_by in range(8)
+        for account in accounts
+    }
+    assert len(expected) == 50_000
+    assert (len(started), set(started), already) == (50_000, expected, [])
+    assert executions == 50_000
+    assert runs == 100  # 500 starts a run (max_starts_per_run)

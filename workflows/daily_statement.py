@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         PersistRequest,
         Phase,
         StatementCancellation,
+        StatementFailure,
         StatementKey,
         StatementProgress,
         StatementTotals,
@@ -50,6 +51,8 @@ BOUNDED_HISTORY_PATCH = "continue-as-new-when-the-history-is-long"
 # How long a run that has grown long lets the fetch attempt that reported last end, before
 # cancelling the fetch to continue as a new run.
 ATTEMPT_SETTLES = timedelta(seconds=30)
+# The workflow.patched id of recording a failure for good, and its notice.
+FAILURE_RECORD_PATCH = "record-a-failure-for-good"
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
 FETCH_TIMEOUT = timedelta(minutes=15)
 LOAD_TIMEOUT = timedelta(hours=2)
@@ -61,8 +64,8 @@ LOAD_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=[STATEMENT_DAMAGED],
 )
-# One row written; retried like the loads, since a database outage heals.
-RECORD_CANCELLATION_TIMEOUT = timedelta(seconds=30)
+# A cancellation or a failure: one row written; retried like the loads, since a database outage heals.
+RECORD_TIMEOUT = timedelta(seconds=30)
 # A webhook that is down for good must not keep the statement's workflow open: 12 attempts,
 # waiting 10 s doubling up to 10 min between them (60.5 min), each up to 30 s: about an hour.
 NOTICE_TIMEOUT = timedelta(seconds=30)
@@ -158,7 +161,12 @@ class DailyStatementWorkflow:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 # Fail with the activity's own words: they say what went wrong and what to fix.
-                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from err
+                failure = ApplicationError(cause.message, type=cause.type, non_retryable=True)
+                await self._record_failure(key, failure)
+                raise failure from err
+            raise
+        except ApplicationError as err:  # every download was damaged
+            await self._record_failure(key, err)
             raise
         finally:
             if watch is not None and not self._late:
@@ -201,9 +209,34 @@ class DailyStatementWorkflow:
             StatementCancellation(
                 statement=key, workflow_id=info.workflow_id, run_id=info.run_id, cancelled_at=workflow.now()
             ),
-            start_to_close_timeout=RECORD_CANCELLATION_TIMEOUT,
+            start_to_close_timeout=RECORD_TIMEOUT,
             retry_policy=LOAD_RETRY,
         )
+
+    async def _record_failure(self, key: StatementKey, failure: ApplicationError) -> None:
+        """This run failed for a reason that does not heal by itself: remember it, so that the nightly
+        catch-up does not start the date again (to fail again, and alert again) until an operator
+        does; and tell the operators, once, what to fix."""
+        # Patched: a run that failed under the earlier code replays without these activities.
+        if not workflow.patched(FAILURE_RECORD_PATCH):
+            return
+        self._next_attempt_at = None
+        info = workflow.info()
+        reason = f"{failure.message}; then: bankrecon refetch {key.account_no} {key.bill_date}"
+        await workflow.execute_activity_method(
+            StatementActivities.record_failure,
+            StatementFailure(
+                statement=key,
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                failed_at=workflow.now(),
+                error_type=failure.type or "",
+                reason=reason,
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=LOAD_RETRY,
+        )
+        await self._notify("failed", reason=reason)
 
     def _enter(self, phase: Phase) -> None:
         self._phase = phase
@@ -218,7 +251,7 @@ class DailyStatementWorkflow:
         workflow.upsert_search_attributes([STATEMENT_LATE.value_set(True)])
         await self._notify("late")
 
-    async def _notify(self, kind: NoticeKind) -> None:
+    async def _notify(self, kind: NoticeKind, reason: str | None = None) -> None:
         assert self._key is not None and self._deadline is not None
         notice = OperatorNotice(
             kind=kind,
@@ -229,6 +262,7 @@ class DailyStatementWorkflow:
             at=workflow.now(),
             fetch_attempts=self._fetch_attempts,
             last_answer=self._last_answer,
+            reason=reason,
         )
         try:
             await workflow.execute_activity_method(

@@ -35,6 +35,8 @@ PLAN_TIMEOUT = timedelta(minutes=5)
 # leaves out dates an operator cancelled (bankrecon/store/cancellations.py). Operators re-fetch a
 # stored date on purpose (``bankrecon refetch``).
 NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+# The workflow.patched id of planning a page at a time (max_starts_per_run statements).
+PAGED_PLAN_PATCH = "nightly-plan-in-pages"
 
 
 def nightly_start_time() -> datetime:
@@ -43,25 +45,36 @@ def nightly_start_time() -> datetime:
     return scheduled if scheduled is not None else workflow.info().start_time
 
 
+def _after(keys: list[StatementKey], done: StatementKey | None) -> list[StatementKey]:
+    """The statements after ``done``, in the plan's order (date, then account)."""
+    if done is None:
+        return keys
+    return [key for key in keys if (key.bill_date, key.account_no) > (done.bill_date, done.account_no)]
+
+
 @workflow.defn(name="NightlyStatementsWorkflow")
 class NightlyStatementsWorkflow:
     @workflow.run
     async def run(self, request: NightlyStatementsInput) -> NightlyStatementsResult:
         bill_date = request.bill_date or yesterday_in_china(nightly_start_time())
+        # Patched: a run that planned under the earlier code got every missing statement at once
+        # (over the payload limit on a big night), and replays taking its page from them.
+        paged = workflow.patched(PAGED_PLAN_PATCH)
         plan = await workflow.execute_activity_method(
             NightlyActivities.plan_nightly_statements,
             NightlyPlanRequest(
-                first_date=bill_date - timedelta(days=request.catch_up_days), last_date=bill_date
+                first_date=bill_date - timedelta(days=request.catch_up_days),
+                last_date=bill_date,
+                after=request.resume_after,
+                limit=request.max_starts_per_run,
             ),
             start_to_close_timeout=PLAN_TIMEOUT,
         )
-        pending = plan.missing
-        if request.resume_after is not None:
-            done = request.resume_after
-            pending = [
-                key for key in pending if (key.bill_date, key.account_no) > (done.bill_date, done.account_no)
-            ]
-        batch = pending[: request.max_starts_per_run]
+        if paged:
+            batch, more = plan.missing, plan.more
+        else:
+            pending = _after(plan.missing, request.resume_after)
+            batch, more = pending[: request.max_starts_per_run], len(pending) > request.max_starts_per_run
         # All starts go out in one workflow task; each is confirmed, or refused as a duplicate.
         outcomes = await asyncio.gather(*(self._start(key, request) for key in batch))
         started = [workflow_id for workflow_id, is_new in outcomes if is_new]
@@ -74,7 +87,7 @@ class NightlyStatementsWorkflow:
             len(already),
         )
         follow_up = None
-        if len(pending) > len(batch):
+        if more:
             follow_up = await self._start_follow_up(request, bill_date, after=batch[-1])
         return NightlyStatementsResult(
             bill_date=bill_date,
@@ -118,6 +131,7 @@ class NightlyStatementsWorkflow:
                     deadline=request.deadline,
                 ),
                 id=workflow_id,
+                task_queue=request.statement_task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=NIGHTLY_ID_REUSE,
             )

@@ -3,6 +3,7 @@
     bankrecon schedule                      create or update the nightly and retention Schedules
     bankrecon backfill ACCOUNT FROM TO      collect a range of dates, with progress and a summary
     bankrecon status [--late] [--all]       what runs now: phase, attempts, last answer, next attempt
+    bankrecon status --failed               dates that failed for good, with the reason
     bankrecon refetch ACCOUNT DATE          fetch a stored date again (replaces it if the bank's file changed)
     bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
     bankrecon db upgrade                    the database's schema up to this release (created if empty)
@@ -51,6 +52,7 @@ from bankrecon.models import (
     DailyStatementInput,
     DailyStatementResult,
     DailyStatementStatus,
+    StatementFailure,
     StatementKey,
     is_statement_name,
 )
@@ -67,6 +69,7 @@ from bankrecon.pacing.window import (
 from bankrecon.store.cancellations import forget_cancellation
 from bankrecon.store.catch_up import days
 from bankrecon.store.db import DatabaseUnusable, database_location, make_engine
+from bankrecon.store.failures import failed_dates, forget_failure
 from bankrecon.store.persistence import stored_statements
 from bankrecon.store.schema import (
     SchemaError,
@@ -153,11 +156,13 @@ def _statement_input(settings: Settings, account_no: str, bill_date: date) -> Da
     )
 
 
-def _forget_cancellations(settings: Settings, started: list[StatementKey]) -> None:
-    """An operator started these dates: a cancellation recorded for one no longer holds."""
+def _forget_cancellations_and_failures(settings: Settings, started: list[tuple[StatementKey, str]]) -> None:
+    """An operator started these dates (each as the run id given): a cancellation or failure recorded
+    for one no longer holds, unless the run just started failed already."""
     with _database(settings) as engine:
-        for key in started:
+        for key, run_id in started:
             forget_cancellation(engine, key)
+            forget_failure(engine, key, started_run_id=run_id)
 
 
 # --- schedule -------------------------------------------------------------------------
@@ -307,18 +312,20 @@ async def backfill_command(args: argparse.Namespace, settings: Settings, out: Te
         asking = statements_asking(engine, account.merchant.id, window, datetime.now(UTC))
     client = await connect(settings)
     handles: dict[date, StatementHandle] = {}
-    started: list[StatementKey] = []
+    started: list[tuple[StatementKey, str]] = []
     for day in dates:
         if day in stored:
             continue
         try:
-            handles[day] = await _start_statement(client, settings, account.account_no, day)
-            started.append(StatementKey(account_no=account.account_no, bill_date=day))
+            handle = await _start_statement(client, settings, account.account_no, day)
+            handles[day] = handle
+            assert handle.result_run_id is not None  # a started workflow's run
+            started.append((StatementKey(account_no=account.account_no, bill_date=day), handle.result_run_id))
         except WorkflowAlreadyStartedError:
             handles[day] = client.get_workflow_handle_for(
                 DailyStatementWorkflow.run, statement_workflow_id(account.account_no, day)
             )
-    _forget_cancellations(settings, started)
+    _forget_cancellations_and_failures(settings, started)
     new = len(started)
     pace = merchant_pace(window)
     out.write(
@@ -374,11 +381,31 @@ async def _live_status(client: Client, workflow_id: str) -> DailyStatementStatus
     return status if status is not None else "starting"
 
 
+def _failed_dates_table(failures: list[StatementFailure], out: TextIO) -> None:
+    out.write(
+        f"{_dates(len(failures))} failed for good, not started again by the nightly run until "
+        "`bankrecon refetch` or `backfill`:\n"
+    )
+    rows = [["BILL DATE", "ACCOUNT", "FAILED AT", "ERROR", "REASON"]]
+    rows += [
+        [str(f.statement.bill_date), f.statement.account_no, _local(f.failed_at), f.error_type, f.reason]
+        for f in failures
+    ]
+    _table(rows, out)
+
+
 async def status_command(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     with _database(settings) as engine:
         for pause in merchant_pauses_now(engine):
             since = _local(pause.paused_at)
             out.write(f"merchant {pause.merchant_id} PAUSED since {since}: {pause.reason}\n")
+        failures = failed_dates(engine, args.account, args.date)
+    if failures:
+        _failed_dates_table(failures, out)
+    if args.failed:
+        if not failures:
+            out.write("no failed dates\n")
+        return 0
     clauses = ["WorkflowType = 'DailyStatementWorkflow'"]
     if not args.all:
         clauses.append("ExecutionStatus = 'Running'")
@@ -438,7 +465,10 @@ async def refetch_command(args: argparse.Namespace, settings: Settings, out: Tex
             f"{workflow_id} is running already; to start over: "
             f"temporal workflow cancel --workflow-id {workflow_id}"
         ) from None
-    _forget_cancellations(settings, [StatementKey(account_no=account.account_no, bill_date=args.date)])
+    assert handle.result_run_id is not None  # a started workflow's run
+    _forget_cancellations_and_failures(
+        settings, [(StatementKey(account_no=account.account_no, bill_date=args.date), handle.result_run_id)]
+    )
     out.write(f"started {workflow_id} (run {handle.result_run_id})\n")
     if args.wait:
         outcome = await _outcome(handle, args.date)
@@ -551,6 +581,9 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--no-wait", action="store_true", help="start the workflows and return")
     status = command("status", status_command, "the statements being collected, and paused merchants")
     status.add_argument("--late", action="store_true", help="only statements past their deadline")
+    status.add_argument(
+        "--failed", action="store_true", help="only dates that failed for good, with the reason"
+    )
     status.add_argument("--all", action="store_true", help="finished ones too")
     status.add_argument("--account", type=_account_no, help="only this account's statements")
     status.add_argument("--date", type=_date, help="only statements of this date (YYYY-MM-DD)")

@@ -236,6 +236,22 @@ cancelled_statements = Table(
     PrimaryKeyConstraint("account_no", "bill_date", name="cancelled_statements_pkey"),
 )
 
+# Dates whose last run failed for a reason that does not heal by itself (the bank refused the
+# request for good, the account is not configured, every download was damaged): the nightly
+# catch-up leaves them alone until ``bankrecon refetch`` or ``backfill`` starts them again.
+failed_statements = Table(
+    "failed_statements",
+    metadata,
+    Column("account_no", String(64), nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Column("workflow_id", String(255), nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("error_type", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    PrimaryKeyConstraint("account_no", "bill_date", name="failed_statements_pkey"),
+)
+
 
 # The archives every worker reaches when ARCHIVE_STORE_URL is "database" (bankrecon/store/archives.py):
 # one row per archive, written in the same transaction as its chunks, so a reader finds all or none.
