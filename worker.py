@@ -72,6 +72,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     notifications.notify_reconciliation,
                     reconcile.check_inputs,
                     reconcile.reconcile,
+                    reconcile.reconciled_accounts,
                     retention.expire_retained,
                 ],
                 activity_executor=executor,

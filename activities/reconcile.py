@@ -56,6 +56,14 @@ class ReconcileActivities:
         self._config_file = settings.recon_config_file
         self._engine = open_database(settings.resolved_database_url())
 
+    @activity.defn(name="reconciled_accounts")
+    def reconciled_accounts(self) -> list[str]:
+        """The channel accounts RECON_CONFIG_FILE reconciles, read afresh (none without the file)."""
+        try:
+            return sorted(load_recon_config(self._config_file).accounts)
+        except ReconConfigError as exc:
+            raise ApplicationError(str(exc), type=RECON_NOT_CONFIGURED, non_retryable=True) from None
+
     def close(self) -> None:
         self._engine.dispose()
 

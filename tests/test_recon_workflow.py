@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 import activities.reconcile as reconcile_activities
 from activities.reconcile import ReconcileActivities
 from bankrecon.config import Settings
+from bankrecon.models import NightlyStatementsInput
 from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.demo import (
     DEMO_CHANNEL,
@@ -40,6 +43,8 @@ from tests.harness import settings_for
 from tests.test_recon import BANK, DAY, EXPECTED, outcome, store_settlement_credit
 from tests.webhook import webhook_receiver
 from worker import running_worker
+from workflows.nightly_statements import NightlyStatementsWorkflow
+from workflows.reconcile import reconcile_workflow_id
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -193,3 +198,31 @@ def test_a_run_heartbeats_while_it_works(
         activities.close()
     assert summary.exceptions
     assert beats
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_nightly_run_starts_the_days_reconciliation_of_each_configured_account(
+    dev_env: WorkflowEnvironment, database_url: str, task_queue: str, tmp_path: Path
+) -> None:
+    day = DAY + timedelta(days=30)  # a day of its own on the session's dev server
+    config = tmp_path / "recon.toml"
+    config.write_text(recon_file_text(tmp_path / "ledger", BANK), encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    client = dev_env.client
+    settings = settings_for(
+        tmp_path / "data", database_url, "http://127.0.0.1:9", task_queue,
+        temporal_address=client.service_client.config.target_host, recon_config_file=config,
+        bank_accounts_file=None, bank_accounts=[],
+    )  # fmt: skip
+    async with running_worker(client, settings):
+        nightly = await client.execute_workflow(
+            NightlyStatementsWorkflow.run,
+            NightlyStatementsInput(bill_date=day, catch_up_days=0),
+            id=f"nightly-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+        assert nightly.started == []  # no statement to collect: only the reconciliation
+        recon = client.get_workflow_handle(reconcile_workflow_id(DEMO_CHANNEL, day))
+        # It waits for its statement and ledger, which this night has neither of.
+        assert (await recon.describe()).status == WorkflowExecutionStatus.RUNNING
+        await recon.terminate("the test ended")

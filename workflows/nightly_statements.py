@@ -26,7 +26,9 @@ with workflow.unsafe.imports_passed_through():
         NightlyStatementsResult,
         StatementKey,
     )
+    from bankrecon.recon.models import ReconcileInput
     from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
+    from workflows.reconcile import ReconcileWorkflow, reconcile_workflow_id
 
 SCHEDULED_START_TIME = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PLAN_TIMEOUT = timedelta(minutes=5)
@@ -37,6 +39,8 @@ PLAN_TIMEOUT = timedelta(minutes=5)
 NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 # The workflow.patched id of planning a page at a time (max_starts_per_run statements).
 PAGED_PLAN_PATCH = "nightly-plan-in-pages"
+# The workflow.patched id of starting the night's reconciliations.
+RECONCILE_PATCH = "nightly-starts-reconciliations"
 
 
 def nightly_start_time() -> datetime:
@@ -89,6 +93,15 @@ class NightlyStatementsWorkflow:
         follow_up = None
         if more:
             follow_up = await self._start_follow_up(request, bill_date, after=batch[-1])
+        # The night's first run starts the day's reconciliations too; each waits for its
+        # statement and ledger, and a day reconciled already is left alone.
+        if request.resume_after is None and workflow.patched(RECONCILE_PATCH):
+            # By name: importing the activities' module here confuses mypy's reading of the
+            # workflow classes the tests take handles of (get_workflow_handle_for).
+            accounts = await workflow.execute_activity(
+                "reconciled_accounts", start_to_close_timeout=PLAN_TIMEOUT, result_type=list[str]
+            )
+            await asyncio.gather(*(self._reconcile(account, bill_date, request) for account in accounts))
         return NightlyStatementsResult(
             bill_date=bill_date,
             accounts=plan.accounts,
@@ -118,6 +131,21 @@ class NightlyStatementsWorkflow:
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
         return workflow_id
+
+    async def _reconcile(self, account_no: str, day: date, request: NightlyStatementsInput) -> None:
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                ReconcileWorkflow.run,
+                ReconcileInput(
+                    account_no=account_no,
+                    recon_date=day,
+                    check_interval_seconds=request.retry_interval_seconds,
+                ),
+                id=reconcile_workflow_id(account_no, day),
+                task_queue=request.statement_task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
 
     async def _start(self, key: StatementKey, request: NightlyStatementsInput) -> tuple[str, bool]:
         workflow_id = statement_workflow_id(key.account_no, key.bill_date)
