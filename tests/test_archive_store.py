@@ -81,12 +81,11 @@ def test_the_database_store_hands_an_archive_to_another_host(database_url: str, 
         assert conn.execute(select(func.count()).select_from(archive_chunks)).scalar_one() == 3
 
 
-def test_postgresql_stores_archives_in_the_database_unless_told(tmp_path: Path) -> None:
-    from tests.conftest import POSTGRES_URL
-
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_stores_archives_in_the_database_unless_told(database_url: str, tmp_path: Path) -> None:
     assert archive_store(None, open_database(f"sqlite:///{tmp_path / 'b.db'}")).shared is False
-    assert archive_store(None, open_database(POSTGRES_URL)).shared is True
-    assert archive_store("local", open_database(POSTGRES_URL)).shared is False
+    assert archive_store(None, open_database(database_url)).shared is True
+    assert archive_store("local", open_database(database_url)).shared is False
 
 
 def test_the_s3_store_hands_an_archive_to_another_host(
