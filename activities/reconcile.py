@@ -59,6 +59,8 @@ class ReconcileActivities:
     @activity.defn(name="reconciled_accounts")
     def reconciled_accounts(self) -> list[str]:
         """The channel accounts RECON_CONFIG_FILE reconciles, read afresh (none without the file)."""
+        if self._config_file is None:
+            return []
         try:
             return sorted(load_recon_config(self._config_file).accounts)
         except ReconConfigError as exc:
