@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.nightly import NightlyActivities
+from activities.reconcile import ReconcileActivities
 from bankrecon.config import Settings
 from bankrecon.models import (
     DailyStatementInput,
@@ -427,6 +428,7 @@ async def test_a_night_of_50000_missing_statements_starts_each_once_a_page_at_a_
         bank_accounts=accounts,
     )  # fmt: skip
     nightly = NightlyActivities(settings)
+    reconcile = ReconcileActivities(settings)  # no RECON_CONFIG_FILE: nothing to reconcile
     # A server of its own: 50,000 workflows would slow the shared server's visibility queries.
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"), data_converter=pydantic_data_converter, ui=False
@@ -441,7 +443,7 @@ async def test_a_night_of_50000_missing_statements_starts_each_once_a_page_at_a_
                 client,
                 task_queue=task_queue,
                 workflows=[NightlyStatementsWorkflow],
-                activities=[nightly.plan_nightly_statements],
+                activities=[nightly.plan_nightly_statements, reconcile.reconciled_accounts],
                 activity_executor=executor,
             )
             async with asyncio.timeout(900), worker:
@@ -471,6 +473,7 @@ async def test_a_night_of_50000_missing_statements_starts_each_once_a_page_at_a_
     finally:
         await env.shutdown()
         nightly.close()
+        reconcile.close()
     expected = {
         statement_workflow_id(account, night - timedelta(days=back_by))
         for back_by in range(8)
