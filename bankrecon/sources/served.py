@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -85,3 +88,28 @@ class ServedSimulator:
             raise RuntimeError("the simulator is not running: call start() first")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+
+class Startable(Protocol):
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+def serve_until_signalled(
+    simulator: Startable, parser: argparse.ArgumentParser, address: str, banner: Callable[[], str]
+) -> int:
+    """A simulator's command: serve until SIGINT or SIGTERM, saying ``banner()`` once listening."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stopping.set())
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    try:
+        simulator.start()
+    except OSError as error:
+        parser.exit(1, f"cannot listen on {address}: {error}\n")
+    try:
+        print(banner(), flush=True)
+        stopping.wait()
+    finally:
+        simulator.stop()
+    return 0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from bankrecon.sources.alipay.signing import load_private_key, load_public_key
 from bankrecon.sources.alipay.simulator.server import FAULTS, AlipaySimulator, BillPlan
+from bankrecon.sources.served import serve_until_signalled
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,9 +35,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stopping = threading.Event()
-    signal.signal(signal.SIGINT, lambda _signum, _frame: stopping.set())
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
     gateway = AlipaySimulator(
         app_id=args.app_id,
         app_public_key=app_key,
@@ -47,16 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    try:
-        gateway.start()
-    except OSError as error:
-        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error}\n")
-    try:
-        print(f"Alipay simulator: gateway {gateway.gateway} for app_id {args.app_id}", flush=True)
-        stopping.wait()
-    finally:
-        gateway.stop()
-    return 0
+    return serve_until_signalled(
+        gateway,
+        parser,
+        f"{args.host}:{args.port}",
+        lambda: f"Alipay simulator: gateway {gateway.gateway} for app_id {args.app_id}",
+    )
 
 
 if __name__ == "__main__":

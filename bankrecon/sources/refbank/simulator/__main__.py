@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import time as TimeOfDay
-from types import FrameType
 
 from bankrecon.sources.refbank.simulator.server import (
     DEMO_MERCHANT_ID,
@@ -19,6 +16,7 @@ from bankrecon.sources.refbank.simulator.server import (
     BankSimulator,
     StatementPlan,
 )
+from bankrecon.sources.served import serve_until_signalled
 
 
 def _merchant(text: str) -> tuple[str, str]:
@@ -154,27 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        simulator.start()
-    except OSError as error:
-        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error}\n")
-    try:
-        print(
+    return serve_until_signalled(
+        simulator,
+        parser,
+        f"{args.host}:{args.port}",
+        lambda: (
             f"bank simulator listening on {simulator.url} for merchant {', '.join(merchants)} "
-            f"(window {args.min_interval:g}s, ready after {args.ready_after} requests)",
-            flush=True,
-        )
-        stopping.wait()
-    finally:
-        simulator.stop()
-    return 0
+            f"(window {args.min_interval:g}s, ready after {args.ready_after} requests)"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
+from bankrecon.sources.served import serve_until_signalled
 from bankrecon.sources.unionpay.simulator.pki import make_pki
 from bankrecon.sources.unionpay.simulator.server import FilePlan, UnionPaySimulator
 
@@ -52,23 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        simulator.start()
-    except OSError as error:
-        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error}\n")
-    try:
-        print(f"UnionPay simulator listening on {simulator.url} for merId {args.mer_id}", flush=True)
-        stopping.wait()
-    finally:
-        simulator.stop()
-    return 0
+    return serve_until_signalled(
+        simulator,
+        parser,
+        f"{args.host}:{args.port}",
+        lambda: f"UnionPay simulator listening on {simulator.url} for merId {args.mer_id}",
+    )
 
 
 if __name__ == "__main__":

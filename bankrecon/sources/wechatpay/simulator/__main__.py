@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import datetime
 from datetime import time as TimeOfDay
 from pathlib import Path
-from types import FrameType
 
+from bankrecon.sources.served import serve_until_signalled
 from bankrecon.sources.wechatpay.signing import load_private_key, load_public_key
 from bankrecon.sources.wechatpay.simulator.server import BillPlan, WeChatPaySimulator
 
@@ -120,23 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        simulator.start()
-    except OSError as error:
-        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {error}\n")
-    try:
-        print(f"WeChat Pay simulator listening on {simulator.url} for mchid {args.mchid}", flush=True)
-        stopping.wait()
-    finally:
-        simulator.stop()
-    return 0
+    return serve_until_signalled(
+        simulator,
+        parser,
+        f"{args.host}:{args.port}",
+        lambda: f"WeChat Pay simulator listening on {simulator.url} for mchid {args.mchid}",
+    )
 
 
 if __name__ == "__main__":
