@@ -13,21 +13,20 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from bankrecon.sources.served import ServedSimulator, SimulatorServer
 from bankrecon.sources.unionpay.client import request_fields
 from bankrecon.sources.unionpay.signing import (
     SIGNATURE_FIELD,
@@ -85,13 +84,15 @@ class _Day:
     faults_used: int = 0
 
 
-class UnionPaySimulator:
+class UnionPaySimulator(ServedSimulator):
     """UnionPay's file transfer for one merchant on a real socket, serving from a daemon thread.
 
     ``merchant_certificate`` verifies the requests (its serial is the certId expected);
     ``unionpay`` signs the answers. ``today`` is UnionPay's date in China Standard Time: a
     settleDate MMDD names the latest such day before it.
     """
+
+    name = "unionpay-simulator"
 
     def __init__(
         self,
@@ -105,56 +106,21 @@ class UnionPaySimulator:
         port: int = 0,
         today: Callable[[], date] | None = None,
     ) -> None:
+        super().__init__(host, port, _Handler, _log)
         self.mer_id = mer_id
         self.merchant_certificate = merchant_certificate
         self.unionpay = unionpay
         self.default_plan = default_plan if default_plan is not None else FilePlan()
         self.seed = seed
-        self.host = host
-        self.port = port
         self.today = today or (lambda: datetime.now(CHINA_STANDARD_TIME).date())
         self._lock = threading.Lock()
         self._days: dict[date, _Day] = {}
         self._records: list[RequestRecord] = []
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        if self._server is not None:
-            raise RuntimeError("the simulator is already running")
-        self._server = _Server((self.host, self.port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name="unionpay-simulator",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the simulator is not running: call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        # As UnionPay's own base URL is written: https://filedownload.95516.com/
+        return f"{super().url}/"
 
     def plan(self, settle_date: date, plan: FilePlan) -> None:
         """Answer for this settlement date by ``plan`` from now on, counting its requests afresh."""
@@ -273,23 +239,10 @@ class UnionPaySimulator:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: UnionPaySimulator) -> None:
-        self.simulator = simulator
-        super().__init__(address, _Handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        _log.exception("error while serving %s", client_address)
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 120
-    server: _Server
+    server: SimulatorServer
 
     def version_string(self) -> str:
         return "UnionPaySimulator/1"
