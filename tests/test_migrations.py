@@ -17,6 +17,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Date, Engine, MetaData, String, Table, inspect, select, text
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,6 +25,8 @@ import bankrecon.recon.tables  # noqa: F401  (its tables are part of the schema 
 from bankrecon.store import db
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import (
+    MIGRATIONS,
+    REVISIONS,
     SchemaError,
     SchemaUpgrade,
     current_revision,
@@ -216,6 +219,32 @@ def test_revision_0001_is_the_schema_the_previous_release_made(engine: Engine) -
     with engine.begin() as conn:
         command.upgrade(migrations_config(conn), "0001")
     assert _differences(engine, previous_release.metadata) == []
+
+
+def test_the_revisions_read_from_the_file_names_are_alembics_history_in_order() -> None:
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    history = [script.revision for script in reversed(list(scripts.walk_revisions()))]
+    assert list(REVISIONS) == history
+    assert head_revision() == scripts.get_current_head()
+
+
+def test_checking_the_schema_at_start_up_leaves_alembic_unimported(sqlite_url: str) -> None:
+    # Alembic is some 11 MB of a worker's memory: only changing a schema needs it.
+    start_up = f"""
+import sys
+from bankrecon.store.schema import open_database
+open_database({sqlite_url!r}).dispose()
+print("alembic" in sys.modules)
+"""
+
+    def alembic_imported() -> str:
+        run = subprocess.run(
+            [sys.executable, "-c", start_up], check=True, cwd=ROOT, capture_output=True, text=True
+        )
+        return run.stdout.strip()
+
+    assert alembic_imported() == "True"  # the empty database is created by the migrations
+    assert alembic_imported() == "False"  # the next start only checks its revision
 
 
 def test_the_heads_schema_is_db_pys_tables(engine: Engine) -> None:

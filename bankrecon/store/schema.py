@@ -3,26 +3,29 @@ bankrecon/store/migrations (Alembic), one process at a time.
 
 A database the first release made (its tables, no ``alembic_version``) is that release's
 revision, 0001, and is stamped so before it is upgraded.
+
+Checking a database's revision, what every worker does at start, reads ``alembic_version``
+itself: Alembic (some 11 MB of a worker's memory) is imported only to change a schema.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from bankrecon.store.db import DatabaseUnusable, make_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 # Alembic's INFO lines (its dialect at every check, each step) tell an operator nothing that
@@ -30,6 +33,16 @@ log = logging.getLogger(__name__)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Each migration's file is named after its revision, r<revision>_<what it does>.py, and each
+# revises the one before: the revisions in the order of their names are the history, the last
+# its head (tests/test_migrations.py checks this against Alembic's own reading).
+REVISIONS = tuple(
+    sorted(
+        match.group(1)
+        for path in (MIGRATIONS / "versions").glob("r*.py")
+        if (match := re.fullmatch(r"r(\d{4})_\w+\.py", path.name))
+    )
+)
 FIRST_RELEASE = "0001"
 # The first release's tables and columns: what recognises a database it made.
 FIRST_RELEASE_COLUMNS = {
@@ -80,20 +93,17 @@ class SchemaUpgrade:
         return f"database schema upgraded from revision {self.before} to {self.after}"
 
 
-@cache
-def _scripts() -> ScriptDirectory:
-    return ScriptDirectory(str(MIGRATIONS))
-
-
 def head_revision() -> str:
     """The revision this bankrecon's code needs."""
-    head = _scripts().get_current_head()
-    assert head is not None, "bankrecon/store/migrations/versions holds no migration"
-    return head
+    assert REVISIONS, "bankrecon/store/migrations/versions holds no migration"
+    return REVISIONS[-1]
 
 
 def _stamped(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """Alembic's stamp (its ``alembic_version`` table's one row), if the database has one."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 def _revision(connection: Connection) -> str | None:
@@ -127,7 +137,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _known(revision: str) -> bool:
-    return any(script.revision == revision for script in _scripts().walk_revisions())
+    return revision in REVISIONS
 
 
 @contextmanager
@@ -155,6 +165,8 @@ def _schema_lock(engine: Engine) -> Iterator[Connection]:
 
 def migrations_config(connection: Connection) -> Config:
     """Alembic's configuration for bankrecon's migrations, run on ``connection`` (see env.py)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -169,6 +181,8 @@ def upgrade_schema(engine: Engine) -> SchemaUpgrade:
         if before is not None and not _known(before):
             raise _ahead(before)
         if before != head:
+            from alembic import command
+
             config = migrations_config(connection)
             with _MIGRATING:
                 if before == FIRST_RELEASE and _stamped(connection) is None:
