@@ -33,7 +33,7 @@ from bankrecon.config import Settings
 from bankrecon.models import STATEMENT_NAME_FORM, is_statement_name
 from bankrecon.sources.base import Account, Defaults, Merchant, SourceKind, one_line
 from bankrecon.sources.refbank.kind import RefBankAccount, RefBankMerchant
-from bankrecon.sources.registry import DEFAULT_KIND, SOURCE_KINDS
+from bankrecon.sources.registry import DEFAULT_KIND, KIND_NAMES, source_kind
 
 __all__ = ["Account", "AccountDirectory", "AccountsFileError", "Merchant"]
 
@@ -132,7 +132,7 @@ class AccountDirectory:
 
 
 def kind_of(merchant: Merchant) -> SourceKind:
-    return SOURCE_KINDS[merchant.kind]
+    return source_kind(merchant.kind)
 
 
 def _read_accounts_file(path: Path, settings: Settings) -> dict[str, Account]:
@@ -166,9 +166,9 @@ def _merchant(raw: dict[str, Any], defaults: Defaults, settings: Settings, where
         common = _MerchantCommon.model_validate(raw)
     except ValidationError as exc:
         raise AccountsFileError(f"{where}: {one_line(exc)}") from None
-    kind = SOURCE_KINDS.get(common.kind)
-    if kind is None:
-        raise AccountsFileError(f"{where}: kind {common.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if common.kind not in KIND_NAMES:
+        raise AccountsFileError(f"{where}: kind {common.kind!r} is not one of {', '.join(KIND_NAMES)}")
+    kind = source_kind(common.kind)
     try:
         own = kind.merchant_settings(common.model_extra or {}, defaults)
     except ValueError as exc:

@@ -200,7 +200,7 @@ def test_the_source_imports_and_runs_without_temporal() -> None:
         import bankrecon.sources.registry
         import bankrecon.sources.wechatpay.simulator.server
         from bankrecon.sources.wechatpay import WECHATPAY
-        assert bankrecon.sources.registry.SOURCE_KINDS["wechatpay"] is WECHATPAY
+        assert bankrecon.sources.registry.source_kind("wechatpay") is WECHATPAY
         assert not [m for m in sys.modules if m.startswith(("temporalio", "workflows", "activities"))]
         print("ok")
         """

@@ -15,7 +15,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from openpyxl import load_workbook
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -111,6 +110,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
 
 
 def _xlsx_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    # Here, not at the top: openpyxl is some 10 MB of every worker's memory, and only a ledger
+    # kept in spreadsheets needs it.
+    from openpyxl import load_workbook
+
     workbook = load_workbook(path, read_only=True, data_only=True)
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
