@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import make_url
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
+from bankrecon.store.schema import open_database
 from bankrecon.temporal.client import connect
 from bench.children import ChildrenPeak, status_kb
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
@@ -310,6 +311,9 @@ async def memory(
         else:
             pg.reset()
             url = pg.url
+        # Migrated beforehand, as compose's migrate service does: the worker only checks it.
+        data_dir.mkdir(parents=True)
+        open_database(url).dispose()
         # The archive is served from memory: the worker's time is not the generator's.
         plan = StatementPlan(archive=archive.read_bytes(), mime_wrap=True)
         with BankSimulator(min_interval=0, seed=SEED, default_plan=plan) as bank:
@@ -341,9 +345,11 @@ async def memory(
             # End to end: from the bank's 0000 (its answer follows the request's arrival at
             # once, the archive being in memory) to the workflow's close on the server.
             answered = max(r.arrived_at for r in bank.requests if r.code == "0000")
-            closed = (await client.get_workflow_handle(f"{task_queue}-{ACCOUNT}").describe()).close_time
+            handle = client.get_workflow_handle(f"{task_queue}-{ACCOUNT}")
+            closed = (await handle.describe()).close_time
             assert closed is not None
             end_to_end = closed.timestamp() - answered
+            steps = await activity_seconds(handle)
         raw = raw_pipeline(encoded, lines, pg)["seconds"] if args.memory_database == "postgresql" else None
         if result.transaction_count != lines:
             raise SystemExit(f"the worker stored {result.transaction_count} of {lines} lines")
@@ -365,9 +371,35 @@ async def memory(
                 "end_to_end_seconds": end_to_end,
                 "raw_pipeline_seconds": raw,
                 "end_to_end_ratio": end_to_end / raw if raw else None,
+                "activity_seconds": steps,
             }
         )
     return rows
+
+
+async def activity_seconds(handle: WorkflowHandle[Any, Any]) -> dict[str, float]:
+    """Each activity's last attempt, from its start to its completion, by the server's clock; and
+    ``between``, the rest of the time from the first activity's start to the workflow's close
+    (scheduling, workflow tasks, the waits between)."""
+    events = [event async for event in handle.fetch_history_events()]
+    names: dict[int, str] = {}
+    started: dict[int, float] = {}
+    spans: dict[str, float] = {}
+    for event in events:
+        at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            names[event.event_id] = event.activity_task_scheduled_event_attributes.activity_type.name
+        elif event.HasField("activity_task_started_event_attributes"):
+            started[event.activity_task_started_event_attributes.scheduled_event_id] = at
+        elif event.HasField("activity_task_completed_event_attributes"):
+            scheduled = event.activity_task_completed_event_attributes.scheduled_event_id
+            name = names[scheduled]
+            spans[name] = spans.get(name, 0.0) + at - started[scheduled]
+    if started:
+        first = min(started.values())
+        last = events[-1].event_time.ToDatetime(tzinfo=UTC).timestamp()
+        spans["between"] = last - first - sum(spans.values())
+    return spans
 
 
 FANOUT_KINDS = ("no-op activities", "bankrecon")
