@@ -57,6 +57,8 @@ LONG_POLL_METRIC = "temporal_long_request"
 # bankrecon's: a statement written to the database, not a retry that found it there already.
 PERSISTED_METRIC = "bankrecon_statements_persisted"
 PROGRESS_EVERY = 10.0
+# The nightly run's child starts take about half a second each on a loaded 2-core machine (bench/README.md).
+MIN_TIMEOUT = 600
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,11 +88,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=3600,
-        help="seconds from the start until every statement must be stored (default: 3600)",
+        help="seconds from the start until every statement must be stored (default: one per account, "
+        f"at least {MIN_TIMEOUT})",
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".work")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results-nightly.json")
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the dev server's database and the hosts' DATA_DIRs after a successful run "
+        "(a failed run always keeps them)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "bench" / ".work",
+        help="where each run's directory goes: logs, accounts file, server state (default: bench/.work)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results-nightly.json",
+        help="the figures as JSON (default: bench/results-nightly.json)",
+    )
     parser.add_argument(
         "--postgres",
         default=TEST_POSTGRES,
@@ -325,7 +343,7 @@ async def wait_until_stored(
             raise _fail(f"{stored} of {expected} statements stored after {timeout:.0f} s (logs: {logs})")
         if now >= next_progress:
             print(f"nightly: {stored:,} of {expected:,} stored after {now - started:.0f} s", file=sys.stderr)
-            next_progress += PROGRESS_EVERY
+            next_progress = now + PROGRESS_EVERY
         await asyncio.sleep(1)
 
 
@@ -388,7 +406,8 @@ async def night(args: argparse.Namespace) -> dict[str, Any]:
             )
         except WorkflowFailureError as exc:
             raise _fail(f"the nightly run failed: {exc.cause} (logs: {group.logs})") from None
-        await wait_until_stored(engine, args.accounts, workers, started, args.timeout, group.logs)
+        timeout = args.timeout or max(MIN_TIMEOUT, args.accounts)
+        await wait_until_stored(engine, args.accounts, workers, started, timeout, group.logs)
         await wait_until_closed(client, timeout=120)
 
         with engine.connect() as conn:
@@ -422,10 +441,11 @@ async def night(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if problem is not None:
             raise _fail(problem)
-    # What a successful night leaves worth keeping is its logs; the server's state grows with N.
-    (home / "temporal.db").unlink()
-    for data_dir in home.glob("host-*"):
-        shutil.rmtree(data_dir)
+    if not args.keep:
+        # The server's state and the hosts' files grow with N; a successful night's logs are enough.
+        (home / "temporal.db").unlink()
+        for data_dir in home.glob("host-*"):
+            shutil.rmtree(data_dir)
 
     seconds = last_stored.timestamp() - started
     requests = sum(worker.server_requests for worker in per_worker)
