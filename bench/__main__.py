@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -30,23 +28,20 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import make_url
 from temporalio.client import Client, WorkflowHandle
 
-from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from bankrecon.store.schema import open_database
 from bankrecon.temporal.client import connect
 from bench.children import ChildrenPeak, status_kb
+from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, hardware, temporal_settings
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
 from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
 
-ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "6222020000000001"
 SEED = 20261124
-SCHEMA = "bench"
 RAW_TABLE = """
 DROP TABLE IF EXISTS bench_raw;
 CREATE TABLE bench_raw (
@@ -108,9 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument(
         "--postgres",
-        default=os.environ.get(
-            "BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
+        default=TEST_POSTGRES,
     )
     return parser
 
@@ -135,43 +128,6 @@ def statement_files(workdir: Path, lines: int, day: date) -> tuple[Path, Path]:
 
 
 # --- ingest -----------------------------------------------------------------------------------
-
-
-class Postgres:
-    """The benchmark's own schema on the test server; psql reaches it through PGOPTIONS."""
-
-    def __init__(self, url: str):
-        parsed = make_url(url)
-        self.url = parsed.update_query_dict({"options": f"-csearch_path={SCHEMA}"}).render_as_string(
-            hide_password=False
-        )
-        self._psql = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", parsed.host or "127.0.0.1"]
-        self._psql += ["-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
-        self._psql += ["-d", parsed.database or "postgres"]
-        self._env = os.environ | {"PGOPTIONS": f"-csearch_path={SCHEMA}"}
-        if parsed.password:
-            self._env["PGPASSWORD"] = parsed.password
-
-    def psql(self, sql: str) -> str:
-        done = subprocess.run(
-            [*self._psql, "-c", sql], env=self._env, capture_output=True, text=True, check=True
-        )
-        return done.stdout
-
-    def command(self) -> str:
-        return " ".join(self._psql)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return self._env
-
-    def reset(self) -> None:
-        subprocess.run(
-            [*self._psql, "-c", f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA};"],
-            env=self._env | {"PGOPTIONS": ""},
-            capture_output=True,
-            check=True,
-        )
 
 
 def raw_pipeline(encoded: Path, lines: int, pg: Postgres) -> dict[str, float]:
@@ -281,10 +237,6 @@ def _statement_input(account: str, day: date) -> DailyStatementInput:
     )
 
 
-def _settings(address: str) -> Settings:
-    return Settings(_env_file=None, temporal_address=address)
-
-
 def _start_noop_worker(group: ProcessGroup, env: dict[str, str]) -> Child:
     child = group.start("noop-worker", [sys.executable, "-m", "bench.noop_worker"], env)
     wait_until(
@@ -301,7 +253,7 @@ async def memory(
     args: argparse.Namespace, day: date, pg: Postgres, group: ProcessGroup, server: DevServer
 ) -> list[dict[str, Any]]:
     rows = []
-    client = await connect(_settings(server.address))
+    client = await connect(temporal_settings(server.address))
     for lines in args.memory_lines:
         archive, encoded = statement_files(args.workdir, lines, day)
         data_dir = args.workdir / f"memory-data-{lines}"
@@ -409,24 +361,16 @@ async def fanout(
     args: argparse.Namespace, day: date, group: ProcessGroup, server: DevServer
 ) -> list[dict[str, Any]]:
     count = args.fanout_accounts
-    accounts = [f"62220300{n:08d}" for n in range(count)]
-    merchants = {f"M{n:06d}": f"secret-{n:06d}" for n in range(count)}
-    owners = dict(zip(accounts, merchants, strict=True))
-    accounts_file = args.workdir / f"fanout-accounts-{count}.toml"
-    accounts_file.write_text(
-        "".join(
-            f'[[merchant]]\nid = "{m}"\nsecret = "{s}"\nmin_interval_seconds = 1\n\n'
-            for m, s in merchants.items()
-        )
-        + "".join(f'[[account]]\naccount_no = "{a}"\nmerchant = "{m}"\n\n' for a, m in owners.items())
-    )
+    fleet = OneMerchantEach.of(count)
+    accounts = fleet.accounts
+    accounts_file = fleet.write_accounts_file(args.workdir / f"fanout-accounts-{count}.toml", 1)
     plan = StatementPlan(ready_after=2, lines=100)
-    client = await connect(_settings(server.address))
+    client = await connect(temporal_settings(server.address))
     seconds: dict[str, list[float]] = {kind: [] for kind in FANOUT_KINDS}
     peaks: dict[str, float] = dict.fromkeys(FANOUT_KINDS, 0.0)
     with BankSimulator(
-        merchants=merchants,
-        accounts={m: {a} for a, m in owners.items()},
+        merchants=fleet.secrets,
+        accounts=fleet.bank_accounts(),
         min_interval=1.0,
         seed=SEED,
         default_plan=plan,
@@ -499,23 +443,6 @@ async def _fanout_run(
 
 
 # --- report -----------------------------------------------------------------------------------
-
-
-def hardware() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    memory_kb = next(
-        int(line.split()[1])
-        for line in Path("/proc/meminfo").read_text().splitlines()
-        if line.startswith("MemTotal")
-    )
-    return (
-        f"{os.cpu_count()} x {cpu}, {memory_kb / 1024**2:.1f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
-    )
 
 
 def table(rows: Sequence[dict[str, Any]]) -> str:

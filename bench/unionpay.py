@@ -31,7 +31,7 @@ from bankrecon.store.archive import archive_path
 from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import save_statement
 from bankrecon.store.schema import prepare_schema
-from bench.__main__ import Postgres
+from bench.harness import Postgres
 from bench.ingest import _sha256
 
 MER_ID = "802310048993424"
