@@ -35,7 +35,7 @@ from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from bankrecon.store.schema import open_database
 from bankrecon.temporal.client import connect
-from bench.children import ChildrenPeak, status_kb
+from bench.children import ChildrenPeak, settled_rss_mb, status_kb
 from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, hardware, temporal_settings
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
 from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
@@ -281,8 +281,7 @@ async def memory(
             ) | {"ARCHIVE_STORE_URL": args.archive_store}
             print(f"memory: a worker loading a {lines:,}-line statement", file=sys.stderr)
             worker = start_worker(group, env)
-            await asyncio.sleep(1)  # settled after start-up
-            idle = status_kb(worker.pid, "VmRSS") / 1024
+            idle = await settled_rss_mb(worker.pid)
             started = time.perf_counter()
             with ChildrenPeak(worker.pid) as children:
                 result = await client.execute_workflow(

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -16,6 +18,19 @@ def status_kb(pid: int, field: str) -> float:
         if line.startswith(f"{field}:"):
             return float(line.split()[1])
     raise RuntimeError(f"{field} not in /proc/{pid}/status")
+
+
+async def settled_rss_mb(pid: int, within: float = 15.0) -> float:
+    """The process's RSS once it stops growing: a worker that polls its task queue is still
+    starting its runtime's threads and first connections for a few seconds."""
+    reading = status_kb(pid, "VmRSS") / 1024
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1)
+        previous, reading = reading, status_kb(pid, "VmRSS") / 1024
+        if abs(reading - previous) < 0.5:
+            break
+    return reading
 
 
 def cpu_seconds(pid: int) -> float:

@@ -40,7 +40,7 @@ from bankrecon.models import NightlyStatementsInput
 from bankrecon.sources.refbank.simulator.server import BankSimulator, RequestRecord, StatementPlan
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.temporal.client import connect
-from bench.children import cpu_seconds, status_kb
+from bench.children import cpu_seconds, settled_rss_mb, status_kb
 from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, hardware, temporal_settings
 from tests.processes import Child, DevServer, ProcessGroup, free_port, start_worker, worker_env
 from workflows.daily_statement import statement_workflow_id, yesterday_in_china
@@ -382,9 +382,8 @@ async def night(args: argparse.Namespace) -> dict[str, Any]:
         assert server.child is not None
         accounts_file = fleet.write_accounts_file(home / "accounts.toml", args.window)
         workers = start_workers(args, group, server, bank, accounts_file, pg.url, task_queue)
-        await asyncio.sleep(1)  # settled after start-up
         for worker in workers:
-            worker.idle_rss_mb = status_kb(worker.child.pid, "VmRSS") / 1024
+            worker.idle_rss_mb = await settled_rss_mb(worker.child.pid)
         client = await connect(temporal_settings(server.address))
         print(
             f"nightly: {args.accounts:,} accounts, {args.workers} workers, logs in {group.logs}",

@@ -20,11 +20,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+
+# cryptography (some 8 MB of a worker's memory) is imported when a key ring is configured.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
@@ -57,6 +60,8 @@ class KeyRing:
             for entry in line.split("#", 1)[0].split(",")
             if entry.strip()
         ]
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         if not entries:
             raise KeyRingError(f"{source}: no keys (expected KEY_ID:BASE64_KEY, newest first)")
         keys: dict[str, AESGCM] = {}
@@ -118,6 +123,8 @@ class EncryptionCodec(PayloadCodec):
         return [self._decrypt(p) if p.metadata.get("encoding") == ENCODING else p for p in payloads]
 
     def _decrypt(self, payload: Payload) -> Payload:
+        from cryptography.exceptions import InvalidTag
+
         key_id = payload.metadata.get(KEY_ID_METADATA, b"").decode("utf-8", errors="replace")
         key = self._ring.keys.get(key_id)
         if key is None:
