@@ -57,7 +57,8 @@ LONG_POLL_METRIC = "temporal_long_request"
 # bankrecon's: a statement written to the database, not a retry that found it there already.
 PERSISTED_METRIC = "bankrecon_statements_persisted"
 PROGRESS_EVERY = 10.0
-# The nightly run's child starts take about half a second each on a loaded 2-core machine (bench/README.md).
+# With the dev server's SQLite on this machine's disk, each statement's start waited for its syncs:
+# about half a second a statement (bench/README.md).
 MIN_TIMEOUT = 600
 
 
@@ -101,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
         "--workdir",
         type=Path,
         default=ROOT / "bench" / ".work",
-        help="where each run's directory goes: logs, accounts file, server state (default: bench/.work)",
+        help="where each run's directory goes: logs, accounts file, server state (default: bench/.work; "
+        "a directory on tmpfs such as /dev/shm/bankrecon-nightly spares the dev server's SQLite the "
+        "disk's syncs, which limit it to some 2 statements a second)",
     )
     parser.add_argument(
         "--out",
