@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.alipay.signing import SignedAnswer, sign, signature_holds, signed_answer, signing_text
 from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.http import merchant_http_client
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.statements.zipguard import ZIP_ERRORS, InflationGuard, zip_members
 from bankrecon.store.archive import archive_path, staged_file
@@ -71,7 +72,7 @@ class AlipayClient:
         self._request_timeout = request_timeout
         self._max_bill_bytes = max_bill_bytes
         self._clock = clock
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(request_timeout, connect=connect_timeout))
+        self._http = merchant_http_client(connect_timeout=connect_timeout, request_timeout=request_timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
-from bankrecon.sources.http import shared_tls_context
+from bankrecon.sources.http import merchant_http_client
 from bankrecon.sources.refbank.jsonstream import NotJson, read_json
 from bankrecon.store.archive import ArchiveDamaged, Base64Content, keep_archive, staged_file
 
@@ -86,10 +86,8 @@ class BankClient:
         self._secret = secret
         self._request_timeout = request_timeout
         self._max_answer_bytes = max_answer_bytes
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
-            verify=shared_tls_context(),
+        self._http = merchant_http_client(
+            base_url=base_url.rstrip("/"), connect_timeout=connect_timeout, request_timeout=request_timeout
         )
 
     async def aclose(self) -> None:

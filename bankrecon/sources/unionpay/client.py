@@ -24,6 +24,7 @@ import httpx
 
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.http import merchant_http_client
 from bankrecon.sources.unionpay.signing import (
     SIGNATURE_FIELD,
     AnswerCertificates,
@@ -147,7 +148,7 @@ class UnionPayClient:
         self._certificates = certificates
         self._request_timeout = request_timeout
         self._max_file_bytes = max_file_bytes
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(request_timeout, connect=connect_timeout))
+        self._http = merchant_http_client(connect_timeout=connect_timeout, request_timeout=request_timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
-from bankrecon.sources.http import shared_tls_context
+from bankrecon.sources.http import merchant_http_client
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.sources.wechatpay.signing import AnswerVerifier, RequestSigner
 from bankrecon.statements.common import ArchiveLimits, StatementDamaged
@@ -73,9 +73,7 @@ class WeChatPayClient:
         self._public_key_id = public_key_id
         self._request_timeout = request_timeout
         self._max_bill_bytes = max_bill_bytes
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(request_timeout, connect=connect_timeout), verify=shared_tls_context()
-        )
+        self._http = merchant_http_client(connect_timeout=connect_timeout, request_timeout=request_timeout)
 
     async def aclose(self) -> None:
         await self._http.aclose()
