@@ -36,7 +36,7 @@ from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementP
 from bankrecon.store.schema import open_database
 from bankrecon.temporal.client import connect
 from bench.children import ChildrenPeak, settled_rss_mb, status_kb
-from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, hardware, temporal_settings
+from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, temporal_settings, write_report
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
 from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
 
@@ -500,17 +500,7 @@ async def run(args: argparse.Namespace) -> None:
                 rows += await memory(args, day, pg, group, server)
             if "fanout" in only and args.fanout_accounts:
                 rows += await fanout(args, day, group, server)
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": hardware(),
-        "command": " ".join(["./bench/run", *sys.argv[1:]]),
-        "rows": rows,
-        **extra,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['date']}  {report['hardware']}")
-    print(table(rows))
-    print(f"written to {args.out}")
+    write_report(args.out, " ".join(["./bench/run", *sys.argv[1:]]), {"rows": rows, **extra}, table(rows))
 
 
 def main() -> None:

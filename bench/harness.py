@@ -3,11 +3,14 @@ client's settings, and merchants that own one account each."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import make_url
 
@@ -76,6 +79,20 @@ def hardware() -> str:
         f"{os.cpu_count()} x {cpu}, {memory_kb / 1024**2:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
     )
+
+
+def write_report(out: Path, command: str, figures: dict[str, Any], table: str) -> None:
+    """The figures as JSON in ``out``, with when, where and how they were taken; the table printed."""
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": hardware(),
+        "command": command,
+        **figures,
+    }
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['date']}  {report['hardware']}")
+    print(table)
+    print(f"written to {out}")
 
 
 @dataclass(frozen=True)

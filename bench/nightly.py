@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import sys
@@ -41,7 +40,7 @@ from bankrecon.sources.refbank.simulator.server import BankSimulator, RequestRec
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.temporal.client import connect
 from bench.children import cpu_seconds, settled_rss_mb, status_kb
-from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, hardware, temporal_settings
+from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, temporal_settings, write_report
 from tests.processes import Child, DevServer, ProcessGroup, free_port, start_worker, worker_env
 from workflows.daily_statement import statement_workflow_id, yesterday_in_china
 from workflows.nightly_statements import NightlyStatementsWorkflow
@@ -516,16 +515,7 @@ def table(figures: dict[str, Any]) -> str:
 async def run(args: argparse.Namespace) -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     figures = await night(args)
-    report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "hardware": hardware(),
-        "command": " ".join(["python -m bench.nightly", *sys.argv[1:]]),
-        **figures,
-    }
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{report['date']}  {report['hardware']}")
-    print(table(figures))
-    print(f"written to {args.out}")
+    write_report(args.out, " ".join(["python -m bench.nightly", *sys.argv[1:]]), figures, table(figures))
 
 
 def main() -> None:
