@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -276,13 +278,30 @@ archive_chunks = Table(
 )
 
 
+SQLITE_BUSY_SECONDS = 30
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the one writer; several worker processes share the file.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    # WAL lets readers run beside the one writer; several worker processes share the file.
+    _use_write_ahead_log(cursor)
     cursor.close()
+
+
+def _use_write_ahead_log(cursor: Any) -> None:
+    # The mode is kept in the file, so only its first connection changes it. That change needs
+    # the file to itself, and SQLite answers "database is locked" at once, without waiting out
+    # busy_timeout, when processes that start together all try it on a new file: wait here.
+    deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 # A transaction whose client vanished (a killed worker behind a half-open connection) would
