@@ -281,7 +281,7 @@ with engine.connect() as connection:
 """
 
 
-def started_together(said: str, database_url: str, go: Path, count: int) -> list[tuple[int, str]]:
+def started_together(said: str, database_url: str, go: Path, count: int) -> list[tuple[str, int]]:
     """What ``count`` processes said, and their exit codes, each printing ``said`` once ``go`` exists."""
     processes = [
         subprocess.Popen(
