@@ -164,10 +164,19 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, log: 
 class DevServer:
     """``temporal server start-dev`` on a free port, with its state in ``db_file`` across restarts."""
 
-    def __init__(self, group: ProcessGroup, db_file: Path, *, ui_codec_endpoint: str | None = None):
-        """Headless, or with the Web UI on ``ui_port`` when ``ui_codec_endpoint`` is given."""
+    def __init__(
+        self,
+        group: ProcessGroup,
+        db_file: Path,
+        *,
+        ui_codec_endpoint: str | None = None,
+        dynamic_config: dict[str, str] | None = None,
+    ):
+        """Headless, or with the Web UI on ``ui_port`` when ``ui_codec_endpoint`` is given;
+        ``dynamic_config`` overrides the server's settings (``--dynamic-config-value``)."""
         self._group = group
         self._db_file = db_file
+        self._dynamic_config = dynamic_config or {}
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self._ui_codec_endpoint = ui_codec_endpoint
@@ -180,11 +189,13 @@ class DevServer:
             if self.ui_port and self._ui_codec_endpoint
             else ["--headless"]
         )
+        settings = [f"--dynamic-config-value={name}={value}" for name, value in self._dynamic_config.items()]
         self.child = self._group.start(
             "temporal",
             [
                 find_binary("temporal"), "server", "start-dev", "--db-filename", str(self._db_file),
                 "--ip", "127.0.0.1", "--port", str(self.port), *ui, "--log-level", "warn",
+                *settings,
             ],
         )  # fmt: skip
         child = self.child
