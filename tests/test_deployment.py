@@ -56,18 +56,22 @@ def resolved(env: dict[str, str], *args: str) -> dict[str, Any]:
     """docker-compose.yml with every variable substituted and every default applied, as compose runs it."""
     config = compose_config(env, *args)
     assert config.returncode == 0, config.stderr
+    loaded: dict[str, Any] = read_yaml(config.stdout)
+    return loaded
+
+
+def read_yaml(text: str) -> Any:
     interpreter = (
         Path(_docker_compose()).read_text(errors="replace").splitlines()[0].removeprefix("#!").split()
     )
     to_json = subprocess.run(
         [*interpreter, "-c", "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"],
-        input=config.stdout,
+        input=text,
         capture_output=True,
         text=True,
         check=True,
     )
-    loaded: dict[str, Any] = json.loads(to_json.stdout)
-    return loaded
+    return json.loads(to_json.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +133,26 @@ def test_temporal_runs_on_postgresql_with_its_schema_set_up(stack: dict[str, Any
         "POSTGRES_USER": "postgres",
         "POSTGRES_PWD": "...",
         "DEFAULT_NAMESPACE": "default",
+        "DYNAMIC_CONFIG_FILE_PATH": "config/dynamicconfig/bankrecon.yaml",
     }
     assert temporal["environment"]["POSTGRES_PWD"] == stack["postgresql"]["environment"]["POSTGRES_PASSWORD"]
     assert stack["postgresql"]["image"].startswith("postgres:")
+
+
+def test_temporal_hands_a_statements_activities_to_the_worker_that_scheduled_them(
+    stack: dict[str, Any],
+) -> None:
+    """Eager activity dispatch, off in the server by default: without it most persists of several
+    workers land on another host than their decode, and decode the archive again there."""
+    temporal = stack["temporal"]
+    # auto-setup reads the file relative to /etc/temporal.
+    read_by_server = "/etc/temporal/" + temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    [mounted] = [volume for volume in temporal["volumes"] if volume.split(":")[1] == read_by_server]
+    source, _, mode = mounted.split(":")
+    assert mode == "ro"
+    assert read_yaml(Path(source).read_text()) == {
+        "system.enableActivityEagerExecution": [{"value": True, "constraints": {}}]
+    }
 
 
 def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
