@@ -281,6 +281,9 @@ with engine.connect() as connection:
 """
 
 
+JOURNAL_MODE = 'connection.exec_driver_sql("PRAGMA journal_mode").scalar()'
+
+
 def started_together(said: str, database_url: str, go: Path, count: int) -> list[tuple[str, int]]:
     """What ``count`` processes said, and their exit codes, each printing ``said`` once ``go`` exists."""
     processes = [
@@ -318,10 +321,18 @@ def test_processes_opening_a_new_sqlite_file_together_all_open_it_in_wal_mode(tm
     to about one process in fifty that started together (it failed 5 of 30 such rounds)."""
     for round_ in range(6):
         url = f"sqlite:///{tmp_path / f'{round_}.db'}"
-        said = started_together(
-            'connection.exec_driver_sql("PRAGMA journal_mode").scalar()', url, tmp_path / f"go{round_}", 8
-        )
+        said = started_together(JOURNAL_MODE, url, tmp_path / f"go{round_}", 8)
         assert said == [("wal\n", 0)] * 8
+
+
+def test_an_in_memory_sqlite_database_opens_with_its_journal_in_memory() -> None:
+    """It cannot be switched to WAL: asking must not wait for a switch that never comes."""
+    opened = subprocess.run(
+        # Told at once: ROOT exists.
+        [sys.executable, "-c", WHEN_TOLD.format(said=JOURNAL_MODE), "sqlite://", str(ROOT)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (opened.stdout, opened.returncode) == ("ready\nmemory\n", 0), opened.stderr
 
 
 def test_threads_creating_different_databases_at_once_all_succeed(tmp_path: Path) -> None:

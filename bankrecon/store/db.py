@@ -294,10 +294,14 @@ def _use_write_ahead_log(cursor: Any) -> None:
     # The mode is kept in the file, so only its first connection changes it. That change needs
     # the file to itself, and SQLite answers "database is locked" at once, without waiting out
     # busy_timeout, when processes that start together all try it on a new file: wait here.
+    # (An in-memory database answers "memory", and keeps it.)
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
     deadline = time.monotonic() + SQLITE_BUSY_SECONDS
-    while cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+    while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
+            return
         except sqlite3.OperationalError as error:
             if "locked" not in str(error) or time.monotonic() > deadline:
                 raise
