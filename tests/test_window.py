@@ -166,13 +166,13 @@ def test_a_merchants_pace_is_its_window_and_the_margin_past_its_opening() -> Non
     assert merchant_pace(timedelta(seconds=1)) == timedelta(seconds=1.05)  # 50 ms at least
 
 
-def _statement(name: str) -> RequestOrigin:
+def _statement(name: str, run: str = "run-1") -> RequestOrigin:
     return RequestOrigin(
         merchant_id="M1",
         account_no="6222020000000001",
         bill_date=date(2026, 11, 24),
         workflow_id=f"statement-{name}",
-        run_id="run-1",
+        run_id=run,
         activity_attempt=1,
     )
 
@@ -223,6 +223,38 @@ def test_a_statement_that_stopped_asking_is_forgotten_after_two_windows(window: 
     assert window.try_claim(_statement("stuck"), opening) == Wait(timedelta(0), ahead=1)
     forgotten = T0 + timedelta(seconds=2) + 2 * INTERVAL + timedelta(minutes=1, seconds=1)
     assert isinstance(window.try_claim(_statement("stuck"), forgotten), Claim)
+
+
+def test_a_statement_continued_as_a_new_run_keeps_its_place_and_its_earlier_run_holds_up_no_one(
+    window: WindowAtSetTimes,
+) -> None:
+    first = window.try_claim(_statement("other"), T0)
+    assert isinstance(first, Claim)
+    window.release("M1", first, T0 + timedelta(seconds=1), "9999")
+    opening = T0 + timedelta(seconds=1) + INTERVAL
+    assert window.try_claim(_statement("long"), T0 + timedelta(seconds=2)) == Wait(
+        INTERVAL - timedelta(seconds=1), 0
+    )
+    assert window.try_claim(_statement("other"), T0 + timedelta(seconds=3)) == Wait(
+        INTERVAL - timedelta(seconds=2), 1
+    )
+    # "long" grew its history long and continued as a new run, which asks a little later.
+    assert window.try_claim(_statement("other"), opening) == Wait(timedelta(0), ahead=1)
+    turn = window.try_claim(_statement("long", run="run-2"), opening + timedelta(seconds=1))
+    assert isinstance(turn, Claim)
+    window.release("M1", turn, opening + timedelta(seconds=2), "9999")
+    # The earlier run's place went with the turn: "other" is next, not two windows later.
+    assert isinstance(window.try_claim(_statement("other"), opening + timedelta(seconds=2) + INTERVAL), Claim)
+
+
+def test_a_statement_continued_as_a_new_run_is_one_statement_asking(
+    window: WindowAtSetTimes, engine: Engine
+) -> None:
+    first = window.try_claim(_statement("long"), T0)
+    assert isinstance(first, Claim)
+    window.release("M1", first, T0 + timedelta(seconds=1), "9999")
+    assert isinstance(window.try_claim(_statement("long", run="run-2"), T0 + timedelta(seconds=2)), Wait)
+    assert statements_asking(engine, "M1", INTERVAL, T0 + timedelta(seconds=3)) == 1
 
 
 def test_a_cancelled_statement_leaves_the_queue_at_once(window: WindowAtSetTimes, engine: Engine) -> None:

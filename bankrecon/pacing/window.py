@@ -27,6 +27,10 @@ window after its request, the moment the window opens, while the waiting ones co
 margin later. A date the bank never gets ready would then keep the merchant's other
 dates from the bank for good. A row whose statement stopped asking (terminated, or its
 worker gone for long) is forgotten after two windows.
+
+A place is the statement's, not its workflow run's: Temporal runs one workflow of an id at a
+time, so a later run of the id (continued as new when its history grew long, or started again
+after a termination) takes over the place of the earlier, which asks no more.
 """
 
 from __future__ import annotations
@@ -75,21 +79,21 @@ def statements_asking(engine: Engine, merchant_id: str, min_interval: timedelta,
     latest = (
         select(func.max(bank_requests.c.id))
         .where(bank_requests.c.merchant_id == merchant_id, bank_requests.c.sent_at >= since)
-        .group_by(bank_requests.c.workflow_id, bank_requests.c.run_id)
+        .group_by(bank_requests.c.workflow_id)
     )
     with engine.connect() as conn:
         waiting = conn.execute(
-            select(bank_window_queue.c.workflow_id, bank_window_queue.c.run_id).where(
+            select(bank_window_queue.c.workflow_id).where(
                 bank_window_queue.c.merchant_id == merchant_id, bank_window_queue.c.seen_at >= since
             )
-        ).all()
+        ).scalars()
         asking_again = conn.execute(
-            select(bank_requests.c.workflow_id, bank_requests.c.run_id).where(
+            select(bank_requests.c.workflow_id).where(
                 bank_requests.c.id.in_(latest),
                 or_(bank_requests.c.outcome.is_(None), bank_requests.c.outcome.not_in(_FINAL_OUTCOMES)),
             )
-        ).all()
-    return len({tuple(row) for row in waiting} | {tuple(row) for row in asking_again})
+        ).scalars()
+        return len(set(waiting) | set(asking_again))
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class MerchantWindow:
                     bank_window_queue.c.seen_at < now - self._forget_after,
                 )
             )
-            since = conn.execute(select(bank_window_queue.c.waiting_since).where(queued)).scalar_one_or_none()
+            since = conn.execute(select(func.min(bank_window_queue.c.waiting_since)).where(queued)).scalar()
             ahead = conn.execute(
                 select(func.count())
                 .select_from(bank_window_queue)
@@ -199,18 +203,19 @@ class MerchantWindow:
                     )
                 )
                 return Claim(request_id=request_id, sent_at=now)
-            if since is None:
+            this_run = and_(queued, bank_window_queue.c.run_id == origin.run_id)
+            if conn.execute(update(bank_window_queue).where(this_run).values(seen_at=now)).rowcount == 0:
+                # New in the queue, or an earlier run of the statement held its place.
+                conn.execute(delete(bank_window_queue).where(queued))
                 conn.execute(
                     insert(bank_window_queue).values(
                         merchant_id=origin.merchant_id,
                         workflow_id=origin.workflow_id,
                         run_id=origin.run_id,
-                        waiting_since=now,
+                        waiting_since=since or now,
                         seen_at=now,
                     )
                 )
-            else:
-                conn.execute(update(bank_window_queue).where(queued).values(seen_at=now))
         wait = opens_at - now  # not positive when open: another statement's turn comes first
         if holder is not None:
             # In flight: it may end any moment, and the window then opens one interval later.
@@ -250,11 +255,10 @@ class MerchantWindow:
 
 
 def _queued(origin: RequestOrigin) -> ColumnElement[bool]:
-    """The queue row of the statement (workflow run) that ``origin`` sends for."""
+    """The queue place of the statement (workflow id, whichever run) that ``origin`` sends for."""
     return and_(
         bank_window_queue.c.merchant_id == origin.merchant_id,
         bank_window_queue.c.workflow_id == origin.workflow_id,
-        bank_window_queue.c.run_id == origin.run_id,
     )
 
 
