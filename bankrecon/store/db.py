@@ -330,7 +330,7 @@ def make_engine(url: str) -> Engine:
     # hide_parameters: a database error's message would otherwise quote the rows being
     # written, and that message becomes an activity failure stored in Temporal's history.
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, hide_parameters=True)
         event.listen(engine, "connect", _configure_sqlite)
         return engine
     parsed = make_url(url)
