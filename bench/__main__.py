@@ -31,17 +31,24 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import BankSimulator, StatementPlan
 from bankrecon.store.schema import open_database
 from bankrecon.temporal.client import connect
 from bench.children import ChildrenPeak, settled_rss_mb, status_kb
-from bench.harness import ROOT, TEST_POSTGRES, OneMerchantEach, Postgres, temporal_settings, write_report
+from bench.harness import (
+    ACCOUNT,
+    ROOT,
+    SEED,
+    TEST_POSTGRES,
+    OneMerchantEach,
+    Postgres,
+    statement_files,
+    temporal_settings,
+    write_report,
+)
 from tests.processes import WORKER_READY, Child, DevServer, ProcessGroup, start_worker, wait_until, worker_env
 from workflows.daily_statement import DailyStatementWorkflow, yesterday_in_china
 
-ACCOUNT = "6222020000000001"
-SEED = 20261124
 RAW_TABLE = """
 DROP TABLE IF EXISTS bench_raw;
 CREATE TABLE bench_raw (
@@ -106,25 +113,6 @@ def _parser() -> argparse.ArgumentParser:
         default=TEST_POSTGRES,
     )
     return parser
-
-
-# --- statements -------------------------------------------------------------------------------
-
-
-def statement_files(workdir: Path, lines: int, day: date) -> tuple[Path, Path]:
-    """The seeded statement's zip and its base64 (MIME-wrapped, as banks send it), made once."""
-    target = workdir / "statements"
-    target.mkdir(parents=True, exist_ok=True)
-    archive = target / f"{ACCOUNT}_{day:%Y%m%d}_{lines}.zip"
-    encoded = archive.with_suffix(".b64")
-    if not encoded.exists():
-        print(f"generating a {lines:,}-line statement (seed {SEED})", file=sys.stderr)
-        statement = generate_statement(ACCOUNT, day, seed=SEED, lines=lines)
-        with archive.open("wb") as out:
-            statement.write_zip(out)
-        with archive.open("rb") as source, encoded.open("wb") as out:
-            subprocess.run(["base64", "-w", "76"], stdin=source, stdout=out, check=True)
-    return archive, encoded
 
 
 # --- ingest -----------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ on another host is ``bench.nightly``'s "persists that decoded again".
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
 import statistics
 import sys
@@ -22,22 +21,28 @@ from pathlib import Path
 
 from bankrecon.models import ArchiveRef, StatementKey
 from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.statements.common import ArchiveLimits
 from bankrecon.store.archive import archive_path
 from bankrecon.store.archives import DatabaseArchiveStore
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import upgrade_schema
-from bench.harness import ROOT, TEST_POSTGRES, Postgres, write_report
+from bench.harness import ACCOUNT, ROOT, TEST_POSTGRES, Postgres, statement_files, write_report
+from bench.ingest import _sha256
 
 SCHEMA = "bench_handoff"
-KEY = StatementKey(account_no="6222020000000001", bill_date=date(2026, 12, 1))
+KEY = StatementKey(account_no=ACCOUNT, bill_date=date(2026, 12, 1))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.handoff", description=__doc__.split("\n\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000, help="statement lines (default: 1000000)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each, the median reported (default: 3)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=ROOT / "bench" / ".work",
+        help="where the seeded statement is made once and kept, as ./bench/run does (default: bench/.work)",
+    )
     parser.add_argument(
         "--out",
         type=Path,
@@ -69,15 +74,12 @@ def main() -> None:
     puts: list[float] = []
     gets: list[float] = []
     try:
-        print(f"generating a {args.lines:,}-line statement", file=sys.stderr)
-        zipped = work / "statement.zip"
-        with zipped.open("wb") as out:
-            generate_statement(KEY.account_no, KEY.bill_date, seed=20261124, lines=args.lines).write_zip(out)
-        sha256 = hashlib.sha256(zipped.read_bytes()).hexdigest()
+        zipped, _ = statement_files(args.workdir, args.lines, KEY.bill_date)
+        sha256 = _sha256(zipped)
         archive = ArchiveRef(sha256=sha256, size=zipped.stat().st_size, file_name=zipped.name)
         kept = archive_path(decoding_host, sha256)
         kept.parent.mkdir(parents=True)
-        shutil.move(zipped, kept)
+        shutil.copy(zipped, kept)
         for _ in range(args.runs):
             started = time.perf_counter()
             decoded = decode_archive(decoding_host, KEY, archive, ArchiveLimits())
@@ -85,7 +87,7 @@ def main() -> None:
             records = decoding_host / decoded.records_file
             records_size = records.stat().st_size
             # The store keeps files by their SHA-256, as it keeps archives.
-            records_sha256 = hashlib.sha256(records.read_bytes()).hexdigest()
+            records_sha256 = _sha256(records)
             records.rename(archive_path(decoding_host, records_sha256))
             started = time.perf_counter()
             store.put(decoding_host, records_sha256)

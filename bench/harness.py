@@ -1,5 +1,5 @@
 """What the benchmarks share: the machine's description, a PostgreSQL schema of their own, the
-client's settings, and merchants that own one account each."""
+client's settings, merchants that own one account each, and the seeded statement of the bank."""
 
 from __future__ import annotations
 
@@ -7,18 +7,23 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import make_url
 
 from bankrecon.config import Settings
+from bankrecon.sources.refbank.simulator.generator import generate_statement
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_POSTGRES = os.environ.get("BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 SCHEMA = "bench"
+# The reference bank's statement the benchmarks load, the same for a given size and day.
+ACCOUNT = "6222020000000001"
+SEED = 20261124
 
 
 class Postgres:
@@ -135,3 +140,19 @@ class OneMerchantEach:
             )
         )
         return path
+
+
+def statement_files(workdir: Path, lines: int, day: date) -> tuple[Path, Path]:
+    """The seeded statement's zip and its base64 (MIME-wrapped, as banks send it), made once."""
+    target = workdir / "statements"
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / f"{ACCOUNT}_{day:%Y%m%d}_{lines}.zip"
+    encoded = archive.with_suffix(".b64")
+    if not encoded.exists():
+        print(f"generating a {lines:,}-line statement (seed {SEED})", file=sys.stderr)
+        statement = generate_statement(ACCOUNT, day, seed=SEED, lines=lines)
+        with archive.open("wb") as out:
+            statement.write_zip(out)
+        with archive.open("rb") as source, encoded.open("wb") as out:
+            subprocess.run(["base64", "-w", "76"], stdin=source, stdout=out, check=True)
+    return archive, encoded
