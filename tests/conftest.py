@@ -27,6 +27,15 @@ except ModuleNotFoundError:
 else:
     from tests.temporal_fixtures import collect, dev_env, time_skipping_env  # noqa: F401
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regenerate-golden",
+        action="store_true",
+        help="write tests/golden/ anew from what the real files of ../shared/corpus/ store (review the diff)",
+    )
+
+
 POSTGRES_URL = os.environ.get("BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
