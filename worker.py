@@ -25,9 +25,9 @@ from activities.retention import RetentionActivities
 from activities.statements import StatementActivities
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings, settings_error
-from bankrecon.ops.logs import configure_logging
 from bankrecon.store.db import DatabaseUnusable, database_location
 from bankrecon.store.schema import SchemaError
+from bankrecon.telemetry.logs import configure_logging
 from bankrecon.temporal.client import TemporalConnectionError, connect, key_ring
 from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import SearchAttributesMissing, register_search_attributes

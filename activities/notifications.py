@@ -9,8 +9,8 @@ from temporalio import activity
 
 from bankrecon.config import Settings
 from bankrecon.models import OperatorNotice
-from bankrecon.ops.logs import statement_fields
 from bankrecon.recon.models import ReconciliationNotice
+from bankrecon.telemetry.logs import statement_fields
 
 log = logging.getLogger("bankrecon.alerts")
 

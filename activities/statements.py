@@ -30,8 +30,6 @@ from bankrecon.models import (
     StatementFailure,
     StatementKey,
 )
-from bankrecon.ops import metrics
-from bankrecon.ops.logs import statement_fields
 from bankrecon.pacing.window import (
     MerchantWindow,
     RequestOrigin,
@@ -51,6 +49,8 @@ from bankrecon.store.persistence import discard_records, is_stored, save_stateme
 from bankrecon.store.quarantine import quarantine_archive
 from bankrecon.store.retention import RetentionPolicy, sweep_data_dir
 from bankrecon.store.schema import open_database
+from bankrecon.telemetry import metrics
+from bankrecon.telemetry.logs import statement_fields
 
 log = logging.getLogger(__name__)
 

@@ -29,12 +29,22 @@ DOMAIN_TESTS = [
 ]
 
 
-def _domain_modules() -> list[Path]:
+def _modules_of(entries: list[str]) -> list[Path]:
     files: list[Path] = []
-    for entry in DOMAIN:
-        path = ROOT / "bankrecon" / entry
+    for entry in entries:
+        path = ROOT / entry
         files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
     return files
+
+
+def _reaching(path: Path, tops: tuple[str, ...]) -> list[str]:
+    return sorted(
+        name for name in _imports(path) if any(name == top or name.startswith(f"{top}.") for top in tops)
+    )
+
+
+def _domain_modules() -> list[Path]:
+    return _modules_of([f"bankrecon/{entry}" for entry in DOMAIN])
 
 
 def _imports(path: Path) -> set[str]:
@@ -49,12 +59,33 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", _domain_modules(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_domain_imports_nothing_above_it(path: Path) -> None:
-    above = sorted(
-        name
-        for name in _imports(path)
-        if any(name == top or name.startswith(f"{top}.") for top in ABOVE_THE_DOMAIN)
-    )
-    assert above == []
+    assert _reaching(path, ABOVE_THE_DOMAIN) == []
+
+
+# Within the domain: the statements' forms and the store serve every source kind and the
+# reconciliation, so they import neither.
+BENEATH_THE_SOURCES = ["bankrecon/statements", "bankrecon/store", "bankrecon/pacing"]
+
+
+@pytest.mark.parametrize("path", _modules_of(BENEATH_THE_SOURCES), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_store_and_the_statements_import_no_source_kind(path: Path) -> None:
+    assert _reaching(path, ("bankrecon.sources", "bankrecon.recon")) == []
+
+
+# Above the domain, each layer imports only the layers below it: the operator's tools
+# (bankrecon.ops) are the top, and nothing beneath them reaches up to them.
+BENEATH_THE_TOOLS = ["workflows", "activities", "bankrecon/temporal", "bankrecon/telemetry", "worker.py"]
+ABOVE_TELEMETRY = ("workflows", "activities", "worker", "bankrecon.temporal", "bankrecon.ops")
+
+
+@pytest.mark.parametrize("path", _modules_of(BENEATH_THE_TOOLS), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_beneath_the_tools_imports_them(path: Path) -> None:
+    assert _reaching(path, ("bankrecon.ops",)) == []
+
+
+@pytest.mark.parametrize("path", _modules_of(["bankrecon/telemetry"]), ids=lambda p: str(p.relative_to(ROOT)))
+def test_telemetry_imports_no_layer_that_uses_it(path: Path) -> None:
+    assert _reaching(path, ABOVE_TELEMETRY) == []
 
 
 def _without_temporal(*tests: str) -> subprocess.CompletedProcess[str]:

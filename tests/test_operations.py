@@ -20,7 +20,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput, DailyStatementResult
-from bankrecon.ops.metrics import LATENESS_BUCKETS, lateness
 from bankrecon.sources.refbank.simulator.server import (
     DEMO_MERCHANT_ID,
     DEMO_MERCHANT_SECRET,
@@ -28,6 +27,7 @@ from bankrecon.sources.refbank.simulator.server import (
     StatementPlan,
 )
 from bankrecon.statements.common import CHINA_STANDARD_TIME
+from bankrecon.telemetry.metrics import LATENESS_BUCKETS, lateness
 from tests.harness import ACCOUNT, BILL_DATE, fails_with, stored_rows
 from tests.processes import ProcessGroup, free_port, log_tail, start_worker, worker_env
 from tests.test_damaged import _broken_line

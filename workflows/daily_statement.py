@@ -40,8 +40,8 @@ with workflow.unsafe.imports_passed_through():
         StatementProgress,
         StatementTotals,
     )
-    from bankrecon.ops.logs import statement_fields
     from bankrecon.statements.common import CHINA_STANDARD_TIME
+    from bankrecon.telemetry.logs import statement_fields
     from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE, STATEMENT_LATE, STATEMENT_PHASE
 
 # The workflow.patched id of the status shown while waiting after a damaged download.

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, Engine, Row, delete, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from bankrecon.models import PersistRequest, PersistResult, StatementKey
-from bankrecon.sources.refbank.records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
 from bankrecon.statements.canonical import CANONICAL_COLUMNS, CANONICAL_COPY_OPTIONS, CanonicalRecords
+from bankrecon.statements.detail_records import COPY_OPTIONS, RECORD_COLUMNS, StatementRecords
 from bankrecon.store.db import rows_of, statements, transactions
 
 log = logging.getLogger(__name__)

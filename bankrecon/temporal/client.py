@@ -21,7 +21,7 @@ from temporalio.runtime import (
 from temporalio.service import TLSConfig
 
 from bankrecon.config import Settings
-from bankrecon.ops.metrics import HISTOGRAM_BUCKETS
+from bankrecon.telemetry.metrics import HISTOGRAM_BUCKETS
 from bankrecon.temporal.codec import EncryptionCodec, KeyRing, load_key_ring
 
 CORE_LOGGER = logging.getLogger("temporalio.core")

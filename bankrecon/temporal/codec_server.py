@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from temporalio.api.common.v1 import Payloads
 
 from bankrecon.config import Settings
-from bankrecon.ops.logs import configure_logging
+from bankrecon.telemetry.logs import configure_logging
 from bankrecon.temporal.client import key_ring
 from bankrecon.temporal.codec import EncryptionCodec, KeyRing, KeyRingError, PayloadDecryptionError
 
