@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import save_statement
 from bankrecon.store.schema import prepare_schema
 from bench.harness import ROOT, Postgres, write_report
-from bench.ingest import _sha256
+from bench.ingest import _sha256, ingest_figures
 
 DAY = date(2026, 11, 24)
 UNIONPAY_MER_ID = "802310048993424"
@@ -321,13 +320,7 @@ def ingest_once(channel: Channel, path: Path, database_url: str, data_dir: Path)
     )
     finished = time.perf_counter()
     engine.dispose()
-    return {
-        "seconds": finished - started,
-        "decode_seconds": decoded_at - started,
-        "persist_seconds": finished - decoded_at,
-        "rows": stored.transaction_count,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+    return ingest_figures(started, decoded_at, finished, stored.transaction_count)
 
 
 def bankrecon_ingest(channel: Channel, path: Path, rows: int, pg: Postgres, workdir: Path) -> dict[str, Any]:

@@ -35,6 +35,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def ingest_figures(started: float, decoded_at: float, finished: float, rows: int) -> dict[str, float]:
+    """One ingest's seconds (whole, decode, persist), its rows and this process's peak RSS."""
+    return {
+        "seconds": finished - started,
+        "decode_seconds": decoded_at - started,
+        "persist_seconds": finished - decoded_at,
+        "rows": rows,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -> dict[str, float]:
     sha256 = _sha256(source)
     target = archive_path(data_dir, sha256)
@@ -63,11 +74,7 @@ def ingest(source: Path, database_url: str, data_dir: Path, key: StatementKey) -
     finished = time.perf_counter()
     engine.dispose()
     return {
-        "seconds": finished - started,
-        "decode_seconds": decoded_at - started,
-        "persist_seconds": finished - decoded_at,
-        "rows": result.transaction_count,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **ingest_figures(started, decoded_at, finished, result.transaction_count),
         # The largest of the processes that validated a share of the blocks, if any did.
         "validation_processes": len(validation.seen),
         "validation_process_peak_rss_mb": validation.mb,
