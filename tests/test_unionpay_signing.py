@@ -22,7 +22,7 @@ from bankrecon.sources.unionpay.signing import (
     sign_fields,
     signing_text,
 )
-from bankrecon.sources.unionpay.simulator.pki import make_pki
+from bankrecon.sources.unionpay.simulator.pki import Pki, make_pki
 from tests.unionpay_setup import DEFAULTS, MER_ID, PASSWORD, PASSWORD_ENV, Keys, make_keys, merchant_entry
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command line")
@@ -111,26 +111,38 @@ def test_a_signature_openssl_made_verifies_here_and_a_changed_field_does_not(
     assert not digest_signature_holds(public_key, digest_hex([signing_text(changed).encode()]), theirs)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def sha256_pki() -> Pki:
+    return make_pki(signature_hash="sha256")
+
+
+@pytest.mark.parametrize("chain_hash", ["sha1", "sha256"])
 @pytest.mark.parametrize("who", ["unionpay", "merchant", "middle", "impostor"])
-def test_the_chain_check_agrees_with_openssl_verify(keys: Keys, tmp_path: Path, who: str) -> None:
-    pki = keys.pki
+def test_the_chain_check_agrees_with_openssl_verify(
+    keys: Keys, sha256_pki: Pki, tmp_path: Path, who: str, chain_hash: str
+) -> None:
+    # The default PKI is signed SHA-1 throughout, as UnionPay's production chain is.
+    pki = keys.pki if chain_hash == "sha1" else sha256_pki
+    assert pki.unionpay.certificate.signature_algorithm_oid._name == f"{chain_hash}WithRSAEncryption"
     leaf = {
         "unionpay": pki.unionpay,
         "merchant": pki.merchant,
         "middle": pki.middle,
-        "impostor": make_pki().unionpay,
+        "impostor": make_pki(signature_hash="sha256").unionpay,
     }[who]
-    leaf_file = tmp_path / "leaf.pem"
-    leaf_file.write_text(leaf.pem)
+    files = {name: tmp_path / f"{name}.pem" for name in ("root", "middle", "leaf")}
+    files["root"].write_text(pki.root.pem)
+    files["middle"].write_text(pki.middle.pem)
+    files["leaf"].write_text(leaf.pem)
     verified = subprocess.run(
         [
             "openssl",
             "verify",
             "-CAfile",
-            str(keys.files.root),
+            str(files["root"]),
             "-untrusted",
-            str(keys.files.middle),
-            str(leaf_file),
+            str(files["middle"]),
+            str(files["leaf"]),
         ],
         capture_output=True,
     )

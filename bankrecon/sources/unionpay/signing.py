@@ -5,9 +5,9 @@ Both sides sign the same way: every field but ``signature``, sorted by key and j
 hex; that hex text signed SHA256withRSA (PKCS#1 v1.5); base64. The merchant signs with the
 key of its PFX and names the certificate by ``certId``, its serial in decimal. An answer
 carries the certificate that signed it (``signPubKeyCert``), which is believed only when it
-is valid today, chains to the configured root through the configured middle certificate,
-and is UnionPay's own (the third ``@`` part of its CN is 中国银联股份有限公司, as the official
-SDKs check).
+is valid today, chains to the configured root through the configured middle certificate
+(signed SHA-1 or SHA-2: see CHAIN_HASHES), and is UnionPay's own (the third ``@`` part of its
+CN is 中国银联股份有限公司, as the official SDKs check).
 """
 
 from __future__ import annotations
@@ -24,16 +24,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA1, SHA256, SHA384, SHA512, HashAlgorithm
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
 
 SIGNATURE_FIELD = "signature"
 UNIONPAY_OWNER = "中国银联股份有限公司"
@@ -125,6 +118,41 @@ def owner(certificate: x509.Certificate) -> str:
     return parts[2] if len(parts) > 2 else ""
 
 
+# The hashes a certificate of the chain may be signed with. UnionPay's production root (CFCA's)
+# and its signing certificates of recent years are signed sha1WithRSA, which the web PKI's
+# verifiers refuse; here the chain is believed because it ends at the root certificate the
+# operator configured, not because of SHA-1's strength, and the answer's own signature stays
+# SHA-256 (digest_signature_holds).
+CHAIN_HASHES: tuple[type[HashAlgorithm], ...] = (SHA1, SHA256, SHA384, SHA512)
+
+
+def issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer`` names and signs ``certificate``, RSA PKCS#1 v1.5 with a hash of CHAIN_HASHES."""
+    algorithm = certificate.signature_hash_algorithm
+    key = issuer.public_key()
+    if certificate.issuer != issuer.subject or not isinstance(key, RSAPublicKey):
+        return False
+    if not isinstance(algorithm, CHAIN_HASHES):
+        return False
+    try:
+        key.verify(certificate.signature, certificate.tbs_certificate_bytes, PKCS1v15(), algorithm)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _is_ca(certificate: x509.Certificate) -> bool:
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return constraints.ca
+    return constraints.ca and usage.key_cert_sign
+
+
 @dataclass(frozen=True)
 class AnswerCertificates:
     """Decides whether the certificate an answer carries is UnionPay's signing certificate."""
@@ -138,33 +166,26 @@ class AnswerCertificates:
             certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
         except (ValueError, UnicodeEncodeError):
             return "the answer's signPubKeyCert is not a PEM certificate"
-        # UnionPay's certificates are no web PKI: no name or usage to match, only the chain,
-        # its signatures, its CA flags and each certificate's validity dates.
-        verifier = (
-            PolicyBuilder()
-            .store(Store([self.root]))
-            .time(now or datetime.now(UTC))
-            .max_chain_depth(1)
-            .extension_policies(
-                ca_policy=ExtensionPolicy.permit_all().require_present(
-                    x509.BasicConstraints, Criticality.AGNOSTIC, None
-                ),
-                ee_policy=ExtensionPolicy.permit_all(),
-            )
-            .build_client_verifier()
-        )
-        try:
-            chain = verifier.verify(certificate, [self.middle]).chain
-        except VerificationError as exc:
-            return (
-                "the answer's signPubKeyCert does not chain to root_cert_file "
-                f"through middle_cert_file ({exc})"
-            )
-        if len(chain) != 3 or chain[1] != self.middle:
+        # UnionPay's certificates are no web PKI: no name or usage to match, only the chain of
+        # exactly three, its signatures, its CA flags and each certificate's validity dates.
+        if not issued_by(certificate, self.middle):
             return "the answer's signPubKeyCert is not issued by middle_cert_file"
+        if not issued_by(self.middle, self.root):
+            return "middle_cert_file is not issued by root_cert_file"
+        if not (_is_ca(self.middle) and _is_ca(self.root)):
+            return "root_cert_file and middle_cert_file are not both CA certificates"
+        at = now or datetime.now(UTC)
+        for held, name in (
+            (certificate, "the answer's signPubKeyCert"),
+            (self.middle, "middle_cert_file"),
+            (self.root, "root_cert_file"),
+        ):
+            if not held.not_valid_before_utc <= at <= held.not_valid_after_utc:
+                since, until = held.not_valid_before_utc, held.not_valid_after_utc
+                return f"{name} is not valid on {at:%Y-%m-%d} (valid {since:%Y-%m-%d} to {until:%Y-%m-%d})"
         if owner(certificate) != UNIONPAY_OWNER:
             return f"the answer's signPubKeyCert is not UnionPay's (its CN does not name {UNIONPAY_OWNER})"
         key = certificate.public_key()
-        if not isinstance(key, RSAPublicKey):
-            return "the answer's signPubKeyCert holds no RSA key"
+        if not isinstance(key, RSAPublicKey) or key.key_size < _MIN_KEY_BITS:
+            return f"the answer's signPubKeyCert holds no RSA key of at least {_MIN_KEY_BITS} bits"
         return key

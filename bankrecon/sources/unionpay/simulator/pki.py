@@ -1,6 +1,8 @@
 """A made-up UnionPay PKI for the simulator and tests: root, middle, UnionPay's and a merchant's certificate.
 
-Everything is generated at run time; nothing here is, or is copied from, a real key.
+Everything is generated at run time; nothing here is, or is copied from, a real key. By default
+every certificate is signed sha1WithRSA, as UnionPay's production root (CFCA's) and its signing
+certificates of recent years are; ``signature_hash="sha256"`` makes the newer kind.
 """
 
 from __future__ import annotations
@@ -8,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
@@ -19,6 +23,11 @@ from cryptography.x509.oid import NameOID
 from bankrecon.sources.unionpay.signing import UNIONPAY_OWNER
 
 UNIONPAY_SIGNING_CN = f"041@Z12@{UNIONPAY_OWNER}@00000001"
+SignatureHash = Literal["sha1", "sha256"]
+# The DER of the AlgorithmIdentifier OIDs sha256WithRSAEncryption and sha1WithRSAEncryption:
+# the same length, so one can stand in for the other without changing any length in the DER.
+_SHA256_WITH_RSA = bytes.fromhex("06092a864886f70d01010b")
+_SHA1_WITH_RSA = bytes.fromhex("06092a864886f70d010105")
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,7 @@ def issue(
     not_before: datetime | None = None,
     not_after: datetime | None = None,
     serial: int | None = None,
+    signature_hash: SignatureHash = "sha1",
 ) -> Issued:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name(
@@ -119,15 +129,36 @@ def issue(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False
         )
-    return Issued(key, builder.sign(signer, hashes.SHA256()))
+    certificate = builder.sign(signer, hashes.SHA256())
+    if signature_hash == "sha1":
+        certificate = _signed_sha1(certificate, signer)
+    return Issued(key, certificate)
 
 
-def make_pki(merchant_serial: int = 69_026_300_001) -> Pki:
-    root = issue("Simulated UnionPay Root", None, ca=True)
-    middle = issue("Simulated UnionPay Middle", root, ca=True)
+def _signed_sha1(certificate: x509.Certificate, signer: RSAPrivateKey) -> x509.Certificate:
+    """The certificate signed sha1WithRSA instead, which cryptography's builder no longer makes."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    tbs = certificate.tbs_certificate_bytes
+    head, tail = der.split(tbs)
+    sha1_tbs = tbs.replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA)
+    signature = signer.sign(sha1_tbs, PKCS1v15(), hashes.SHA1())
+    # The certificate ends with its signature algorithm and the signature, as long as before.
+    tail = tail.replace(_SHA256_WITH_RSA, _SHA1_WITH_RSA)[: -len(signature)] + signature
+    return x509.load_der_x509_certificate(head + sha1_tbs + tail)
+
+
+def make_pki(merchant_serial: int = 69_026_300_001, signature_hash: SignatureHash = "sha1") -> Pki:
+    root = issue("Simulated UnionPay Root", None, ca=True, signature_hash=signature_hash)
+    middle = issue("Simulated UnionPay Middle", root, ca=True, signature_hash=signature_hash)
     return Pki(
         root=root,
         middle=middle,
-        unionpay=issue(UNIONPAY_SIGNING_CN, middle, ca=False),
-        merchant=issue("041@Z12@802310048993424@00000002", middle, ca=False, serial=merchant_serial),
+        unionpay=issue(UNIONPAY_SIGNING_CN, middle, ca=False, signature_hash=signature_hash),
+        merchant=issue(
+            "041@Z12@802310048993424@00000002",
+            middle,
+            ca=False,
+            serial=merchant_serial,
+            signature_hash=signature_hash,
+        ),
     )
