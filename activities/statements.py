@@ -39,7 +39,14 @@ from bankrecon.pacing.window import (
     opening_margin,
     requests_sent,
 )
-from bankrecon.sources.base import Answer, Outcome, SourceUnavailable, StatementClient, earliest_request
+from bankrecon.sources.base import (
+    Answer,
+    AnswerNotBelieved,
+    Outcome,
+    SourceUnavailable,
+    StatementClient,
+    earliest_request,
+)
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.store import cancellations, failures
 from bankrecon.store.archive import sweep_staged_files
@@ -58,6 +65,8 @@ log = logging.getLogger(__name__)
 BANK_REJECTED = "BankRejected"
 ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"
 STATEMENT_DAMAGED = "StatementDamaged"
+# The workflow asks again after the interval, and gives up after max_unbelieved_answers in a row.
+ANSWER_NOT_BELIEVED = "AnswerNotBelieved"
 STATEMENT_REFUSED = "StatementRefused"
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
@@ -250,8 +259,12 @@ class StatementActivities:
         except SourceUnavailable as exc:
             outcome = str(exc)
             metrics.fetch_attempted(merchant_id, None)
-            await self._report(None, f"{kind.label} unavailable: {exc}")
-            raise ApplicationError(f"{kind.label} unavailable: {exc}", type="BankUnavailable") from None
+            unbelieved = isinstance(exc, AnswerNotBelieved)
+            message = f"{kind.label}{'' if unbelieved else ' unavailable'}: {exc}"
+            await self._report(None, message)
+            if unbelieved:
+                raise ApplicationError(message, type=ANSWER_NOT_BELIEVED, non_retryable=True) from None
+            raise ApplicationError(message, type="BankUnavailable") from None
         finally:
             await asyncio.to_thread(link.window.release, merchant_id, claim, outcome)
             activity.logger.info("bank request: %s", outcome, extra=statement_fields(key))

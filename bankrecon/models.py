@@ -36,6 +36,9 @@ class DailyStatementInput(BaseModel):
     # A damaged download is fetched again after the interval (the bank may regenerate it),
     # until this many in a row were damaged.
     max_damaged_downloads: int = Field(default=3, ge=1)
+    # An answer whose signature or certificate does not verify is asked for again after the
+    # interval, until this many in a row were not believed: then a key file is wrong.
+    max_unbelieved_answers: int = Field(default=3, ge=1)
     # Operators are alerted when the statement is not stored by this time (China Standard
     # Time) on the day after bill_date; the workflow keeps trying after the alert.
     deadline: time = time(9, 0)
@@ -54,6 +57,7 @@ class StatementProgress(BaseModel):
     last_answer: BankAnswerSeen | None
     late: bool  # the late alert went out already
     damaged_downloads: int
+    unbelieved_answers: int = 0
 
 
 class StatementKey(BaseModel):

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from bankrecon.models import DailyStatementInput
 from bankrecon.sources.unionpay.simulator.generator import SettlementShape
+from bankrecon.sources.unionpay.simulator.pki import make_pki
 from bankrecon.sources.unionpay.simulator.server import FilePlan, UnionPaySimulator
 from tests.harness import count_rows, fails_with, settings_for, stored_rows
 from tests.unionpay_setup import MER_ID, PASSWORD, PASSWORD_ENV, Keys, make_keys, simulator, yesterday
@@ -119,4 +120,25 @@ async def test_an_injected_fault_stores_nothing(
     with simulator(keys, plan) as sim:
         await fails_with(collect(dev_env, sim, keys, tmp_path, database_url, day), error_type)
 
+    assert count_rows(database_url) == 0
+
+
+async def test_answers_from_a_certificate_outside_the_configured_chain_fail_for_good_after_three(
+    dev_env: WorkflowEnvironment,
+    keys: Keys,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As when root_cert_file and middle_cert_file are another environment's: nothing would ever verify.
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+    day = yesterday() - timedelta(days=4)
+    with simulator(keys, FilePlan(), unionpay=make_pki().unionpay) as sim:
+        message = await fails_with(
+            collect(dev_env, sim, keys, tmp_path, database_url, day), "AnswerNotBelieved"
+        )
+        codes = [r.resp_code for r in sim.requests]
+
+    assert codes == ["00", "00", "00"]
+    assert message.startswith("3 unbelieved answer(s) in a row") and "middle_cert_file" in message
     assert count_rows(database_url) == 0

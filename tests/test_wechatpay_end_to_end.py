@@ -20,6 +20,8 @@ from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.sources.wechatpay.simulator.generator import BillShape, bill_lines
 from bankrecon.sources.wechatpay.simulator.server import BillPlan, WeChatPaySimulator
 from bankrecon.statements.common import CHINA_STANDARD_TIME
+from bankrecon.store.failures import failed_dates
+from bankrecon.store.schema import open_database
 from tests.harness import count_rows, settings_for, stored_rows
 from tests.wechatpay_setup import Keys, china_today, make_keys, merchant_entry, simulator
 from worker import running_worker
@@ -238,15 +240,36 @@ async def test_a_bill_whose_summary_does_not_add_up_stores_nothing(
     assert count_rows(database_url) == 0
 
 
-async def test_answers_signed_wrongly_are_never_believed(
+async def test_answers_signed_wrongly_three_times_in_a_row_fail_for_good_naming_the_key(
     dev_env: WorkflowEnvironment, tmp_path: Path, keys: Keys, wechatpay: WeChatPaySimulator, database_url: str
 ) -> None:
     wechatpay.plan("tradebill", BILL_DATE, BillPlan(rows=ROWS, faults=["bad_signature"] * 100))
 
-    with pytest.raises(TimeoutError):
-        async with asyncio.timeout(8):
+    # Bounded: before, the fetch asked for ever.
+    with pytest.raises(WorkflowFailureError) as failure:
+        async with asyncio.timeout(60):
             await _collect(dev_env, tmp_path, keys, wechatpay, database_url, TRADE)
 
-    # The fetch kept asking at the interval and never took the bill the answers pointed to.
-    assert len(wechatpay.requests_for("tradebill", BILL_DATE)) >= 3
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "AnswerNotBelieved"
+    assert cause.message.startswith("3 unbelieved answer(s) in a row, giving up")
+    assert "wechatpay_public_key_file" in cause.message
+    # Three answers were asked for and none was taken; the date is recorded as failed.
+    assert len(wechatpay.requests_for("tradebill", BILL_DATE)) == 3
     assert count_rows(database_url) == 0
+    (failed,) = failed_dates(open_database(database_url), TRADE)
+    assert failed.error_type == "AnswerNotBelieved" and "wechatpay_public_key_file" in failed.reason
+
+
+async def test_an_answer_between_unbelieved_ones_starts_the_count_again(
+    dev_env: WorkflowEnvironment, tmp_path: Path, keys: Keys, wechatpay: WeChatPaySimulator, database_url: str
+) -> None:
+    # Two bad signatures, a believed answer (the gateway busy), two more bad ones, then the bill:
+    # never three in a row, so the bill is stored.
+    faults = ["bad_signature", "bad_signature", "500", "bad_signature", "bad_signature"]
+    wechatpay.plan("tradebill", BILL_DATE, BillPlan(rows=ROWS, faults=faults))
+
+    (result,) = await _collect(dev_env, tmp_path, keys, wechatpay, database_url, TRADE)
+
+    assert result.status == "persisted" and result.transaction_count == ROWS
+    assert len(wechatpay.requests_for("tradebill", BILL_DATE)) == 6

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.statements import (
         ACCOUNT_NOT_CONFIGURED,
+        ANSWER_NOT_BELIEVED,
         BANK_REJECTED,
         STATEMENT_DAMAGED,
         StatementActivities,
@@ -124,6 +125,7 @@ class DailyStatementWorkflow:
         self._retry_interval = timedelta(0)
         self._requests_before = 0  # sent by the runs this one continues
         self._damaged = 0
+        self._unbelieved = 0  # answers in a row whose signature or certificate did not verify
 
     @workflow.run
     async def run(self, request: DailyStatementInput) -> DailyStatementResult:
@@ -165,7 +167,7 @@ class DailyStatementWorkflow:
                 await self._record_failure(key, failure)
                 raise failure from err
             raise
-        except ApplicationError as err:  # every download was damaged
+        except ApplicationError as err:  # every download was damaged, or no answer was believed
             await self._record_failure(key, err)
             raise
         finally:
@@ -182,6 +184,7 @@ class DailyStatementWorkflow:
         self._last_answer = progress.last_answer
         self._late = progress.late
         self._damaged = progress.damaged_downloads
+        self._unbelieved = progress.unbelieved_answers
 
     def _continue_as_new(self, key: StatementKey, request: DailyStatementInput) -> NoReturn:
         """Go on waiting in a new run with an empty history, carrying what this one saw."""
@@ -190,6 +193,7 @@ class DailyStatementWorkflow:
             last_answer=self._last_answer,
             late=self._late,
             damaged_downloads=self._damaged,
+            unbelieved_answers=self._unbelieved,
         )
         workflow.logger.info(
             "history reached %d events: continuing as a new run", workflow.info().get_current_history_length()
@@ -287,6 +291,7 @@ class DailyStatementWorkflow:
             self._holdup = report.message
         else:
             self._holdup = None
+            self._unbelieved = 0
             self._last_answer = BankAnswerSeen(code=report.bank_code, message=report.message, at=now)
         if report.final:
             self._next_attempt_at = None
@@ -336,10 +341,18 @@ class DailyStatementWorkflow:
         None: the history grew long while waiting, and a new run should go on waiting.
         """
         retry_interval = self._retry_interval
-        max_damaged = request.max_damaged_downloads
         while True:
             self._enter("waiting_for_bank")
-            fetched = await self._fetch(key, retry_interval, request.history_limit)
+            try:
+                fetched = await self._fetch(key, retry_interval, request.history_limit)
+            except ActivityError as err:
+                if not (isinstance(err.cause, ApplicationError) and err.cause.type == ANSWER_NOT_BELIEVED):
+                    raise
+                self._unbelieved += 1
+                await self._ask_again_or_give_up(
+                    key, err.cause, self._unbelieved, request.max_unbelieved_answers, "unbelieved answer"
+                )
+                continue
             if fetched is None:
                 return None
             self._seen(
@@ -367,28 +380,37 @@ class DailyStatementWorkflow:
                 if not (isinstance(err.cause, ApplicationError) and err.cause.type == STATEMENT_DAMAGED):
                     raise
                 self._damaged += 1
-                if self._damaged >= max_damaged:
-                    self._enter("failed")
-                    raise ApplicationError(
-                        f"{self._damaged} damaged download(s) in a row, giving up; "
-                        f"the last: {err.cause.message}",
-                        type=STATEMENT_DAMAGED,
-                        non_retryable=True,
-                    ) from err
-                workflow.logger.warning(
-                    "damaged download %d of at most %d, fetching again after %s: %s",
-                    self._damaged,
-                    max_damaged,
-                    retry_interval,
-                    err.cause.message,
-                    extra=statement_fields(key),
+                await self._ask_again_or_give_up(
+                    key, err.cause, self._damaged, request.max_damaged_downloads, "damaged download"
                 )
-                # The bank may regenerate the file; asking again at once would only meet the window.
-                # Patched: a run that waited here under the earlier code replays without these upserts.
-                if workflow.patched(WAITING_AFTER_DAMAGE_PATCH):
-                    self._next_attempt_at = workflow.now() + retry_interval
-                    self._enter("waiting_for_bank")
-                await workflow.sleep(retry_interval)
+
+    async def _ask_again_or_give_up(
+        self, key: StatementKey, cause: ApplicationError, in_a_row: int, limit: int, what: str
+    ) -> None:
+        """After a download that cannot be used: wait the interval to ask again, or, the limit
+        reached, fail for good with the last one's words (they name what to check)."""
+        if in_a_row >= limit:
+            self._enter("failed")
+            raise ApplicationError(
+                f"{in_a_row} {what}(s) in a row, giving up; the last: {cause.message}",
+                type=cause.type,
+                non_retryable=True,
+            ) from cause
+        workflow.logger.warning(
+            "%s %d of at most %d in a row, fetching again after %s: %s",
+            what,
+            in_a_row,
+            limit,
+            self._retry_interval,
+            cause.message,
+            extra=statement_fields(key),
+        )
+        # The bank may regenerate the file; asking again at once would only meet the window.
+        # Patched: a run that waited here under the earlier code replays without these upserts.
+        if workflow.patched(WAITING_AFTER_DAMAGE_PATCH):
+            self._next_attempt_at = workflow.now() + self._retry_interval
+            self._enter("waiting_for_bank")
+        await workflow.sleep(self._retry_interval)
 
     async def _persist(
         self, key: StatementKey, fetched: FetchResult, decoded: DecodedStatement | None

@@ -48,6 +48,15 @@ class SourceUnavailable(Exception):
     """No business answer: an HTTP failure, a timeout, no connection, or an answer failing verification."""
 
 
+class AnswerNotBelieved(SourceUnavailable):
+    """An answer failing verification: its signature, or the certificate it carries, is not the channel's.
+
+    Once in a while that is a proxy or the channel's own slip; again and again it is a key or
+    certificate file of ours that is wrong, which asking again will not heal. The message names
+    the file or key to check.
+    """
+
+
 class StatementClient(Protocol):
     """Talks to one merchant's channel with the merchant's credentials."""
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from bankrecon.models import ArchiveRef
 from bankrecon.sources.alipay.signing import SignedAnswer, sign, signature_holds, signed_answer, signing_text
-from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.base import Account, Answer, AnswerNotBelieved, Outcome, SourceUnavailable
 from bankrecon.sources.http import merchant_http_client
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits, StatementDamaged
 from bankrecon.statements.zipguard import ZIP_ERRORS, InflationGuard, zip_members
@@ -95,7 +95,7 @@ class AlipayClient:
         if problem is not None and (
             code == SUCCESS or sub_code == BILL_NOT_EXIST or answer.signature is not None
         ):
-            raise SourceUnavailable(f"HTTP {status} answer not believed: {problem}")
+            raise AnswerNotBelieved(f"HTTP {status} answer not believed: {problem}")
         if code == SUCCESS:
             url = answer.value.get("bill_download_url")
             return await self._download(url, account, bill_date, bill_type, data_dir)

@@ -23,7 +23,7 @@ from typing import IO
 import httpx
 
 from bankrecon.models import ArchiveRef
-from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.base import Account, Answer, AnswerNotBelieved, Outcome, SourceUnavailable
 from bankrecon.sources.http import merchant_http_client
 from bankrecon.sources.unionpay.signing import (
     SIGNATURE_FIELD,
@@ -209,12 +209,12 @@ class UnionPayClient:
         if signed:
             problem = self._problem(reader, content)
             if problem is not None:
-                raise SourceUnavailable(f"respCode {code:.8} answer not believed: {problem}")
+                raise AnswerNotBelieved(f"respCode {code:.8} answer not believed: {problem}")
         if code == "00":
             # An answer that stores something must be UnionPay's; a refusal unsigned can only
             # lead to asking again or to an operator reading its advice.
             if not signed:
-                raise SourceUnavailable("respCode 00 answer not believed: it carries no signature")
+                raise AnswerNotBelieved("respCode 00 answer not believed: it carries no signature")
             if not reader.has_content:
                 return _damaged("the answer has no fileContent")
             return _keep_file(

@@ -16,7 +16,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from bankrecon.models import ArchiveRef
-from bankrecon.sources.base import Account, Answer, Outcome, SourceUnavailable
+from bankrecon.sources.base import Account, Answer, AnswerNotBelieved, Outcome, SourceUnavailable
 from bankrecon.sources.http import merchant_http_client
 from bankrecon.sources.wechatpay.gunzip import GunzipStream
 from bankrecon.sources.wechatpay.signing import AnswerVerifier, RequestSigner
@@ -93,7 +93,7 @@ class WeChatPayClient:
         # never believed. An unsigned refusal is taken at its HTTP status: it can only lead
         # to asking again or to an operator reading its advice.
         if problem is not None and (status == 200 or code == "NO_STATEMENT_EXIST" or _signed(headers)):
-            raise SourceUnavailable(f"HTTP {status} answer not believed: {problem}")
+            raise AnswerNotBelieved(f"HTTP {status} answer not believed: {problem}")
         if status == 200:
             return await self._download(body, account, bill_date, request.bill, data_dir)
         return _refusal(status, body)
