@@ -116,6 +116,13 @@ class Child:
         self._out.close()
         return self.proc.returncode
 
+    def freeze(self) -> None:
+        """SIGSTOP to its whole session: nothing it runs can finish, or tell anyone it did."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def reap(self) -> None:
         """Kill the whole session, in case the process started children of its own."""
         if self.alive():

@@ -135,7 +135,7 @@ class TwoHosts:
 async def running_on(handles: list[Handle], worker: Child, stage: str, deadline: float) -> Handle | None:
     """A statement whose ``stage`` activity runs on ``worker`` right now; None if none by the deadline."""
     loop = asyncio.get_running_loop()
-    while loop.time() < deadline:
+    while True:
         for handle in handles:
             for info in (await handle.describe()).raw_description.pending_activities:
                 if (
@@ -144,8 +144,38 @@ async def running_on(handles: list[Handle], worker: Child, stage: str, deadline:
                     and info.last_worker_identity.startswith(f"{worker.pid}@")
                 ):
                     return handle
+        if loop.time() >= deadline:
+            return None
         await asyncio.sleep(0.02)
-    return None
+
+
+# Long enough for what a worker sent just before it froze to reach the server.
+IN_FLIGHT = 1.0
+
+
+async def held_on(
+    handles: list[Handle], workers: dict[str, Child], stage: str, within: float
+) -> tuple[str, Handle]:
+    """A host and a statement whose ``stage`` cannot finish: it was running on the host's worker,
+    now frozen.
+
+    What the server shows of a running worker may be a moment old; of a frozen one, once what
+    it sent has arrived, it is what will stay. A stage seen running that finished before the
+    freeze is let go, the worker thawed, and another looked for.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        for host, worker in workers.items():
+            if await running_on(handles, worker, stage, loop.time() + 0.2) is None:
+                continue
+            worker.freeze()
+            await asyncio.sleep(IN_FLIGHT)
+            held = await running_on(handles, worker, stage, loop.time())
+            if held is not None:
+                return host, held
+            worker.thaw()
+    raise AssertionError(f"no {stage} was seen running within {within}s")
 
 
 def assert_no_merchant_rushed(bank: BankSimulator) -> None:
@@ -195,17 +225,9 @@ async def test_a_host_lost_for_good_mid_decode_leaves_its_statements_to_the_othe
     workers = {host: hosts.start_worker(host) for host in hosts.data_dirs}
     plans = {account_no: StatementPlan(lines=LINES, parts=2) for account_no in ACCOUNTS}
     handles = await hosts.start_statements(client, plans)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    victim = None
-    while victim is None and loop.time() < deadline:
-        for host, worker in workers.items():
-            victim = await running_on(handles, worker, "decode_statement", loop.time() + 0.5)
-            if victim is not None:
-                lost = host
-                break
-    assert victim is not None, f"no decode was seen running\n{hosts.logs()}"
-    workers.pop(lost).kill()
+    # One host's decode is held, frozen mid-way, then the host is lost with it.
+    lost, victim = await held_on(handles, workers, "decode_statement", within=30)
+    workers.pop(lost).reap()
 
     await hosts.all_results(handles)
     (survivor,) = workers.values()
