@@ -10,7 +10,7 @@ from sqlalchemy import Engine, Row, and_, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bankrecon.recon.models import ReconDay, ReconRunSummary, StateTotal
+from bankrecon.recon.models import EXCEPTION_STATES, ReconDay, ReconRunSummary, StateTotal
 from bankrecon.recon.tables import recon_items, recon_notes, recon_runs
 from bankrecon.store.db import Money
 
@@ -77,7 +77,7 @@ def run_items(engine: Engine, run_id: str, exceptions_only: bool = False) -> lis
     i = recon_items.c
     query = _with_notes().where(i.run_id == run_id)
     if exceptions_only:
-        query = query.where(i.state != "matched")
+        query = query.where(i.state.in_(EXCEPTION_STATES))
     with engine.connect() as conn:
         return list(conn.execute(query.order_by(i.state, i.side, i.reference, i.item_id)))
 
@@ -97,7 +97,7 @@ def open_exceptions(engine: Engine, first: date, last: date, account_no: str | N
     i = recon_items.c
     query = (
         _with_notes()
-        .where(i.run_id.in_(_latest_runs(first, last, account_no)), i.state != "matched")
+        .where(i.run_id.in_(_latest_runs(first, last, account_no)), i.state.in_(EXCEPTION_STATES))
         .where(recon_notes.c.note.is_(None))
         .order_by(i.recon_date, i.account_no, i.state, i.reference, i.item_id)
     )
@@ -113,8 +113,8 @@ def explain(engine: Engine, item_id: int, note: str, at: datetime) -> Row[Any]:
         item = conn.execute(select(recon_items).where(recon_items.c.item_id == item_id)).first()
         if item is None:
             raise ReconResultError(f"no reconciliation item {item_id}")
-        if item.state == "matched":
-            raise ReconResultError(f"item {item_id} is matched: only exceptions take a note")
+        if item.state not in EXCEPTION_STATES:
+            raise ReconResultError(f"item {item_id} is {item.state}: only exceptions take a note")
         identity = {name: getattr(item, name) for name in ITEM_IDENTITY}
         dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         statement = dialect_insert(recon_notes).values(**identity, note=note.strip(), noted_at=at)
