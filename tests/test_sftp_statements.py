@@ -100,7 +100,7 @@ def test_a_wrapped_german_mt940_takes_references_names_and_purposes_from_its_sub
         (
             # A trailing space before the wrap is the text's own.
             "0826110400003", "D", "1500", "TFNr 33012 MSGID", "DE21500500009876543210",
-            "Stadtwerke Musterstadt", "Abschlag Strom 11/2026 Vertragskonto 4471190",
+            "Stadtwerke Musterstadt", "Abschlag Strom Nov 2026 Vertragskonto 4471190",
         ),
         ("line-18", "C", "89.90", None, None, None, "2611240001"),  # no bank reference
         ("R826110400005", "D", "89.90", "MSGIDSAMMLER0001", None, None, None),  # RC: a credit reversed
