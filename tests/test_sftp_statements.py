@@ -11,6 +11,7 @@ import pytest
 from bankrecon.models import StatementKey, StatementTotals
 from bankrecon.sources.sftp.camt import read_camt053
 from bankrecon.sources.sftp.pages import write_pages
+from bankrecon.sources.sftp.simulator import demo_statement
 from bankrecon.sources.sftp.swift import read_mt940
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import StatementDamaged
@@ -284,3 +285,41 @@ def test_a_statement_that_does_not_add_up_is_damage(
     with pytest.raises(StatementDamaged) as damage:
         _read(_changed(tmp_path, sample, old, new), account_no)
     assert damage.value.rule == rule, damage.value
+
+
+@pytest.mark.parametrize(("format", "pages"), [("mt940", 1), ("mt940", 2), ("camt053", 1)])
+def test_the_simulators_statement_is_what_banks_send(tmp_path: Path, format: str, pages: int) -> None:
+    content = demo_statement("DE89370400440532013000", BILL_DATE, format, pages)
+    path = tmp_path / ("statement.sta" if format == "mt940" else "statement.xml")
+    path.write_bytes(content)
+    rows, totals = _read(path, "DE89370400440532013000")
+    assert _control_free(rows)
+    if format == "mt940":
+        # :86: wrapped at 65 characters, KREF+ on the :61: line, a reversal, a line without a bank reference.
+        lines = content.decode().split("\r\n")
+        assert max(map(len, lines)) == 69 and b"NTRFKREF+//" in content and b"RCR12,00" in content
+        assert [(r.serial_no, r.direction, r.reference) for r in rows] == [
+            ("2611240000001", "C", "INV-1001 Kunde 4711"),
+            ("2611240000002", "D", "PO-2026-0815 Bueromaterial"),
+            ("line-13", "C", None),
+            ("R2611240000004", "D", "MSGIDSAMMLER0001"),
+            ("2611240000005", "D", "PayId LOHN-11 Sammler"),
+        ]
+        assert (rows[0].counterparty_name, rows[1].memo) == (
+            "Kunde AG Zweigstelle Nord",
+            "Bestellung 0815 Bueromaterial und Toner",
+        )
+        assert totals.summary == {"pages": str(pages), "statement_number": "00117"}
+        assert (totals.opening_balance, totals.closing_balance) == (Decimal("3000.00"), Decimal("1709.50"))
+        return
+    assert [(r.serial_no, str(r.amount)) for r in rows] == [
+        ("261124RCDT0001", "250.00"),
+        ("261124SALA0002", "1500.00"),  # a salary batch of 4, its details withheld
+        ("261124RCDT0003/1", "400.00"),
+        ("261124RCDT0003/2", "200.00"),
+        ("261124CHRG0004/1", "4.90"),  # both TxDtls say 261124CHRG01
+        ("261124CHRG0004/2", "4.90"),
+    ]
+    assert rows[1].details is not None and rows[1].details["Ntry/NtryDtls/Btch/NbOfTxs"] == "4"
+    assert totals.summary == {"pages": "1", "ElctrncSeqNb": "130000328", "LglSeqNb": "328"}
+    assert (totals.opening_balance, totals.closing_balance) == (Decimal("3000.00"), Decimal("2340.20"))
