@@ -8,6 +8,8 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from bankrecon.sources.base import Account, Defaults, Merchant
 from bankrecon.sources.sftp import SFTP
 from bankrecon.sources.sftp.simulator import FilePlan, SftpServer
@@ -57,6 +59,14 @@ def account(owner: Merchant, account_no: str = "DE89370400440532013000", **keys:
     entry: dict[str, Any] = {"format": "mt940", "path": "/outbox/{account_no}/{bill_date:%Y%m%d}.sta"}
     settings = SFTP.account_settings(entry | {"stable_seconds": 0.3} | keys)
     return Account(account_no=account_no, merchant=owner, currency=None, settings=settings)
+
+
+def changed_host_key(tmp_path: Path, server: SftpServer) -> Path:
+    """A known_hosts file trusting, for ``server``'s address, another host key than the one it shows."""
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    path = tmp_path / "trusted_hosts"
+    path.write_text(f"[127.0.0.1]:{server.port} {other}\n")
+    return path
 
 
 def accounts_file(

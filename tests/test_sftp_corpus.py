@@ -3,13 +3,16 @@ a real SFTP server, fetched and decoded by the worker, stored, and checked again
 balances and entries (read here, apart from bankrecon's readers) and against its golden text.
 
 The damaged ones are refused naming the rule, and store nothing. Each file runs on SQLite; one
-MT940 and one camt.053 file run on PostgreSQL too, against the same golden text.
+MT940 and one camt.053 file run on PostgreSQL too, against the same golden text. As the corpus's
+README.txt has them, one file appears only after two polls, and one is first served behind a
+changed host key (refused, nothing stored) and then behind the right one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -19,11 +22,12 @@ import pytest
 from lxml import etree
 from temporalio.testing import WorkflowEnvironment
 
-from bankrecon.models import DailyStatementInput
+from bankrecon.config import Settings
+from bankrecon.models import DailyStatementInput, DailyStatementResult
 from bankrecon.sources.sftp.simulator import FilePlan
 from tests.corpus import check_golden, corpus_path, corpus_samples, golden_text
 from tests.harness import count_rows, fails_with, settings_for, stored_rows
-from tests.sftp_setup import PASSWORD, PASSWORD_ENV, accounts_file, sftp_server
+from tests.sftp_setup import PASSWORD, PASSWORD_ENV, accounts_file, changed_host_key, sftp_server
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
@@ -42,6 +46,8 @@ DAMAGED = {
     "camt053v02_oca_test-camt053_unbalanced.xml": "balance",
     "mt940_betterplace_DE96508800500194774600_damaged.sta": "balance",
 }
+ABSENT_FOR = {"mt940_betterplace_DE95508800500194784900_2pages.sta": 2}
+BEHIND_A_CHANGED_HOST_KEY = {"mt940_betterplace_DE04508800500194781300_2pages.sta"}
 ON_POSTGRESQL = {
     "camt053v02_fffs_finland_sample.xml",
     "mt940_betterplace_DE95508800500194784900_2pages.sta",
@@ -156,38 +162,48 @@ async def test_a_real_statement_file_is_stored_exactly_or_refused_naming_the_rul
     adds_up = own.opening + sum(own.credits) - sum(own.debits) == own.closing
     assert adds_up == (sample not in DAMAGED), (sample, own)
     remote = f"/outbox/{own.account_no}/{own.bill_date:%Y%m%d}.dat"
-    async with sftp_server(tmp_path, plans=[FilePlan(remote, path.read_bytes(), absent_for=0)]) as server:
-        settings = settings_for(
-            tmp_path / "data",
-            database_url,
-            "http://unused.invalid",
-            task_queue,
-            bank_accounts_file=accounts_file(
-                tmp_path, server, server.known_hosts_file, own.format, own.account_no
-            ),
-        )
-        run = dev_env.client.execute_workflow(
-            DailyStatementWorkflow.run,
-            DailyStatementInput(
-                account_no=own.account_no,
-                bill_date=own.bill_date,
-                retry_interval_seconds=0.3,
-                alert_when_late=False,
-                max_damaged_downloads=1,
-            ),
-            id=statement_workflow_id(own.account_no, own.bill_date),
-            task_queue=task_queue,
-        )
-        async with running_worker(dev_env.client, settings):
+    absent_for = ABSENT_FOR.get(sample, 0)
+    plan = FilePlan(remote, path.read_bytes(), absent_for=absent_for)
+    async with sftp_server(tmp_path, plans=[plan]) as server:
+
+        def settings(known_hosts: Path) -> Settings:
+            accounts = accounts_file(tmp_path, server, known_hosts, own.format, own.account_no)
+            return settings_for(
+                tmp_path / "data",
+                database_url,
+                "http://unused.invalid",
+                task_queue,
+                bank_accounts_file=accounts,
+            )
+
+        def run() -> Awaitable[DailyStatementResult]:
+            return dev_env.client.execute_workflow(
+                DailyStatementWorkflow.run,
+                DailyStatementInput(
+                    account_no=own.account_no,
+                    bill_date=own.bill_date,
+                    retry_interval_seconds=0.3,
+                    alert_when_late=False,
+                    max_damaged_downloads=1,
+                ),
+                id=statement_workflow_id(own.account_no, own.bill_date),
+                task_queue=task_queue,
+            )
+
+        if sample in BEHIND_A_CHANGED_HOST_KEY:
+            async with running_worker(dev_env.client, settings(changed_host_key(tmp_path, server))):
+                refused = await asyncio.wait_for(fails_with(run(), "BankRejected"), timeout=60)
+            assert "HOST_KEY" in refused and count_rows(database_url) == 0
+        async with running_worker(dev_env.client, settings(server.known_hosts_file)):
             if sample in DAMAGED:
-                message = await asyncio.wait_for(fails_with(run, "StatementDamaged"), timeout=60)
+                message = await asyncio.wait_for(fails_with(run(), "StatementDamaged"), timeout=60)
             else:
-                result = await asyncio.wait_for(run, timeout=60)
+                result = await asyncio.wait_for(run(), timeout=60)
     if sample in DAMAGED:
         assert f"{DAMAGED[sample]}: " in message, message
         assert count_rows(database_url) == 0
         return
-    assert result.status == "persisted"
+    assert (result.status, result.fetch_attempts) == ("persisted", absent_for + 1)
     statement, rows = stored_rows(database_url, own.account_no, own.bill_date)
     assert statement is not None and statement.source_kind == "sftp"
     assert (statement.opening_balance, statement.closing_balance) == (own.opening, own.closing)

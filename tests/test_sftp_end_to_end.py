@@ -13,7 +13,16 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.models import DailyStatementInput
 from bankrecon.sources.sftp.simulator import FilePlan
 from tests.harness import count_rows, fails_with, settings_for, stored_rows
-from tests.sftp_setup import BILL_DATE, DATA, PASSWORD, PASSWORD_ENV, SAMPLES, accounts_file, sftp_server
+from tests.sftp_setup import (
+    BILL_DATE,
+    DATA,
+    PASSWORD,
+    PASSWORD_ENV,
+    SAMPLES,
+    accounts_file,
+    changed_host_key,
+    sftp_server,
+)
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
@@ -112,14 +121,7 @@ async def test_a_changed_host_key_fails_the_statement_and_stores_nothing(
     async with sftp_server(
         tmp_path, plans=[FilePlan(remote, (DATA / sample).read_bytes(), absent_for=0)]
     ) as server:
-        other_host = tmp_path / "other"
-        other_host.mkdir()
-        async with sftp_server(other_host) as impostor:
-            # The accounts file trusts the impostor's key for the real server's address.
-            known_hosts = tmp_path / "trusted_hosts"
-            known_hosts.write_text(
-                impostor.known_hosts_file.read_text().replace(str(impostor.port), str(server.port))
-            )
+        known_hosts = changed_host_key(tmp_path, server)
         settings = settings_for(
             tmp_path / "data",
             sqlite_url,
