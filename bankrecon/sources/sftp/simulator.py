@@ -272,9 +272,12 @@ def demo_statement(account_no: str, bill_date: date, format: str = "mt940", page
 
 async def _serve(arguments: argparse.Namespace) -> None:
     root = Path(arguments.root)
-    content = demo_statement(
-        arguments.account, date.fromisoformat(arguments.date), arguments.format, arguments.pages
-    )
+    if arguments.file is not None:
+        content = Path(arguments.file).read_bytes()
+    else:
+        content = demo_statement(
+            arguments.account, date.fromisoformat(arguments.date), arguments.format, arguments.pages
+        )
     plan = FilePlan(arguments.path, content, arguments.absent_for)
     password = os.environ[arguments.password_env]
     async with SftpServer(
@@ -293,10 +296,13 @@ def main() -> None:
     parser.add_argument("--root", required=True, help="the directory the server shows as /")
     parser.add_argument("--known-hosts", required=True, help="where to write the known_hosts line")
     parser.add_argument("--password-env", required=True, help="the variable holding the demo password")
-    parser.add_argument("--account", required=True)
-    parser.add_argument("--date", required=True, help="the bill date, YYYY-MM-DD")
+    parser.add_argument("--account", help="the demo statement's account")
+    parser.add_argument("--date", help="the demo statement's bill date, YYYY-MM-DD")
     parser.add_argument("--path", default="/outbox/statement.sta", help="where the statement lies")
     parser.add_argument("--format", choices=("mt940", "camt053"), default="mt940")
+    parser.add_argument(
+        "--file", help="serve this statement file as it is (a bank's real one) instead of a demo statement"
+    )
     parser.add_argument(
         "--pages",
         type=int,
@@ -308,7 +314,10 @@ def main() -> None:
     parser.add_argument(
         "--absent-for", type=int, default=0, help="looks at the path that find no file yet (default: 0)"
     )
-    asyncio.run(_serve(parser.parse_args()))
+    arguments = parser.parse_args()
+    if arguments.file is None and (arguments.account is None or arguments.date is None):
+        parser.error("give --account and --date (a demo statement), or --file")
+    asyncio.run(_serve(arguments))
 
 
 if __name__ == "__main__":
