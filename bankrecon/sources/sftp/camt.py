@@ -276,8 +276,9 @@ def _rows(entry: etree._Element, position_key: str, where: str, currency: str) -
         return [_row(key, booked, direction, amount, entry, only, every)]
     own_keys = [_text(detail, "Refs/AcctSvcrRef") for detail in transactions]
     rows = []
-    for n, (detail, (part_direction, part_amount)) in enumerate(zip(transactions, parts, strict=True), 1):
-        own = own_keys[n - 1]
+    for n, (detail, own, (part_direction, part_amount)) in enumerate(
+        zip(transactions, own_keys, parts, strict=True), 1
+    ):
         # A reference the entry's TxDtls repeat keys none of them: their position does.
         part_key = own if own and own_keys.count(own) == 1 else f"{key}/{n}"
         every = _fields(detail, "TxDtls", dict(details))
@@ -300,7 +301,7 @@ def _batch(
         if amount is None or amount.get("Ccy") not in (None, currency):
             return None
         direction = _direction(_text(detail, "CdtDbtInd") or _text(entry, "CdtDbtInd"), "a TxDtls")
-        parts.append((direction, _amount(amount.text, f"{what} TxDtls/Amt")))
+        parts.append((direction, _amount((amount.text or "").strip(), f"{what} TxDtls/Amt")))
     if sum((signed(direction, amount) for direction, amount in parts), Decimal(0)) != booked:
         return None
     return parts

@@ -146,7 +146,7 @@ def _balance(
     ), balance.amount.currency
 
 
-def subfields(narrative: str) -> dict[str, str]:
+def _subfields(narrative: str) -> dict[str, str]:
     """A :86: narrative by its parts: a structured one's code, ``?NN`` subfields and keyword parts."""
     structured = _STRUCTURED.match(narrative)
     if structured is None:
@@ -192,8 +192,8 @@ def _row(data: dict[str, Any], line: int, narrative: str | None, where: str, cur
             "currency", f"{where}: a line in {data.get('currency')}, not {currency}", line=line
         )
     bank_reference = stored_text(data.get("bank_reference") or "").strip()
-    parts = {} if narrative is None else subfields(stored_text(narrative))
-    name = (parts.get("?32", "") + parts.get("?33", "")).strip()
+    parts = {} if narrative is None else _subfields(stored_text(narrative))
+    party = (parts.get("?32", "") + parts.get("?33", "")).strip()
     remittance = "".join(
         value for name, value in parts.items() if name[:1] == "?" and name[1:3] in _REMITTANCE
     )
@@ -212,7 +212,7 @@ def _row(data: dict[str, Any], line: int, narrative: str | None, where: str, cur
         amount=abs(data["amount"].amount),
         reference=_reference(stored_text(data.get("customer_reference") or "").strip(), parts),
         counterparty_account=parts.get("?31", "").strip() or None,
-        counterparty_name=name or None,
+        counterparty_name=party or None,
         memo=memo.strip() if memo and memo.strip() else None,
         details=details | {name: value for name, value in parts.items() if value},
     )
