@@ -25,6 +25,7 @@ from bankrecon.sources.base import Account, Outcome, SourceKind, StatementClient
 from bankrecon.sources.wechatpay import WECHATPAY
 from bankrecon.sources.wechatpay.simulator import server as wechatpay_server
 from bankrecon.statements.common import ArchiveLimits
+from bankrecon.store.archive import archive_path
 from bankrecon.store.db import make_engine
 from bankrecon.store.persistence import load_statement, save_statement
 from bankrecon.store.schema import prepare_schema
@@ -39,6 +40,7 @@ class Stored:
 
     statement: Any
     rows: list[Any]
+    archive: Path  # the download as kept, under its SHA-256
 
 
 def alipay_members(
@@ -51,14 +53,15 @@ def alipay_members(
 
 async def alipay_stored(
     keys: alipay_setup.Keys,
-    members: Sequence[tuple[str, bytes]],
+    plan: alipay_server.BillPlan,
     bill_type: str,
     bill_date: date,
     data_dir: Path,
     database_url: str,
 ) -> Stored:
-    """The bill made of ``members`` served by the Alipay simulator, fetched, decoded and stored."""
-    with alipay_setup.simulator(keys, alipay_server.BillPlan(members=list(members))) as running:
+    """The bill the Alipay simulator serves by ``plan`` (``members``: a given bill's), fetched, decoded
+    and stored."""
+    with alipay_setup.simulator(keys, plan) as running:
         owner = alipay_setup.merchant(keys, running.gateway)
         client = ALIPAY.client(owner, alipay_setup.DEFAULTS)
         account = alipay_setup.account(owner, bill_type)
@@ -67,15 +70,15 @@ async def alipay_stored(
 
 async def wechatpay_stored(
     keys: wechatpay_setup.Keys,
-    bill: bytes,
+    plan: wechatpay_server.BillPlan,
     bill_type: str,
     bill_date: date,
     data_dir: Path,
     database_url: str,
 ) -> Stored:
-    """``bill``, served by the WeChat Pay simulator as a trade bill of ``bill_date``, fetched, decoded
-    and stored."""
-    with wechatpay_setup.simulator(keys, wechatpay_server.BillPlan(served=bill)) as running:
+    """The trade bill of ``bill_date`` the WeChat Pay simulator serves by ``plan`` (``served``: a given
+    bill's bytes), fetched, decoded and stored."""
+    with wechatpay_setup.simulator(keys, plan) as running:
         owner = wechatpay_setup.merchant(keys, running.url)
         client = WECHATPAY.client(owner, wechatpay_setup.DEFAULTS)
         account = wechatpay_setup.account(owner, "tradebill", bill_type=bill_type)
@@ -118,7 +121,7 @@ async def _stored(
         statement, rows = load_statement(engine, key)
     finally:
         engine.dispose()
-    return Stored(statement, rows)
+    return Stored(statement, rows, archive_path(data_dir, answer.archive.sha256))
 
 
 def moved_dates(bill: bytes, columns: Sequence[str], days: int) -> bytes:

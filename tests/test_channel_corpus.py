@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from bankrecon.sources.alipay.simulator.server import BillPlan as AlipayPlan
+from bankrecon.sources.wechatpay.simulator.server import BillPlan as WeChatPayPlan
 from bankrecon.statements.common import StatementDamaged
 from tests import alipay_setup, wechatpay_setup
 from tests.channel_bills import (
@@ -88,7 +90,8 @@ async def test_every_real_alipay_bill_is_stored_exactly(
         (sample / "detail.csv").read_bytes(),
         (sample / "summary.csv").read_bytes(),
     )
-    stored = await alipay_stored(alipay_keys, members, meta["bill_type"], bill_date, tmp_path, database_url)
+    plan = AlipayPlan(members=members)
+    stored = await alipay_stored(alipay_keys, plan, meta["bill_type"], bill_date, tmp_path, database_url)
     assert_as_expected(stored, expected_of(sample))
     # Every # line of the detail member is kept whole: the trailers as Alipay wrote them.
     detail = (sample / "detail.csv").read_bytes().decode("gb18030")
@@ -110,8 +113,9 @@ async def test_every_real_wechatpay_bill_is_stored_exactly(
     meta = meta_of(sample)
     days = (SERVED_ON - date.fromisoformat(meta["original_bill_date"])).days
     bill = moved_dates((sample / "bill.csv").read_bytes(), meta["date_columns"], days)
+    plan = WeChatPayPlan(served=bill)
     stored = await wechatpay_stored(
-        wechatpay_keys, bill, meta["bill_type"], SERVED_ON, tmp_path, database_url
+        wechatpay_keys, plan, meta["bill_type"], SERVED_ON, tmp_path, database_url
     )
     assert_as_expected(stored, expected_of(sample))
     check_golden(
@@ -128,7 +132,8 @@ async def test_the_legacy_wechatpay_bills_are_refused_naming_the_rule_and_store_
     days = (SERVED_ON - date.fromisoformat(meta["original_bill_date"])).days
     bill = moved_dates((sample / "bill.csv").read_bytes(), meta["date_columns"], days)
     with pytest.raises(StatementDamaged) as refused:
-        await wechatpay_stored(wechatpay_keys, bill, meta["bill_type"], SERVED_ON, tmp_path, sqlite_url)
+        plan = WeChatPayPlan(served=bill)
+        await wechatpay_stored(wechatpay_keys, plan, meta["bill_type"], SERVED_ON, tmp_path, sqlite_url)
     assert LEGACY_REFUSALS[name] in str(refused.value)
     assert not list((tmp_path / "records").glob("*"))
 
