@@ -31,6 +31,9 @@ from bankrecon.store.persistence import load_statement, save_statement
 from bankrecon.store.schema import prepare_schema
 from tests import alipay_setup, wechatpay_setup
 
+# WeChat Pay keeps three months of bills: a bill of another day is served as yesterday's, its
+# dates moved.
+SERVED_ON = wechatpay_setup.yesterday()
 _TIME = re.compile(r"`?([0-9]{4}-[0-9]{2}-[0-9]{2})( [0-9]{2}:[0-9]{2}:[0-9]{2})")
 
 
@@ -122,6 +125,13 @@ async def _stored(
     finally:
         engine.dispose()
     return Stored(statement, rows, archive_path(data_dir, answer.archive.sha256))
+
+
+def served_yesterday(bill: bytes, bill_date: date, columns: Sequence[str]) -> tuple[bytes, int]:
+    """A WeChat Pay bill of ``bill_date`` as the bill of SERVED_ON: its dates in ``columns`` moved, and
+    by how many days."""
+    days = (SERVED_ON - bill_date).days
+    return moved_dates(bill, columns, days), days
 
 
 def moved_dates(bill: bytes, columns: Sequence[str], days: int) -> bytes:

@@ -20,18 +20,18 @@ from bankrecon.sources.wechatpay.simulator.server import BillPlan as WeChatPayPl
 from bankrecon.statements.common import StatementDamaged
 from tests import alipay_setup, wechatpay_setup
 from tests.channel_bills import (
+    SERVED_ON,
     Stored,
     alipay_members,
     alipay_stored,
     as_written,
     lines_of,
     moved_dates,
+    served_yesterday,
     wechatpay_stored,
 )
 from tests.corpus import check_golden, corpus_path, corpus_samples, expected_of, golden_text
 
-# WeChat Pay keeps three months of bills: a real bill is served as yesterday's, its dates moved.
-SERVED_ON = wechatpay_setup.yesterday()
 # Why each legacy WeChat Pay bill (the v2 era's layout, docs/sources/wechatpay.md) is refused.
 LEGACY_REFUSALS = {
     "wechat_legacy_aposoft_2015_all": "columns: the bill has no column 应结订单金额",
@@ -40,19 +40,20 @@ LEGACY_REFUSALS = {
 }
 
 
-@pytest.fixture(scope="module")
-def alipay_keys(tmp_path_factory: pytest.TempPathFactory) -> alipay_setup.Keys:
-    return alipay_setup.make_keys(tmp_path_factory.mktemp("alipay-keys"))
-
-
-@pytest.fixture(scope="module")
-def wechatpay_keys(tmp_path_factory: pytest.TempPathFactory) -> wechatpay_setup.Keys:
-    return wechatpay_setup.make_keys(tmp_path_factory.mktemp("wechatpay-keys"))
-
-
 def meta_of(sample: Path) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((sample / "meta.json").read_text(encoding="utf-8"))
     return loaded
+
+
+def wechatpay_sample(sample: Path) -> tuple[dict[str, Any], WeChatPayPlan, int]:
+    """A WeChat Pay sample's meta.json, a plan serving it as yesterday's bill, and the days it moved."""
+    meta = meta_of(sample)
+    bill, days = served_yesterday(
+        (sample / "bill.csv").read_bytes(),
+        date.fromisoformat(meta["original_bill_date"]),
+        meta["date_columns"],
+    )
+    return meta, WeChatPayPlan(served=bill), days
 
 
 def assert_as_expected(stored: Stored, expected: dict[str, Any]) -> None:
@@ -110,10 +111,7 @@ async def test_every_real_wechatpay_bill_is_stored_exactly(
     request: pytest.FixtureRequest,
 ) -> None:
     sample = corpus_path("channels", "wechat", name)
-    meta = meta_of(sample)
-    days = (SERVED_ON - date.fromisoformat(meta["original_bill_date"])).days
-    bill = moved_dates((sample / "bill.csv").read_bytes(), meta["date_columns"], days)
-    plan = WeChatPayPlan(served=bill)
+    meta, plan, days = wechatpay_sample(sample)
     stored = await wechatpay_stored(
         wechatpay_keys, plan, meta["bill_type"], SERVED_ON, tmp_path, database_url
     )
@@ -127,12 +125,8 @@ async def test_every_real_wechatpay_bill_is_stored_exactly(
 async def test_the_legacy_wechatpay_bills_are_refused_naming_the_rule_and_store_nothing(
     name: str, wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, sqlite_url: str
 ) -> None:
-    sample = corpus_path("channels", "excluded", name)
-    meta = meta_of(sample)
-    days = (SERVED_ON - date.fromisoformat(meta["original_bill_date"])).days
-    bill = moved_dates((sample / "bill.csv").read_bytes(), meta["date_columns"], days)
+    meta, plan, _ = wechatpay_sample(corpus_path("channels", "excluded", name))
     with pytest.raises(StatementDamaged) as refused:
-        plan = WeChatPayPlan(served=bill)
         await wechatpay_stored(wechatpay_keys, plan, meta["bill_type"], SERVED_ON, tmp_path, sqlite_url)
     assert LEGACY_REFUSALS[name] in str(refused.value)
     assert not list((tmp_path / "records").glob("*"))

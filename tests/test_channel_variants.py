@@ -7,6 +7,7 @@ Where each variant was seen: docs/sources/alipay.md and docs/sources/wechatpay.m
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,25 +19,21 @@ from bankrecon.sources.alipay.simulator.server import BillPlan as AlipayPlan
 from bankrecon.sources.wechatpay.simulator.server import BillPlan as WeChatPayPlan
 from bankrecon.statements.common import CHINA_STANDARD_TIME, StatementDamaged
 from tests import alipay_setup, wechatpay_setup
-from tests.channel_bills import alipay_members, alipay_stored, as_written, moved_dates, wechatpay_stored
+from tests.channel_bills import (
+    SERVED_ON,
+    Stored,
+    alipay_members,
+    alipay_stored,
+    as_written,
+    served_yesterday,
+    wechatpay_stored,
+)
 
 DATA = Path(__file__).resolve().parent / "data"
 FIXTURE_DAY = date(2026, 3, 1)
 ALIPAY_ACCOUNT = "20881234567890120156"
-# WeChat Pay keeps three months of bills: a fixture is served as yesterday's, its dates moved.
-SERVED_ON = wechatpay_setup.yesterday()
 MOVED = (SERVED_ON - FIXTURE_DAY).days
 REFUND_TIMES = ["交易时间", "退款申请时间", "退款成功时间"]
-
-
-@pytest.fixture(scope="module")
-def alipay_keys(tmp_path_factory: pytest.TempPathFactory) -> alipay_setup.Keys:
-    return alipay_setup.make_keys(tmp_path_factory.mktemp("alipay-keys"))
-
-
-@pytest.fixture(scope="module")
-def wechatpay_keys(tmp_path_factory: pytest.TempPathFactory) -> wechatpay_setup.Keys:
-    return wechatpay_setup.make_keys(tmp_path_factory.mktemp("wechatpay-keys"))
 
 
 def at(text: str) -> datetime:
@@ -57,6 +54,21 @@ def totals_of(statement: Any) -> tuple[Any, ...]:
         statement.credit_count, statement.credit_total, statement.debit_count, statement.debit_total,
         statement.fee_total,
     )  # fmt: skip
+
+
+async def wechatpay_fixture_stored(
+    keys: wechatpay_setup.Keys,
+    name: str,
+    bill_type: str,
+    data_dir: Path,
+    database_url: str,
+    columns: Sequence[str] = ("交易时间",),
+) -> Stored:
+    """A fixture of tests/data/wechatpay served as yesterday's bill, fetched, decoded and stored."""
+    bill, _ = served_yesterday((DATA / "wechatpay" / name).read_bytes(), FIXTURE_DAY, columns)
+    return await wechatpay_stored(
+        keys, WeChatPayPlan(served=bill), bill_type, SERVED_ON, data_dir, database_url
+    )
 
 
 def alipay_fixture(detail: str, summary: str, bill_type: str) -> list[tuple[str, bytes]]:
@@ -165,9 +177,8 @@ async def test_the_alipay_simulators_bill_is_alipays_and_stored(
 async def test_a_wechatpay_bill_with_a_bom_partial_refunds_and_no_last_line_end_is_stored_exactly(
     wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, database_url: str
 ) -> None:
-    bill = moved_dates((DATA / "wechatpay" / "tradebill_all.csv").read_bytes(), ["交易时间"], MOVED)
-    stored = await wechatpay_stored(
-        wechatpay_keys, WeChatPayPlan(served=bill), "ALL", SERVED_ON, tmp_path, database_url
+    stored = await wechatpay_fixture_stored(
+        wechatpay_keys, "tradebill_all.csv", "ALL", tmp_path, database_url
     )
     statement, rows = as_written(stored, MOVED, ["交易时间"])
     assert seen(rows) == [
@@ -187,9 +198,8 @@ async def test_a_wechatpay_bill_with_a_bom_partial_refunds_and_no_last_line_end_
 async def test_a_wechatpay_bill_with_crlf_line_ends_is_stored(
     wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, sqlite_url: str
 ) -> None:
-    bill = moved_dates((DATA / "wechatpay" / "tradebill_all_crlf.csv").read_bytes(), ["交易时间"], MOVED)
-    stored = await wechatpay_stored(
-        wechatpay_keys, WeChatPayPlan(served=bill), "ALL", SERVED_ON, tmp_path, sqlite_url
+    stored = await wechatpay_fixture_stored(
+        wechatpay_keys, "tradebill_all_crlf.csv", "ALL", tmp_path, sqlite_url
     )
     assert [(row.reference, row.amount, row.fee) for row in stored.rows] == [
         ("RX-20260301-0601", Decimal("0.01"), Decimal("0.00000")),
@@ -203,9 +213,8 @@ async def test_a_wechatpay_refund_bill_stores_each_refund_at_its_refund_time(
     wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, database_url: str
 ) -> None:
     """A REFUND bill's 交易时间 is the refunded payment's, days before; the refund is 退款成功时间."""
-    bill = moved_dates((DATA / "wechatpay" / "tradebill_refund.csv").read_bytes(), REFUND_TIMES, MOVED)
-    stored = await wechatpay_stored(
-        wechatpay_keys, WeChatPayPlan(served=bill), "REFUND", SERVED_ON, tmp_path, database_url
+    stored = await wechatpay_fixture_stored(
+        wechatpay_keys, "tradebill_refund.csv", "REFUND", tmp_path, database_url, REFUND_TIMES
     )
     statement, rows = as_written(stored, MOVED, REFUND_TIMES)
     assert seen(rows) == [
@@ -221,9 +230,8 @@ async def test_a_wechatpay_refund_bill_stores_each_refund_at_its_refund_time(
 async def test_a_wechatpay_success_bill_with_the_seven_summary_columns_is_stored(
     wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, sqlite_url: str
 ) -> None:
-    bill = moved_dates((DATA / "wechatpay" / "tradebill_success.csv").read_bytes(), ["交易时间"], MOVED)
-    stored = await wechatpay_stored(
-        wechatpay_keys, WeChatPayPlan(served=bill), "SUCCESS", SERVED_ON, tmp_path, sqlite_url
+    stored = await wechatpay_fixture_stored(
+        wechatpay_keys, "tradebill_success.csv", "SUCCESS", tmp_path, sqlite_url
     )
     assert [(row.direction, row.amount, row.fee) for row in stored.rows] == [
         ("C", Decimal("88.80"), Decimal("0.53300"))
@@ -234,11 +242,8 @@ async def test_a_wechatpay_success_bill_with_the_seven_summary_columns_is_stored
 async def test_a_legacy_wechatpay_bill_is_refused_naming_the_missing_column(
     wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path, sqlite_url: str
 ) -> None:
-    bill = moved_dates((DATA / "wechatpay" / "tradebill_legacy.csv").read_bytes(), ["交易时间"], MOVED)
     with pytest.raises(StatementDamaged, match="no column 应结订单金额"):
-        await wechatpay_stored(
-            wechatpay_keys, WeChatPayPlan(served=bill), "ALL", SERVED_ON, tmp_path, sqlite_url
-        )
+        await wechatpay_fixture_stored(wechatpay_keys, "tradebill_legacy.csv", "ALL", tmp_path, sqlite_url)
     assert not list((tmp_path / "records").glob("*"))
 
 
