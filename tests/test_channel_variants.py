@@ -6,6 +6,9 @@ Where each variant was seen: docs/sources/alipay.md and docs/sources/wechatpay.m
 
 from __future__ import annotations
 
+import gzip
+import subprocess
+import sys
 import zipfile
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
@@ -15,9 +18,12 @@ from typing import Any, Literal
 
 import pytest
 
+from bankrecon.sources.alipay import ALIPAY
 from bankrecon.sources.alipay.simulator.server import BillPlan as AlipayPlan
+from bankrecon.sources.wechatpay import WECHATPAY
 from bankrecon.sources.wechatpay.simulator.server import BillPlan as WeChatPayPlan
 from bankrecon.statements.common import CHINA_STANDARD_TIME, StatementDamaged
+from bankrecon.store.archive import archive_path
 from tests import alipay_setup, wechatpay_setup
 from tests.channel_bills import (
     SERVED_ON,
@@ -263,3 +269,61 @@ async def test_the_wechatpay_simulators_bills_are_wechatpays_and_stored(
     if bill_type == "REFUND":
         assert all(row.details["交易时间"] < f"{SERVED_ON}" for row in refunds)
         assert all(row.traded_at.astimezone(CHINA_STANDARD_TIME).date() == SERVED_ON for row in refunds)
+
+
+def started(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A simulator started from its command line, and the first line it prints."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", *argv, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline()
+
+
+async def test_the_simulators_command_lines_serve_a_given_bill_as_the_channel_would(
+    alipay_keys: alipay_setup.Keys, wechatpay_keys: wechatpay_setup.Keys, tmp_path: Path
+) -> None:
+    detail, summary = DATA / "alipay" / "trade_detail.csv", DATA / "alipay" / "trade_summary.csv"
+    alipay, said = started([
+        "bankrecon.sources.alipay.simulator", "--ready-after", "0",
+        "--app-public-key-file", str(alipay_keys.app.public_file),
+        "--alipay-private-key-file", str(alipay_keys.alipay.private_file),
+        "--member", str(summary), "--member", str(detail),
+    ])  # fmt: skip
+    try:
+        owner = alipay_setup.merchant(alipay_keys, said.split("gateway ")[1].split()[0])
+        client = ALIPAY.client(owner, alipay_setup.DEFAULTS)
+        answer = await client.ask(alipay_setup.account(owner), SERVED_ON, "cli", tmp_path / "alipay")
+        await client.aclose()
+    finally:
+        alipay.terminate()
+        assert alipay.wait(timeout=30) == 0
+    assert answer.archive is not None
+    with zipfile.ZipFile(
+        archive_path(tmp_path / "alipay", answer.archive.sha256), metadata_encoding="gbk"
+    ) as kept:
+        assert [(info.filename, kept.read(info)) for info in kept.infolist()] == [
+            (summary.name, summary.read_bytes()),
+            (detail.name, detail.read_bytes()),
+        ]
+    bill = DATA / "wechatpay" / "tradebill_all.csv"
+    wechatpay, said = started([
+        "bankrecon.sources.wechatpay.simulator", "--ready-after", "0",
+        "--merchant-public-key-file", str(wechatpay_keys.merchant.public_file),
+        "--wechatpay-private-key-file", str(wechatpay_keys.wechatpay.private_file),
+        "--bill-file", str(bill),
+    ])  # fmt: skip
+    try:
+        owner = wechatpay_setup.merchant(wechatpay_keys, said.split(" on ")[1].split()[0])
+        client = WECHATPAY.client(owner, wechatpay_setup.DEFAULTS)
+        answer = await client.ask(wechatpay_setup.account(owner), SERVED_ON, "cli", tmp_path / "wechatpay")
+        await client.aclose()
+    finally:
+        wechatpay.terminate()
+        assert wechatpay.wait(timeout=30) == 0
+    assert answer.archive is not None
+    kept_gzip = archive_path(tmp_path / "wechatpay", answer.archive.sha256)
+    assert gzip.decompress(kept_gzip.read_bytes()) == bill.read_bytes()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bankrecon.sources.alipay.signing import load_private_key, load_public_key
 from bankrecon.sources.alipay.simulator.server import FAULTS, AlipaySimulator, BillPlan
-from bankrecon.sources.served import serve_until_signalled
+from bankrecon.sources.served import serve_until_signalled, served_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app_key = load_public_key(args.app_public_key_file, "--app-public-key-file")
         alipay_key = load_private_key(args.alipay_private_key_file, "--alipay-private-key-file")
-        members = [(path.name, path.read_bytes()) for path in args.member]
+        members = [(path.name, served_file(path, "--member")) for path in args.member]
         plan = BillPlan(
             ready_after=args.ready_after,
             rows=args.rows,
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             members=members,
             faults=args.fault,
         )
-    except (ValueError, OSError) as error:
+    except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     gateway = AlipaySimulator(

@@ -10,7 +10,7 @@ from datetime import datetime
 from datetime import time as TimeOfDay
 from pathlib import Path
 
-from bankrecon.sources.served import serve_until_signalled
+from bankrecon.sources.served import serve_until_signalled, served_file
 from bankrecon.sources.wechatpay.signing import load_private_key, load_public_key
 from bankrecon.sources.wechatpay.simulator.server import BillPlan, WeChatPaySimulator
 
@@ -109,8 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         merchant_key = load_public_key(args.merchant_public_key_file, "--merchant-public-key-file")
         wechatpay_key = load_private_key(args.wechatpay_private_key_file, "--wechatpay-private-key-file")
-        served = args.bill_file.read_bytes() if args.bill_file is not None else None
-    except (ValueError, OSError) as error:
+        served = served_file(args.bill_file, "--bill-file") if args.bill_file is not None else None
+    except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
