@@ -11,7 +11,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -165,9 +165,8 @@ async def test_the_alipay_simulators_bill_is_alipays_and_stored(
 ) -> None:
     """The summary member first, both trailers in Alipay's words, the refund one even without refunds
     (9 rows: the generator's first refund is the tenth)."""
-    yesterday = datetime.now(CHINA_STANDARD_TIME).date() - timedelta(days=1)
     plan = AlipayPlan(rows=9, wording=wording)
-    stored = await alipay_stored(alipay_keys, plan, "trade", yesterday, tmp_path, sqlite_url)
+    stored = await alipay_stored(alipay_keys, plan, "trade", SERVED_ON, tmp_path, sqlite_url)
     with zipfile.ZipFile(stored.archive, metadata_encoding="gbk") as archive:
         summary, detail = archive.namelist()
         text = archive.read(detail).decode("gbk")
