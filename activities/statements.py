@@ -42,6 +42,7 @@ from bankrecon.pacing.window import (
 from bankrecon.sources.base import (
     Answer,
     AnswerNotBelieved,
+    DecodeJob,
     Outcome,
     SourceUnavailable,
     StatementClient,
@@ -371,7 +372,7 @@ class StatementActivities:
                 str(exc), type="ArchiveMissing", non_retryable=self._archives.shared
             ) from None
         return kind_of(account.merchant).decode(
-            self._data_dir, key, archive, account, self._limits, HeartbeatWhenDue(HEARTBEAT_EVERY)
+            DecodeJob(self._data_dir, key, archive, account, self._limits, HeartbeatWhenDue(HEARTBEAT_EVERY))
         )
 
     @activity.defn(name="record_cancellation")

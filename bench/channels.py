@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bankrecon.models import ArchiveRef, PersistRequest, StatementKey
-from bankrecon.sources.base import Account, Merchant, SourceSettings
+from bankrecon.sources.base import Account, DecodeJob, Merchant, SourceSettings
 from bankrecon.sources.registry import source_kind
 from bankrecon.statements.common import ArchiveLimits
 from bankrecon.store.archive import archive_path
@@ -301,7 +301,7 @@ def ingest_once(channel: Channel, path: Path, database_url: str, data_dir: Path)
     prepare_schema(engine)
     started = time.perf_counter()
     decoded = source_kind(channel.kind).decode(
-        data_dir, key, archive, channel.account(), ArchiveLimits(), lambda _count: None
+        DecodeJob(data_dir, key, archive, channel.account(), ArchiveLimits(), lambda _count: None)
     )
     decoded_at = time.perf_counter()
     stored = save_statement(

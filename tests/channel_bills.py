@@ -21,7 +21,7 @@ from bankrecon.models import PersistRequest, StatementKey
 from bankrecon.sources.alipay import ALIPAY
 from bankrecon.sources.alipay.simulator import server as alipay_server
 from bankrecon.sources.alipay.simulator.generator import member_names
-from bankrecon.sources.base import Account, Outcome, SourceKind, StatementClient
+from bankrecon.sources.base import Account, DecodeJob, Outcome, SourceKind, StatementClient
 from bankrecon.sources.wechatpay import WECHATPAY
 from bankrecon.sources.wechatpay.simulator import server as wechatpay_server
 from bankrecon.statements.common import ArchiveLimits
@@ -102,7 +102,9 @@ async def _stored(
         await client.aclose()
     assert answer.outcome is Outcome.READY and answer.archive is not None, answer
     key = StatementKey(account_no=account.account_no, bill_date=bill_date)
-    decoded = kind.decode(data_dir, key, answer.archive, account, ArchiveLimits(), lambda _count: None)
+    decoded = kind.decode(
+        DecodeJob(data_dir, key, answer.archive, account, ArchiveLimits(), lambda _count: None)
+    )
     engine = make_engine(database_url)
     try:
         prepare_schema(engine)

@@ -9,13 +9,14 @@ Everything else (the workflow, the merchant's window, the store, alerts) is shar
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -71,6 +72,24 @@ class SourceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Entry = TypeVar("Entry", bound=BaseModel)
+
+
+def validated(model: type[Entry], entry: Mapping[str, Any]) -> Entry:
+    """``entry`` read as ``model``; ValueError names what is wrong in one line."""
+    try:
+        return model.model_validate(entry)
+    except ValidationError as exc:
+        raise ValueError(one_line(exc)) from None
+
+
+# The names a channel's statements go by (a channel has no bank account number to give).
+CHANNEL_NAMES = (
+    re.compile(r"[A-Za-z0-9._-]{1,64}"),
+    "a name of 1 to 64 letters, digits, '.', '_' or '-'",
+)
+
+
 @dataclass(frozen=True)
 class Merchant:
     """One set of credentials at one channel; the window of one request per interval is the merchant's."""
@@ -101,6 +120,18 @@ class Defaults:
     connect_timeout_seconds: float
 
 
+@dataclass(frozen=True)
+class DecodeJob:
+    """One downloaded archive to check whole and write to a records file in DATA_DIR."""
+
+    data_dir: Path
+    key: StatementKey
+    archive: ArchiveRef
+    account: Account
+    limits: ArchiveLimits
+    on_progress: Callable[[int], None]
+
+
 class SourceKind(ABC):
     """One channel's protocol and formats; registered by name in ``bankrecon.sources``."""
 
@@ -108,18 +139,25 @@ class SourceKind(ABC):
     label: str  # how messages name the channel: "bank", "WeChat Pay"
     # First request for a day when the merchant's entry has no ``earliest``; None: as soon as the day is over.
     default_earliest: time | None = None
+    # The keys of the kind's ``[[account]]`` entries.
+    account_entry: ClassVar[type[SourceSettings]]
+    # What an account_no of the kind must match, and how to say so; None: any statement name.
+    account_no_rule: ClassVar[tuple[re.Pattern[str], str] | None] = None
 
     @abstractmethod
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> SourceSettings:
         """The kind's keys of a ``[[merchant]]`` entry, checked; ValueError says what is wrong."""
 
-    @abstractmethod
     def account_settings(self, entry: Mapping[str, Any]) -> SourceSettings:
         """The kind's keys of an ``[[account]]`` entry, checked; ValueError says what is wrong in one line."""
+        return validated(self.account_entry, entry)
 
     def account_no_error(self, account_no: str) -> str | None:
         """Why ``account_no`` cannot name a statement of this kind; None when it can."""
-        return None
+        if self.account_no_rule is None:
+            return None
+        pattern, form = self.account_no_rule
+        return None if pattern.fullmatch(account_no) else f"account_no {account_no!r} is not {form}"
 
     @abstractmethod
     def client(self, merchant: Merchant, defaults: Defaults) -> StatementClient: ...
@@ -138,15 +176,7 @@ class SourceKind(ABC):
         return None
 
     @abstractmethod
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
+    def decode(self, job: DecodeJob) -> DecodedStatement:
         """Check the archive whole and write its rows to a records file; StatementDamaged if a rule fails."""
 
 

@@ -8,32 +8,30 @@ Its ``[[merchant]]`` keys: ``app_id``, ``gateway`` (default Alipay's own), ``app
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from bankrecon.durations import parse_duration
-from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
+from bankrecon.models import DecodedStatement
 from bankrecon.sources.alipay.bill import decode_bill
 from bankrecon.sources.alipay.client import DEFAULT_GATEWAY, AlipayClient
 from bankrecon.sources.alipay.signing import load_private_key, load_public_key
 from bankrecon.sources.base import (
-    Account,
+    CHANNEL_NAMES,
+    DecodeJob,
     Defaults,
     Merchant,
     SourceKind,
     SourceSettings,
     StatementClient,
-    one_line,
+    validated,
 )
-from bankrecon.statements.common import ArchiveLimits
 
-_ACCOUNT_NO = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Alipay serves daily bills from this date on.
 FIRST_BILL_DATE = date(2016, 1, 1)
 
@@ -69,28 +67,16 @@ class Alipay(SourceKind):
     label = "Alipay"
     # Alipay makes the day's bills "usually before 09:00" the next day, sometimes later.
     default_earliest = time(10, 0)
+    account_entry = AlipayAccount
+    account_no_rule = CHANNEL_NAMES
 
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> AlipayMerchant:
-        try:
-            given = _MerchantEntry.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
+        given = validated(_MerchantEntry, entry)
         return AlipayMerchant(
             **given.model_dump(),
             app_private_key=load_private_key(given.app_private_key_file, "app_private_key_file"),
             alipay_public_key=load_public_key(given.alipay_public_key_file, "alipay_public_key_file"),
         )
-
-    def account_settings(self, entry: Mapping[str, Any]) -> AlipayAccount:
-        try:
-            return AlipayAccount.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
-
-    def account_no_error(self, account_no: str) -> str | None:
-        if _ACCOUNT_NO.fullmatch(account_no):
-            return None
-        return f"account_no {account_no!r} is not a name of 1 to 64 letters, digits, '.', '_' or '-'"
 
     def refusal(self, bill_date: date, today: date) -> str | None:
         if bill_date >= today:
@@ -112,18 +98,12 @@ class Alipay(SourceKind):
             request_timeout=defaults.request_timeout_seconds,
         )
 
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
-        settings = account.settings
+    def decode(self, job: DecodeJob) -> DecodedStatement:
+        settings = job.account.settings
         assert isinstance(settings, AlipayAccount)
-        return decode_bill(data_dir, key, archive, settings.bill_type, limits, on_progress)
+        return decode_bill(
+            job.data_dir, job.key, job.archive, settings.bill_type, job.limits, job.on_progress
+        )
 
 
 ALIPAY = Alipay()

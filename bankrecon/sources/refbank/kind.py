@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, model_validator
 
-from bankrecon.models import ACCOUNT_NO_PATTERN, ArchiveRef, DecodedStatement, StatementKey
+from bankrecon.models import ACCOUNT_NO_PATTERN, DecodedStatement
 from bankrecon.sources.base import (
-    Account,
+    DecodeJob,
     Defaults,
     Merchant,
     SourceKind,
     SourceSettings,
     StatementClient,
-    one_line,
+    validated,
 )
 from bankrecon.sources.refbank.client import BankClient
 from bankrecon.sources.refbank.decoding import decode_archive
-from bankrecon.statements.common import ArchiveLimits
 
 
 class RefBankMerchant(SourceSettings):
@@ -54,12 +52,11 @@ class RefBankAccount(SourceSettings):
 class RefBank(SourceKind):
     name = "refbank"
     label = "bank"
+    account_entry = RefBankAccount
+    account_no_rule = (re.compile(ACCOUNT_NO_PATTERN), "a bank account number (10 to 32 digits)")
 
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> RefBankMerchant:
-        try:
-            given = _MerchantEntry.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
+        given = validated(_MerchantEntry, entry)
         secret = given.secret
         if secret is not None and not secret.get_secret_value():
             raise ValueError("secret is empty")
@@ -70,17 +67,6 @@ class RefBank(SourceKind):
                 raise ValueError(f"secret_env {given.secret_env} is not set")
             secret = SecretStr(value)
         return RefBankMerchant(secret=secret, base_url=given.base_url or defaults.bank_base_url)
-
-    def account_settings(self, entry: Mapping[str, Any]) -> RefBankAccount:
-        try:
-            return RefBankAccount.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
-
-    def account_no_error(self, account_no: str) -> str | None:
-        if re.fullmatch(ACCOUNT_NO_PATTERN, account_no):
-            return None
-        return f"account_no {account_no!r} is not a bank account number (10 to 32 digits)"
 
     def client(self, merchant: Merchant, defaults: Defaults) -> StatementClient:
         settings = merchant.settings
@@ -93,16 +79,10 @@ class RefBank(SourceKind):
             request_timeout=defaults.request_timeout_seconds,
         )
 
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
-        return decode_archive(data_dir, key, archive, limits, account.currency, on_progress)
+    def decode(self, job: DecodeJob) -> DecodedStatement:
+        return decode_archive(
+            job.data_dir, job.key, job.archive, job.limits, job.account.currency, job.on_progress
+        )
 
 
 REFBANK = RefBank()

@@ -14,27 +14,27 @@ import asyncio
 import logging
 import os
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncssh
-from pydantic import ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
+from bankrecon.models import ArchiveRef, DecodedStatement
 from bankrecon.sources.base import (
     Account,
+    DecodeJob,
     Defaults,
     Merchant,
     SourceKind,
     SourceSettings,
     StatementClient,
-    one_line,
+    validated,
 )
 from bankrecon.sources.sftp.client import SftpClient, SftpLogin
 from bankrecon.sources.sftp.statement import decode_statement
-from bankrecon.statements.common import ArchiveLimits
 
 log = logging.getLogger(__name__)
 _TEMPLATE_FIELDS = {"account_no", "bill_date"}
@@ -131,19 +131,11 @@ class Sftp(SourceKind):
     label = "SFTP"
     # Banks drop the previous day's statement file overnight.
     default_earliest = time(6, 0)
+    account_entry = SftpAccount
 
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> SftpMerchant:
-        try:
-            given = _MerchantEntry.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
+        given = validated(_MerchantEntry, entry)
         return _load(given)
-
-    def account_settings(self, entry: Mapping[str, Any]) -> SftpAccount:
-        try:
-            return SftpAccount.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
 
     def refusal(self, bill_date: date, today: date) -> str | None:
         if bill_date >= today:
@@ -168,18 +160,10 @@ class Sftp(SourceKind):
                 "statement %s %s stored, its file was not moved: %s", account.account_no, bill_date, problem
             )
 
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
-        settings = account.settings
+    def decode(self, job: DecodeJob) -> DecodedStatement:
+        settings = job.account.settings
         assert isinstance(settings, SftpAccount)
-        return decode_statement(data_dir, key, archive, settings.format, on_progress)
+        return decode_statement(job.data_dir, job.key, job.archive, settings.format, job.on_progress)
 
 
 SFTP = Sftp()

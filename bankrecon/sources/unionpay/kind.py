@@ -10,23 +10,23 @@ Its ``[[account]]`` entries take no keys of their own: one account is the mercha
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 
-from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
+from bankrecon.models import DecodedStatement
 from bankrecon.sources.base import (
-    Account,
+    CHANNEL_NAMES,
+    DecodeJob,
     Defaults,
     Merchant,
     SourceKind,
     SourceSettings,
     StatementClient,
-    one_line,
+    validated,
 )
 from bankrecon.sources.unionpay.client import DEFAULT_BASE_URL, UnionPayClient
 from bankrecon.sources.unionpay.records import decode_settlement
@@ -36,9 +36,7 @@ from bankrecon.sources.unionpay.signing import (
     load_certificate,
     load_signing_pfx,
 )
-from bankrecon.statements.common import ArchiveLimits
 
-_ACCOUNT_NO = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # settleDate is MMDD: a day a year back or more would name a later one.
 OLDEST_DAYS = 364
 
@@ -70,12 +68,11 @@ class UnionPay(SourceKind):
     label = "UnionPay"
     # Production files come out at about 09:00 the day after the settlement day.
     default_earliest = time(9, 30)
+    account_entry = UnionPayAccount
+    account_no_rule = CHANNEL_NAMES
 
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> UnionPayMerchant:
-        try:
-            given = _MerchantEntry.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
+        given = validated(_MerchantEntry, entry)
         password = os.environ.get(given.signing_pfx_password_env)
         if password is None:
             raise ValueError(
@@ -90,17 +87,6 @@ class UnionPay(SourceKind):
                 middle=load_certificate(given.middle_cert_file, "middle_cert_file"),
             ),
         )
-
-    def account_settings(self, entry: Mapping[str, Any]) -> UnionPayAccount:
-        try:
-            return UnionPayAccount.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
-
-    def account_no_error(self, account_no: str) -> str | None:
-        if _ACCOUNT_NO.fullmatch(account_no):
-            return None
-        return f"account_no {account_no!r} is not a name of 1 to 64 letters, digits, '.', '_' or '-'"
 
     def refusal(self, bill_date: date, today: date) -> str | None:
         if bill_date >= today:
@@ -124,18 +110,12 @@ class UnionPay(SourceKind):
             request_timeout=defaults.request_timeout_seconds,
         )
 
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
-        settings = account.merchant.settings
+    def decode(self, job: DecodeJob) -> DecodedStatement:
+        settings = job.account.merchant.settings
         assert isinstance(settings, UnionPayMerchant)
-        return decode_settlement(data_dir, key, archive, settings.mer_id, limits, on_progress)
+        return decode_settlement(
+            job.data_dir, job.key, job.archive, settings.mer_id, job.limits, job.on_progress
+        )
 
 
 UNIONPAY = UnionPay()

@@ -9,31 +9,29 @@ that signs its answers). Its ``[[account]]`` keys: ``bill`` (tradebill or fundfl
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import date, time
 from pathlib import Path
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
+from bankrecon.models import DecodedStatement
 from bankrecon.sources.base import (
-    Account,
+    CHANNEL_NAMES,
+    DecodeJob,
     Defaults,
     Merchant,
     SourceKind,
     SourceSettings,
     StatementClient,
-    one_line,
+    validated,
 )
 from bankrecon.sources.wechatpay.bill import decode_bill
 from bankrecon.sources.wechatpay.client import DEFAULT_BASE_URL, WeChatPayClient
 from bankrecon.sources.wechatpay.signing import RequestSigner, load_private_key, load_public_key
-from bankrecon.statements.common import ArchiveLimits
 
-_ACCOUNT_NO = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # WeChat Pay keeps a bill this many months.
 RETENTION_MONTHS = 3
 
@@ -77,12 +75,11 @@ class WeChatPay(SourceKind):
     label = "WeChat Pay"
     # WeChat Pay starts making the previous day's bills at 09:00 and asks for them after 10:00.
     default_earliest = time(10, 0)
+    account_entry = WeChatPayAccount
+    account_no_rule = CHANNEL_NAMES
 
     def merchant_settings(self, entry: Mapping[str, Any], defaults: Defaults) -> WeChatPayMerchant:
-        try:
-            given = _MerchantEntry.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
+        given = validated(_MerchantEntry, entry)
         return WeChatPayMerchant(
             **given.model_dump(),
             private_key=load_private_key(given.private_key_file, "private_key_file"),
@@ -90,17 +87,6 @@ class WeChatPay(SourceKind):
                 given.wechatpay_public_key_file, "wechatpay_public_key_file"
             ),
         )
-
-    def account_settings(self, entry: Mapping[str, Any]) -> WeChatPayAccount:
-        try:
-            return WeChatPayAccount.model_validate(entry)
-        except ValidationError as exc:
-            raise ValueError(one_line(exc)) from None
-
-    def account_no_error(self, account_no: str) -> str | None:
-        if _ACCOUNT_NO.fullmatch(account_no):
-            return None
-        return f"account_no {account_no!r} is not a name of 1 to 64 letters, digits, '.', '_' or '-'"
 
     def refusal(self, bill_date: date, today: date) -> str | None:
         if bill_date >= today:
@@ -121,18 +107,10 @@ class WeChatPay(SourceKind):
             request_timeout=defaults.request_timeout_seconds,
         )
 
-    def decode(
-        self,
-        data_dir: Path,
-        key: StatementKey,
-        archive: ArchiveRef,
-        account: Account,
-        limits: ArchiveLimits,
-        on_progress: Callable[[int], None],
-    ) -> DecodedStatement:
-        settings = account.settings
+    def decode(self, job: DecodeJob) -> DecodedStatement:
+        settings = job.account.settings
         assert isinstance(settings, WeChatPayAccount)
-        return decode_bill(data_dir, key, archive, settings.bill, limits, on_progress)
+        return decode_bill(job.data_dir, job.key, job.archive, settings.bill, job.limits, job.on_progress)
 
 
 def oldest_kept(today: date) -> date:
