@@ -24,7 +24,8 @@ from bankrecon.recon.demo import (
 )
 from bankrecon.recon.ledger import LedgerError, ledger_lines
 from bankrecon.recon.models import ReconDay, ReconRunRequest
-from bankrecon.recon.results import explain, open_exceptions, run_items
+from bankrecon.recon.actions import Actor, explain
+from bankrecon.recon.results import open_exceptions, run_items
 from bankrecon.recon.run import reconcile_day
 from bankrecon.recon.settlement import channel_net
 from bankrecon.recon.tables import recon_runs
@@ -33,6 +34,7 @@ from bankrecon.store.schema import prepare_schema
 
 DAY = date(2026, 11, 24)
 BANK = "6222020000000001"
+ALICE = Actor(by="alice", at=datetime(2026, 11, 25, 1, 30, tzinfo=UTC))
 
 # (side, state, reference, direction, amount) of every item the planted day must give.
 EXPECTED = Counter(
@@ -126,9 +128,12 @@ def test_every_kind_of_exception_then_a_fixed_ledger(engine: Engine, tmp_path: P
     assert not [item for item in run_items(engine, "run-1") if item.reference == "O-010"]
 
     duplicate = next(item for item in run_items(engine, "run-1") if item.state == "duplicate")
-    explain(engine, duplicate.item_id, "charged twice by the channel; refund asked for", datetime.now(UTC))
+    explain(engine, duplicate.item_id, "charged twice by the channel; refund asked for", ALICE)
     open_before = open_exceptions(engine, DAY, DAY)
-    assert {item.reference for item in open_before} == {"O-005", "O-007", "O-008", "O-009", ""}
+    assert {(item.reference, item.status) for item in open_before} == {
+        ("O-005", "open"), ("O-006", "explained"), ("O-007", "open"), ("O-008", "open"), ("O-009", "open"),
+        ("", "open"),
+    }  # fmt: skip
 
     write_ledger(tmp_path / "ledger" / f"ledger-{DAY}.csv", DAY, DEMO_LEDGER_FIXED)
     with engine.connect() as conn:
@@ -139,7 +144,9 @@ def test_every_kind_of_exception_then_a_fixed_ledger(engine: Engine, tmp_path: P
     assert [(item.state, item.reference, item.note) for item in exceptions] == [
         ("duplicate", "O-006", "charged twice by the channel; refund asked for")
     ]
-    assert open_exceptions(engine, DAY, DAY) == []
+    assert [(item.reference, item.status) for item in open_exceptions(engine, DAY, DAY)] == [
+        ("O-006", "explained")
+    ]
     assert {total.state for total in second.totals} == {"matched", "duplicate"}
     with engine.connect() as conn:
         runs = conn.execute(select(recon_runs.c.run_id, recon_runs.c.ledger_sha256).order_by("run_id")).all()

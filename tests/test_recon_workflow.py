@@ -122,7 +122,8 @@ async def test_a_day_reconciled_explained_fixed_and_exported(
             still_open = await asyncio.to_thread(
                 cli, settings, "--open", "--from", str(day), "--to", str(day)
             )
-            assert "7 open exception(s)" in still_open.stdout
+            # Explained is still open: listed with its status until someone resolves it.
+            assert "8 open exception(s)" in still_open.stdout and "explained" in still_open.stdout
 
             # Finance fixes the ledger and the settlement arrives: a re-run clears all but the note's.
             write_ledger(ledger_dir / f"ledger-{day}.csv", day, DEMO_LEDGER_FIXED)
@@ -135,13 +136,13 @@ async def test_a_day_reconciled_explained_fixed_and_exported(
                 cli, settings, DEMO_CHANNEL, str(day), "--rerun", "--export", str(export_dir)
             )
             assert rerun.returncode == 0, rerun.stderr
-            assert "1 exception(s)" in rerun.stdout and "charged twice; refund asked for" in rerun.stdout
+            assert "1 exception(s)" in rerun.stdout and "charged twice; refund asked for" in rerun.stdout, rerun.stdout
             assert len(receiver.posts) == 2  # one per run
             assert (
                 receiver.posts[0].headers["Idempotency-Key"] != receiver.posts[1].headers["Idempotency-Key"]
             )
-            none_open = await asyncio.to_thread(cli, settings, "--open", "--from", str(day), "--to", str(day))
-            assert none_open.returncode == 0 and "no open exceptions" in none_open.stdout
+            one_open = await asyncio.to_thread(cli, settings, "--open", "--from", str(day), "--to", str(day))
+            assert one_open.returncode == 1 and "1 open exception(s)" in one_open.stdout
 
     second_run = latest_run_id(engine, ReconDay(account_no=DEMO_CHANNEL, recon_date=day))
     assert second_run is not None and second_run != first.run_id

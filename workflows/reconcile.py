@@ -87,6 +87,7 @@ class ReconcileWorkflow:
                     day=day,
                     exceptions=summary.exceptions,
                     at=workflow.now(),
+                    open_by_age=summary.open_by_age,
                 ),
                 start_to_close_timeout=NOTICE_TIMEOUT,
                 retry_policy=NOTICE_RETRY,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from sqlalchemy import Connection, Engine, insert, make_url, select
 
+from bankrecon.recon.carry import match_across_days
 from bankrecon.recon.config import ChannelRecon, SqlLedger
 from bankrecon.recon.fingerprint import LinesFingerprint
 from bankrecon.recon.ledger import (
@@ -20,7 +21,7 @@ from bankrecon.recon.ledger import (
 )
 from bankrecon.recon.matching import match_day, stage_ledger, stage_ledger_query, statement_fingerprint
 from bankrecon.recon.models import ReconDay, ReconRunRequest, ReconRunSummary
-from bankrecon.recon.results import run_summary
+from bankrecon.recon.results import open_by_age, run_summary
 from bankrecon.recon.settlement import settle
 from bankrecon.recon.tables import ledger_stage, recon_runs
 from bankrecon.store.db import connection_options, statements
@@ -94,13 +95,17 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
     """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
     done = run_summary(engine, request.run_id)
     if done is not None:
-        return done
+        return _with_open_by_age(engine, done)
     day = request.day
     started_at = datetime.now(UTC)
     with engine.begin() as conn:
         ledger = _staged_ledger(conn, engine, channel, day)
         channel_lines = statement_fingerprint(conn, day.account_no, day.recon_date)
         match_day(conn, request.run_id, day.account_no, day.recon_date, channel.fee_tolerance)
+        match_across_days(
+            conn, request.run_id, day.account_no, day.recon_date, channel.carry_days, channel.fee_tolerance,
+            started_at,
+        )  # fmt: skip
         if channel.settlement is not None:
             settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement)
         ledger_stage.drop(conn)
@@ -121,4 +126,10 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
         )
     summary = run_summary(engine, request.run_id)
     assert summary is not None
-    return summary
+    return _with_open_by_age(engine, summary)
+
+
+def _with_open_by_age(engine: Engine, summary: ReconRunSummary) -> ReconRunSummary:
+    """The summary with the account's exceptions still open on its day, by age: the morning report."""
+    aged = open_by_age(engine, summary.day.recon_date, account_no=summary.day.account_no)
+    return summary.model_copy(update={"open_by_age": aged})
