@@ -12,23 +12,24 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import Engine, create_engine, select, text
 
+from bankrecon.recon.actions import Actor, explain
 from bankrecon.recon.config import ChannelRecon, FileLedger, SqlLedger, load_recon_config
 from bankrecon.recon.demo import (
     DEMO_CHANNEL,
     DEMO_LEDGER,
     DEMO_LEDGER_FIXED,
     SETTLEMENT_COUNTERPARTY,
+    DemoLine,
     plant_demo,
     store_channel_day,
     write_ledger,
 )
 from bankrecon.recon.ledger import LedgerError, ledger_lines
 from bankrecon.recon.models import ReconDay, ReconRunRequest
-from bankrecon.recon.actions import Actor, explain
-from bankrecon.recon.results import open_exceptions, run_items
+from bankrecon.recon.results import age_days, open_by_age, open_exceptions, run_items
 from bankrecon.recon.run import reconcile_day
 from bankrecon.recon.settlement import channel_net
-from bankrecon.recon.tables import recon_runs
+from bankrecon.recon.tables import recon_actions, recon_runs
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.store.schema import prepare_schema
 
@@ -280,3 +281,101 @@ def test_a_ledger_query_on_the_same_postgresql_is_staged_inside_it(
         LedgerError, match=r"the ledger query's row \d+: direction 'sideways' is none of C, D"
     ):
         reconcile_day(engine, by_query, request.model_copy(update={"run_id": "bad"}))
+
+
+# Two days after DAY: the channel books DAY's O-007 (a delayed notification) and the ledger
+# DAY's O-008 the day after (an order keyed in late); the order before DAY + 1's midnight is booked.
+LATER_LEDGER = {1: [DemoLine("O-008", "C", "90.00", 36_000)], 2: []}
+LATER_CHANNEL = {
+    1: [DemoLine("O-010", "C", "40.00", 5, "0.24")],
+    2: [DemoLine("O-007", "C", "70.00", 36_000, "0.42")],
+}
+
+
+def plant_later_days(engine: Engine, data_dir: Path, days: range = range(1, 3)) -> None:
+    for offset in days:
+        later = DAY + timedelta(days=offset)
+        write_ledger(data_dir / "ledger" / f"ledger-{later}.csv", later, LATER_LEDGER[offset])
+        store_channel_day(engine, DEMO_CHANNEL, later, LATER_CHANNEL[offset])
+
+
+def items_of(engine: Engine, run_id: str, reference: str) -> list[tuple[str, str, str | None]]:
+    return [(i.state, i.side, i.detail) for i in run_items(engine, run_id) if i.reference == reference]
+
+
+def statuses(engine: Engine, first: date, last: date) -> dict[tuple[date, str, str], str]:
+    return {(i.recon_date, i.reference, i.side): i.status for i in open_exceptions(engine, first, last)}
+
+
+def test_an_order_booked_days_later_is_matched_across_days_and_no_longer_open(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    plant_later_days(engine, tmp_path)
+    reconcile(engine, config, DAY, "day")
+    assert {(DAY, "O-007", "ledger"), (DAY, "O-008", "channel")} <= set(statuses(engine, DAY, DAY))
+    reconcile(engine, config, DAY + timedelta(days=1), "day+1")
+    reconcile(engine, config, DAY + timedelta(days=2), "day+2")
+
+    assert items_of(engine, "day+1", "O-008") == [
+        ("matched_across_days", "ledger", f"with the channel's line(s) of {DAY}")
+    ]
+    assert items_of(engine, "day+2", "O-007") == [
+        ("matched_across_days", "channel", f"with the ledger's line(s) of {DAY}")
+    ]
+    # DAY's run is not rewritten; its items' status is.
+    day_items = {(i.reference, i.side): i for i in run_items(engine, "day")}
+    for reference, side, matched_on in [("O-007", "ledger", 2), ("O-008", "channel", 1)]:
+        item = day_items[(reference, side)]
+        state = "ledger_only" if side == "ledger" else "channel_only"
+        assert (item.state, item.status, item.last_action, item.last_by) == (
+            state, "resolved", "matched_across_days", "bankrecon"
+        )  # fmt: skip
+        assert f"of {DAY + timedelta(days=matched_on)}" in item.last_reason
+    still_open = statuses(engine, DAY, DAY + timedelta(days=2))
+    assert not {key for key in still_open if key[1] in ("O-007", "O-008")}
+    assert {key[1] for key in still_open if key[0] == DAY} == {"O-005", "O-009", "O-006", ""}
+    # Matched across days is a match: no exception of the later run but its settlement's.
+    assert {t.state for t in reconcile(engine, config, DAY + timedelta(days=2), "day+2").exceptions} <= {
+        "settlement_missing"
+    }
+
+    # A re-run of the later day matches again, without a second action; DAY's re-run stays resolved.
+    reconcile(engine, config, DAY + timedelta(days=2), "day+2 again")
+    reconcile(engine, config, DAY, "day again")
+    with engine.connect() as conn:
+        actions = conn.execute(select(recon_actions.c.reference, recon_actions.c.action)).all()
+    assert sorted(actions) == [("O-007", "matched_across_days"), ("O-008", "matched_across_days")]
+    assert not {key for key in statuses(engine, DAY, DAY) if key[1] in ("O-007", "O-008")}
+
+    # The channel's line turns out to be another order's: the later day's re-run reopens DAY's.
+    store_channel_day(
+        engine, DEMO_CHANNEL, DAY + timedelta(days=2), [DemoLine("O-077", "C", "70.00", 36_000)]
+    )
+    reconcile(engine, config, DAY + timedelta(days=2), "day+2 corrected")
+    assert statuses(engine, DAY, DAY)[(DAY, "O-007", "ledger")] == "open"
+    assert [item.last_action for item in run_items(engine, "day again") if item.reference == "O-007"] == [
+        "reopen"
+    ]
+
+
+def test_past_carry_days_a_line_stays_open_with_its_age(engine: Engine, tmp_path: Path) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    config.write_text(
+        config.read_text().replace("cutoff_seconds = 300", "cutoff_seconds = 300\ncarry_days = 1")
+    )
+    plant_later_days(engine, tmp_path)
+    for offset in range(3):
+        reconcile(engine, config, DAY + timedelta(days=offset), f"run-{offset}")
+    assert items_of(engine, "run-1", "O-008")[0][0] == "matched_across_days"  # within a day
+    assert items_of(engine, "run-2", "O-007") == [("channel_only", "channel", None)]
+    later = DAY + timedelta(days=2)
+    open_items = {(i.recon_date, i.reference, i.side): i for i in open_exceptions(engine, DAY, later)}
+    assert open_items[(DAY, "O-007", "ledger")].status == "open"
+    assert age_days(DAY, later) == 2 and age_days(later, later) == 0
+    aged = {(t.state, t.band): (t.lines, t.amount) for t in open_by_age(engine, later, DAY, DEMO_CHANNEL)}
+    assert aged[("ledger_only", "1-3 days")] == (1, Decimal("70.00"))
+    assert aged[("channel_only", "today")] == (1, Decimal("70.00"))
+    assert aged[("amount_differs", "1-3 days")] == (4, Decimal("392.00"))
+    a_week_on = {(t.state, t.band) for t in open_by_age(engine, DAY + timedelta(days=7), DAY, DEMO_CHANNEL)}
+    assert ("ledger_only", "over 3 days") in a_week_on and ("channel_only", "1-3 days") not in a_week_on

@@ -136,7 +136,9 @@ async def test_a_day_reconciled_explained_fixed_and_exported(
                 cli, settings, DEMO_CHANNEL, str(day), "--rerun", "--export", str(export_dir)
             )
             assert rerun.returncode == 0, rerun.stderr
-            assert "1 exception(s)" in rerun.stdout and "charged twice; refund asked for" in rerun.stdout, rerun.stdout
+            assert "1 exception(s)" in rerun.stdout and "charged twice; refund asked for" in rerun.stdout, (
+                rerun.stdout
+            )
             assert len(receiver.posts) == 2  # one per run
             assert (
                 receiver.posts[0].headers["Idempotency-Key"] != receiver.posts[1].headers["Idempotency-Key"]
