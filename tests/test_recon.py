@@ -12,7 +12,7 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import Engine, create_engine, select, text
 
-from bankrecon.recon.actions import Actor, explain
+from bankrecon.recon.actions import ActionRefused, Actor, explain, pair, reopen, write_off
 from bankrecon.recon.config import ChannelRecon, FileLedger, SqlLedger, load_recon_config
 from bankrecon.recon.demo import (
     DEMO_CHANNEL,
@@ -379,3 +379,67 @@ def test_past_carry_days_a_line_stays_open_with_its_age(engine: Engine, tmp_path
     assert aged[("amount_differs", "1-3 days")] == (4, Decimal("392.00"))
     a_week_on = {(t.state, t.band) for t in open_by_age(engine, DAY + timedelta(days=7), DAY, DEMO_CHANNEL)}
     assert ("ledger_only", "over 3 days") in a_week_on and ("channel_only", "1-3 days") not in a_week_on
+
+
+def test_pair_write_off_and_reopen_are_recorded_and_kept_across_a_rerun(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    reconcile(engine, config, DAY, "run-1")
+    item = {(i.state, i.side, i.reference): i.item_id for i in run_items(engine, "run-1")}
+    o_009 = (item[("amount_differs", "ledger", "O-009")], item[("amount_differs", "channel", "O-009")])
+    bob = Actor(by="bob", at=datetime(2026, 11, 25, 2, 0, tzinfo=UTC))
+
+    with pytest.raises(ActionRefused, match=r"difference 8\.00\): pair them with --allow-difference"):
+        pair(engine, o_009, "reference mistyped in the ERP", ALICE)
+    with pytest.raises(ActionRefused, match=r"pair takes a ledger_only with a channel_only"):
+        pair(engine, (item[("ledger_only", "ledger", "O-007")], item[("amount_differs", "channel", "O-005")]),
+             "no", ALICE)  # fmt: skip
+    ledger, channel, difference = pair(
+        engine, (item[("channel_only", "channel", "O-008")], item[("ledger_only", "ledger", "O-007")]),
+        "reference mistyped in the ERP", ALICE, allow_difference=True,
+    )  # fmt: skip
+    assert (ledger.reference, channel.reference, difference) == ("O-007", "O-008", Decimal("-20.00"))
+    write_off(engine, item[("duplicate", "channel", "O-006")], "fee rounding, accepted", bob, "6603")
+    with pytest.raises(ActionRefused, match=r"resolved already \(write_off by bob\): reopen it first"):
+        write_off(engine, item[("duplicate", "channel", "O-006")], "again", bob)
+    pair(engine, (item[("amount_differs", "ledger", "O-005")], item[("amount_differs", "channel", "O-005")]),
+         "fee corrected by the channel", bob)  # fmt: skip
+    reopened = reopen(engine, item[("ledger_only", "ledger", "O-007")], "paired by mistake", bob)
+    assert {i.reference for i in reopened} == {"O-007", "O-008"}
+    with pytest.raises(ActionRefused, match=r"neither paired nor written off: nothing to reopen"):
+        reopen(engine, item[("channel_only", "channel", "O-008")], "twice", bob)
+
+    def worked(run_id: str) -> dict[str, tuple[str, str, str]]:
+        return {
+            f"{i.side} {i.reference}": (i.status, i.last_action, i.last_by)
+            for i in run_items(engine, run_id, exceptions_only=True)
+            if i.side != "settlement"
+        }
+
+    expected = {
+        "ledger O-005": ("resolved", "pair", "bob"),
+        "channel O-005": ("resolved", "pair", "bob"),
+        "channel O-006": ("resolved", "write_off", "bob"),
+        "ledger O-007": ("open", "reopen", "bob"),
+        "channel O-008": ("open", "reopen", "bob"),
+        "ledger O-009": ("open", None, None),
+        "channel O-009": ("open", None, None),
+    }
+    assert worked("run-1") == expected
+    with engine.connect() as conn:
+        before = conn.execute(select(recon_actions).order_by(recon_actions.c.action_id)).all()
+    assert [(a.action, a.reference, a.acted_by, a.acted_at) for a in before] == [
+        ("pair", "O-007", "alice", ALICE.at), ("pair", "O-008", "alice", ALICE.at),
+        ("write_off", "O-006", "bob", bob.at),
+        ("pair", "O-005", "bob", bob.at), ("pair", "O-005", "bob", bob.at),
+        ("reopen", "O-007", "bob", bob.at), ("reopen", "O-008", "bob", bob.at),
+    ]  # fmt: skip
+    assert [a.ledger_account for a in before if a.action == "write_off"] == ["6603"]
+
+    # A re-run makes new items; the actions hold for them by identity, and none is rewritten.
+    reconcile(engine, config, DAY, "run-2")
+    assert worked("run-2") == expected
+    with engine.connect() as conn:
+        assert conn.execute(select(recon_actions).order_by(recon_actions.c.action_id)).all() == before
+    assert {i.reference for i in open_exceptions(engine, DAY, DAY)} == {"O-007", "O-008", "O-009", ""}
