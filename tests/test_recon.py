@@ -292,9 +292,9 @@ LATER_CHANNEL = {
 }
 
 
-def plant_later_days(engine: Engine, data_dir: Path, days: range = range(1, 3)) -> None:
-    for offset in days:
-        later = DAY + timedelta(days=offset)
+def plant_later_days(engine: Engine, data_dir: Path, day: date = DAY) -> None:
+    for offset in (1, 2):
+        later = day + timedelta(days=offset)
         write_ledger(data_dir / "ledger" / f"ledger-{later}.csv", later, LATER_LEDGER[offset])
         store_channel_day(engine, DEMO_CHANNEL, later, LATER_CHANNEL[offset])
 
