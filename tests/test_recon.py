@@ -443,3 +443,25 @@ def test_pair_write_off_and_reopen_are_recorded_and_kept_across_a_rerun(
     with engine.connect() as conn:
         assert conn.execute(select(recon_actions).order_by(recon_actions.c.action_id)).all() == before
     assert {i.reference for i in open_exceptions(engine, DAY, DAY)} == {"O-007", "O-008", "O-009", ""}
+
+
+def test_across_days_the_fees_must_agree_as_within_a_day(engine: Engine, tmp_path: Path) -> None:
+    config = plant_demo(engine, tmp_path, DAY, BANK)
+    late = [DemoLine("O-500", "C", "30.00", 40_000, "0.18"), DemoLine("O-501", "C", "30.00", 40_001, "0.18")]
+    write_ledger(tmp_path / "ledger" / f"ledger-{DAY}.csv", DAY, [*DEMO_LEDGER, *late])
+    later = DAY + timedelta(days=1)
+    write_ledger(tmp_path / "ledger" / f"ledger-{later}.csv", later, [])
+    store_channel_day(engine, DEMO_CHANNEL, later, [
+        DemoLine("O-010", "C", "40.00", 5, "0.24"),
+        DemoLine("O-500", "C", "30.00", 100, "0.30"),  # 0.12 more than the ledger's fee: beyond 0.01
+        DemoLine("O-501", "C", "30.00", 101, "0.19"),  # within
+    ])  # fmt: skip
+    reconcile(engine, config, DAY, "day")
+    reconcile(engine, config, later, "day+1")
+    assert items_of(engine, "day+1", "O-500") == [("channel_only", "channel", None)]
+    assert items_of(engine, "day+1", "O-501") == [
+        ("matched_across_days", "channel", f"with the ledger's line(s) of {DAY}")
+    ]
+    still_open = {(i.recon_date, i.reference) for i in open_exceptions(engine, DAY, later)}
+    assert {(DAY, "O-500"), (later, "O-500")} <= still_open
+    assert not {key for key in still_open if key[1] == "O-501"}
