@@ -32,7 +32,14 @@ from bankrecon.models import is_statement_name
 from bankrecon.recon.actions import ActionRefused, Actor, describe_action, explain, pair, reopen, write_off
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
-from bankrecon.recon.models import AGE_BANDS, AgedTotal, ReconcileInput, ReconDay, ReconRunSummary
+from bankrecon.recon.models import (
+    AGE_BANDS,
+    UNRESOLVED,
+    AgedTotal,
+    ReconcileInput,
+    ReconDay,
+    ReconRunSummary,
+)
 from bankrecon.recon.results import (
     age_days,
     latest_run_id,
@@ -118,7 +125,7 @@ def _item_rows(items: Sequence[Row[Any]], as_of: date, with_day: bool = False) -
             item.line_ref,
             detail,
             item.status or "",
-            str(age_days(item.recon_date, as_of)) if item.status in ("open", "explained") else "",
+            str(age_days(item.recon_date, as_of)) if item.status in UNRESOLVED else "",
             item.note or "",
             describe_action(item, _local(item.last_at)) if item.last_action else "",
         ]

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Subquery, and_, case, func, insert, select
 
-from bankrecon.recon.models import EXCEPTION_STATES, ONE_SIDED
+from bankrecon.recon.models import EXCEPTION_STATES, EXPLAINED, ONE_SIDED, OPEN, RESOLVED
 from bankrecon.recon.tables import recon_actions, recon_items
 
 ITEM_IDENTITY = ("account_no", "recon_date", "state", "side", "reference", "direction")
@@ -59,9 +59,9 @@ def items_with_status() -> Any:
     last = newest_actions(None, "last_action")
     status = case(
         (i.state.not_in(EXCEPTION_STATES), None),
-        (resolution.c.action.in_(RESOLVING), "resolved"),
-        (note.c.action_id.is_not(None), "explained"),
-        else_="open",
+        (resolution.c.action.in_(RESOLVING), RESOLVED),
+        (note.c.action_id.is_not(None), EXPLAINED),
+        else_=OPEN,
     )
     joined = (
         recon_items.outerjoin(note, same_identity(i, note.c))
@@ -137,7 +137,7 @@ def explain(engine: Engine, item_id: int, note: str, actor: Actor) -> Row[Any]:
 
 
 def _unresolved(item: Row[Any]) -> None:
-    if item.status == "resolved":
+    if item.status == RESOLVED:
         raise ActionRefused(
             f"item {item.item_id} is resolved already ({item.last_action} by {item.last_by}): reopen it first"
         )

@@ -16,8 +16,8 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from sqlalchemy import Engine, Row
 
 from bankrecon.recon.actions import ITEM_IDENTITY, identity_actions
-from bankrecon.recon.models import ReconRunSummary
-from bankrecon.recon.results import UNRESOLVED, age_days, streamed_items
+from bankrecon.recon.models import UNRESOLVED, ReconRunSummary
+from bankrecon.recon.results import age_days, streamed_items
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 COLUMNS = (

@@ -17,7 +17,9 @@ EXCEPTION_STATES = (*LINE_STATES[1:], *SETTLEMENT_STATES)
 MATCHED_ACROSS_DAYS = "matched_across_days"
 ONE_SIDED = {"ledger": "ledger_only", "channel": "channel_only"}
 # An exception's status, from its actions: nobody acted, a note, or paired / written off / matched.
-STATUSES = ("open", "explained", "resolved")
+OPEN, EXPLAINED, RESOLVED = "open", "explained", "resolved"
+# What --open lists and the morning report counts: exceptions nobody resolved.
+UNRESOLVED = (OPEN, EXPLAINED)
 # How old the open exceptions are, in days before the report's day: new, recent, ageing.
 AGE_BANDS = ("today", "1-3 days", "over 3 days")
 

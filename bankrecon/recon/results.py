@@ -12,6 +12,7 @@ from bankrecon.recon.actions import items_with_status
 from bankrecon.recon.models import (
     AGE_BANDS,
     EXCEPTION_STATES,
+    UNRESOLVED,
     AgedTotal,
     ReconDay,
     ReconRunSummary,
@@ -20,8 +21,6 @@ from bankrecon.recon.models import (
 from bankrecon.recon.tables import recon_items, recon_runs
 from bankrecon.store.db import Money
 
-# What --open lists and the morning report counts: exceptions nobody resolved.
-UNRESOLVED = ("open", "explained")
 # The second age band ends this many days before the report's day.
 RECENT_DAYS = 3
 
