@@ -409,6 +409,12 @@ def test_pair_write_off_and_reopen_are_recorded_and_kept_across_a_rerun(
     assert {i.reference for i in reopened} == {"O-007", "O-008"}
     with pytest.raises(ActionRefused, match=r"neither paired nor written off: nothing to reopen"):
         reopen(engine, item[("channel_only", "channel", "O-008")], "twice", bob)
+    with pytest.raises(ActionRefused, match=r"^no reconciliation item 999999$"):
+        write_off(engine, 999_999, "gone", bob)
+    with pytest.raises(ActionRefused, match=r"is matched: only exceptions are worked"):
+        write_off(engine, item[("matched", "ledger", "O-001")], "fine", bob)
+    with pytest.raises(ActionRefused, match=r"who acts must be named in 1 to 128 characters"):
+        Actor(by=" ", at=bob.at)
 
     def worked(run_id: str) -> dict[str, tuple[str, str, str]]:
         return {

@@ -259,9 +259,9 @@ def _open_command(
 
 def _operator(args: argparse.Namespace) -> str:
     """Who acts: --by, else BANKRECON_OPERATOR, else the system user's name."""
-    by = args.by or os.environ.get("BANKRECON_OPERATOR")
+    by = (args.by or "").strip() or os.environ.get("BANKRECON_OPERATOR", "").strip()
     if by:
-        return by.strip()
+        return by
     try:
         return getpass.getuser()
     except (OSError, KeyError):
@@ -292,9 +292,9 @@ def _action_command(args: argparse.Namespace, settings: Settings, out: TextIO, d
     if not text:
         flag = "--note" if action == "explain" else "--reason"
         raise ReconCommandError(f"{action} needs {flag} TEXT: why")
-    actor = Actor(by=_operator(args), at=datetime.now(UTC))
     with database(settings) as engine:
         try:
+            actor = Actor(by=_operator(args), at=datetime.now(UTC))
             if action == "explain":
                 item = explain(engine, ids[0], text, actor)
                 said = f"{_named(item)} explained; the note holds in later runs of the day"

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Subquery, and_, case, func, insert, select
 
 from bankrecon.recon.models import EXCEPTION_STATES, EXPLAINED, ONE_SIDED, OPEN, RESOLVED
-from bankrecon.recon.tables import recon_actions, recon_items
+from bankrecon.recon.tables import ACTOR_MAX_CHARS, LEDGER_ACCOUNT_MAX_CHARS, recon_actions, recon_items
 
 ITEM_IDENTITY = ("account_no", "recon_date", "state", "side", "reference", "direction")
 EXPLAIN, PAIR, WRITE_OFF, REOPEN, MATCHED_ACROSS_DAYS = (
@@ -36,6 +36,12 @@ class Actor:
 
     by: str
     at: datetime
+
+    def __post_init__(self) -> None:
+        if not self.by.strip() or len(self.by) > ACTOR_MAX_CHARS:
+            raise ActionRefused(
+                f"who acts must be named in 1 to {ACTOR_MAX_CHARS} characters, not {self.by!r}"
+            )
 
 
 def newest_actions(kinds: tuple[str, ...] | None, name: str) -> Subquery:
@@ -189,6 +195,8 @@ def write_off(
 ) -> Row[Any]:
     """Accept an exception as it is, booked to ``ledger_account`` if given."""
     reason = _reason(reason, "it is written off")
+    if ledger_account is not None and not 0 < len(ledger_account.strip()) <= LEDGER_ACCOUNT_MAX_CHARS:
+        raise ActionRefused(f"the ledger account must be 1 to {LEDGER_ACCOUNT_MAX_CHARS} characters")
     with engine.begin() as conn:
         item = _item(conn, item_id)
         _unresolved(item)

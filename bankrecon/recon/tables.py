@@ -67,6 +67,9 @@ recon_items = Table(
     Index("recon_items_run_state", "run_id", "state"),
 )
 
+ACTOR_MAX_CHARS = 128
+LEDGER_ACCOUNT_MAX_CHARS = 64
+
 # Everything done to an exception: operators' notes, pairs, write-offs and reopenings, and the
 # matches a later day's run made. Appended, never updated: the history is the audit trail. Keyed
 # by what identifies the item across runs (a re-run makes new items), so an action holds for
@@ -84,13 +87,13 @@ recon_actions = Table(
     # explain, pair, write_off, reopen, matched_across_days
     Column("action", String(32), nullable=False),
     Column("reason", Text, nullable=False),  # the note, for explain
-    Column("acted_by", String(128), nullable=False),
+    Column("acted_by", String(ACTOR_MAX_CHARS), nullable=False),
     Column("acted_at", UtcDateTime, nullable=False),
     Column("item_id", ITEM_ID),  # the item acted on, of one run
     Column("other_item_id", ITEM_ID),  # pair: the other half
     # pair: the other half's day; matched_across_days: the day whose run matched it
     Column("other_day", Date),
-    Column("ledger_account", String(64)),  # write_off: where it is booked (6603, ...)
+    Column("ledger_account", String(LEDGER_ACCOUNT_MAX_CHARS)),  # write_off: where it is booked (6603, ...)
     Column("difference", Money),  # pair: the ledger's amount less the channel's
     Index("recon_actions_identity", "account_no", "recon_date", "reference", "action_id"),
 )
