@@ -246,7 +246,7 @@ def _open_command(
         raise ReconCommandError(f"--from ({first}) is after --to ({last})")
     with database(settings) as engine:
         items = open_exceptions(engine, first, last, args.account)
-        aged = open_by_age(engine, as_of, first, args.account)
+        aged = open_by_age(engine, as_of, first, args.account, last)
     if not items:
         out.write(f"no open exceptions from {first} to {last}\n")
         return 0

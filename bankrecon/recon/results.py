@@ -120,10 +120,15 @@ def age_days(day: date, as_of: date) -> int:
 
 
 def open_by_age(
-    engine: Engine, as_of: date, first: date = date.min, account_no: str | None = None
+    engine: Engine,
+    as_of: date,
+    first: date = date.min,
+    account_no: str | None = None,
+    last: date | None = None,
 ) -> list[AgedTotal]:
-    """Per account and state, the count and amount of unresolved exceptions in each age band."""
-    items, unresolved = _unresolved(first, as_of, account_no)
+    """Per account and state, the count and amount of unresolved exceptions of ``first`` to ``last``
+    (default: ``as_of``) in each age band on ``as_of``; a day after ``as_of`` is of its first band."""
+    items, unresolved = _unresolved(first, last or as_of, account_no)
     band = case(
         (items.c.recon_date >= as_of, AGE_BANDS[0]),
         (items.c.recon_date >= as_of - timedelta(days=RECENT_DAYS), AGE_BANDS[1]),
