@@ -71,6 +71,8 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     notifications.notify_operators,
                     notifications.notify_reconciliation,
                     reconcile.check_inputs,
+                    reconcile.check_settlement,
+                    reconcile.signal_reconciliations,
                     reconcile.reconcile,
                     reconcile.reconciled_accounts,
                     retention.expire_retained,

@@ -71,10 +71,16 @@ class NotificationActivities:
                 ),
                 extra={"notice": notice.model_dump(mode="json"), "workflow_id": notice.workflow_id},
             )
+        found = (
+            "reconciliation found exceptions" if notice.subject == "run" else "the settlement is not right"
+        )
         await self._post(
-            {"event": "reconciliation_exceptions", "summary": "reconciliation found exceptions"}
-            | notice.model_dump(mode="json"),
-            idempotency_key=f"{notice.workflow_id}/{notice.run_id}/reconciliation",
+            {"event": "reconciliation_exceptions", "summary": found} | notice.model_dump(mode="json"),
+            # A run alerts once for what it found, and once more if its pending settlement fails.
+            idempotency_key=(
+                f"{notice.workflow_id}/{notice.run_id}/"
+                f"{'reconciliation' if notice.subject == 'run' else 'settlement'}"
+            ),
         )
 
     async def _post(self, body: dict[str, object], idempotency_key: str) -> None:

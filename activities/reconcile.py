@@ -11,12 +11,22 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from bankrecon.config import Settings
+from bankrecon.models import StatementKey
 from bankrecon.recon.config import ChannelRecon, ReconConfigError, load_recon_config
 from bankrecon.recon.ledger import LedgerError, LedgerMissing
-from bankrecon.recon.models import ReconDay, ReconInputs, ReconRunRequest, ReconRunSummary
-from bankrecon.recon.run import inputs_missing, reconcile_day
+from bankrecon.recon.models import (
+    INPUTS_READY,
+    ReconDay,
+    ReconInputs,
+    ReconRunRequest,
+    ReconRunSummary,
+    SettlementCheck,
+    reconcile_workflow_id,
+)
+from bankrecon.recon.run import check_settlement, inputs_missing, reconcile_day, reconciliations_waiting_for
 from bankrecon.store.db import describe_error
 from bankrecon.store.schema import open_database
 
@@ -79,6 +89,37 @@ class ReconcileActivities:
     @activity.defn(name="check_reconciliation_inputs")
     def check_inputs(self, day: ReconDay) -> ReconInputs:
         return ReconInputs(missing=inputs_missing(self._engine, self._channel(day.account_no), day))
+
+    @activity.defn(name="check_settlement")
+    def check_settlement(self, check: SettlementCheck) -> ReconRunSummary:
+        try:
+            return check_settlement(self._engine, self._channel(check.day.account_no), check)
+        except DBAPIError as exc:
+            raise RuntimeError(f"database error: {describe_error(exc)}") from None
+
+    @activity.defn(name="signal_reconciliations")
+    async def signal_reconciliations(self, stored: StatementKey) -> list[str]:
+        """Tell the reconciliations this statement is an input of to look at once; the ids told.
+
+        One that is not running (not started, or done) is left alone: it looks when it starts.
+        """
+        if self._config_file is None:
+            return []
+        try:
+            config = load_recon_config(self._config_file)
+        except ReconConfigError as exc:
+            raise ApplicationError(str(exc), type=RECON_NOT_CONFIGURED, non_retryable=True) from None
+        told = []
+        for day in reconciliations_waiting_for(config, stored.account_no, stored.bill_date):
+            workflow_id = reconcile_workflow_id(day.account_no, day.recon_date)
+            try:
+                await activity.client().get_workflow_handle(workflow_id).signal(INPUTS_READY)
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                continue
+            told.append(workflow_id)
+        return told
 
     @activity.defn(name="reconcile_day")
     def reconcile(self, request: ReconRunRequest) -> ReconRunSummary:

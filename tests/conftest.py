@@ -18,6 +18,7 @@ import pytest
 
 from bankrecon.config import Settings
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator
+from tests import alipay_setup, wechatpay_setup
 from tests.harness import ACCOUNT, settings_for
 
 try:
@@ -68,6 +69,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bankrecon.db'}"
+
+
+@pytest.fixture(scope="module")
+def alipay_keys(tmp_path_factory: pytest.TempPathFactory) -> alipay_setup.Keys:
+    """An Alipay app's key pair and Alipay's, for the simulator and the client."""
+    return alipay_setup.make_keys(tmp_path_factory.mktemp("alipay-keys"))
+
+
+@pytest.fixture(scope="module")
+def wechatpay_keys(tmp_path_factory: pytest.TempPathFactory) -> wechatpay_setup.Keys:
+    """A WeChat Pay merchant's key pair and WeChat Pay's, for the simulator and the client."""
+    return wechatpay_setup.make_keys(tmp_path_factory.mktemp("wechatpay-keys"))
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+
 from bankrecon.sources.base import Account, Defaults, Merchant
 from bankrecon.sources.sftp import SFTP
 from bankrecon.sources.sftp.simulator import FilePlan, SftpServer
@@ -57,3 +59,45 @@ def account(owner: Merchant, account_no: str = "DE89370400440532013000", **keys:
     entry: dict[str, Any] = {"format": "mt940", "path": "/outbox/{account_no}/{bill_date:%Y%m%d}.sta"}
     settings = SFTP.account_settings(entry | {"stable_seconds": 0.3} | keys)
     return Account(account_no=account_no, merchant=owner, currency=None, settings=settings)
+
+
+def changed_host_key(tmp_path: Path, server: SftpServer) -> Path:
+    """A known_hosts file trusting, for ``server``'s address, another host key than the one it shows."""
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    path = tmp_path / "trusted_hosts"
+    path.write_text(f"[127.0.0.1]:{server.port} {other}\n")
+    return path
+
+
+def accounts_file(
+    tmp_path: Path, server: SftpServer, known_hosts: Path, format: str, account_no: str, **account: str
+) -> Path:
+    """An accounts file of one SFTP merchant (``server``'s port, trusting ``known_hosts``) and one
+    account whose statement lies at /outbox/<account_no>/<bill date>.dat; ``account`` adds keys."""
+    keys = {"ready": "stable", "stable_seconds": "0.2", "after": "move:/outbox/processed/"} | account
+    lines = "\n".join(
+        f'{name} = "{value}"' if name != "stable_seconds" else f"{name} = {value}"
+        for name, value in keys.items()
+    )
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        f"""
+[[merchant]]
+id = "bank-sftp"
+kind = "sftp"
+host = "127.0.0.1"
+port = {server.port}
+username = "{server.username}"
+password_env = "{PASSWORD_ENV}"
+known_hosts_file = "{known_hosts}"
+min_interval_seconds = 0.3
+
+[[account]]
+account_no = "{account_no}"
+merchant = "bank-sftp"
+format = "{format}"
+path = "/outbox/{{account_no}}/{{bill_date:%Y%m%d}}.dat"
+{lines}
+"""
+    )
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from datetime import date, datetime
 from decimal import Decimal
@@ -35,7 +36,7 @@ def trade_row(trade_no: str, business: str, received: str, refund_no: str = "", 
 
 PAYMENT = trade_row("2019091622001458860515315453", "交易", "10.01")
 REFUND = trade_row("2019091622001458860515315453", "退款", "-0.01", "re_1568602607356", "-0.00")
-TRAILER = "#----业务明细列表结束----\r\n#交易合计：1笔，商家实收共10.01元，商家优惠共0.00元\r\n#退款合计：1笔，商家实收共-0.01元，商家优惠共0.00元\r\n#导出时间：[2026年11月29日 05:46:49]\r\n"  # noqa: E501
+TRAILER = "#----业务明细列表结束----\r\n#交易合计：1笔，商家实收共10.01元，商家优惠共0.00元\r\n#退款合计：1笔，商家实收退款共-0.01元，商家优惠退款共0.00元\r\n#导出时间：[2026年11月29日 05:46:49]\r\n"  # noqa: E501
 
 
 class _GbkName(zipfile.ZipInfo):
@@ -257,3 +258,66 @@ def test_bad_totals_from_the_generator_are_damage(tmp_path: Path) -> None:
             write_bill(out, DAY, BillShape(bill_type, 12, bad_totals=True), seed=1)
         with pytest.raises(StatementDamaged, match="合计 says"):
             read(path, bill_type)
+
+
+DATA = Path(__file__).resolve().parent / "data" / "alipay"
+
+
+def fixture_zip(path: Path, detail: str, summary: str, kind: str = "业务明细") -> Path:
+    """A fixture of tests/data/alipay zipped as Alipay zips it: the 汇总 member first, GBK names."""
+    stem = "20881234567890120156_20260301"
+    members = {f"{stem}_{kind}(汇总).csv": (DATA / summary).read_bytes()}
+    members[f"{stem}_{kind}.csv"] = (DATA / detail).read_bytes()
+    return make_zip(path / "bill.zip", members)
+
+
+def test_the_real_trailers_are_read_by_count_and_first_amount_and_kept_whole(tmp_path: Path) -> None:
+    """Alipay's own wording: the refund trailer says 商家实收退款共, the discount comes second."""
+    rows, totals = read(fixture_zip(tmp_path, "trade_detail.csv", "trade_summary.csv"))
+    assert [(r.direction, r.amount, r.fee) for r in rows] == [
+        ("C", Decimal("128.00"), Decimal("0.77")),
+        ("C", Decimal("35.50"), Decimal("0.21")),
+        ("D", Decimal("10.00"), Decimal("-0.06")),
+        ("D", Decimal("5.50"), Decimal("-0.03")),
+        ("C", Decimal("0.01"), Decimal("0.00")),
+        ("D", Decimal("0.01"), Decimal("0.00")),
+    ]
+    # One payment refunded twice: each refund is its own row, keyed by its batch.
+    assert [r.serial_no for r in rows[1:4]] == [
+        "2026030122001411110000000102",
+        "2026030122001411110000000102/RF202603010002A",
+        "2026030122001411110000000102/RF202603010002B",
+    ]
+    assert (totals.credit_count, totals.credit_total, totals.debit_count, totals.debit_total) == (  # type: ignore[attr-defined]
+        3, Decimal("163.51"), 3, Decimal("15.51"),
+    )  # fmt: skip
+    assert totals.fee_total == Decimal("0.89")  # type: ignore[attr-defined]
+    assert totals.summary["交易合计"] == "3笔，商家实收共163.51元，商家优惠共4.50元"  # type: ignore[attr-defined]
+    assert totals.summary["退款合计"] == "3笔，商家实收退款共-15.51元，商家优惠退款共0.00元"  # type: ignore[attr-defined]
+
+
+def test_the_older_trailer_wording_and_a_refund_trailer_of_no_refunds_are_read(tmp_path: Path) -> None:
+    rows, totals = read(fixture_zip(tmp_path, "trade_older_detail.csv", "trade_summary.csv"))
+    assert [(r.direction, r.amount) for r in rows] == [("C", Decimal("0.03")), ("C", Decimal("0.05"))]
+    assert (totals.credit_count, totals.credit_total, totals.debit_count) == (2, Decimal("0.08"), 0)  # type: ignore[attr-defined]
+    assert totals.summary["退款合计"] == "0笔，交易退款金额共0.00元，优惠退款金额共0.00元"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("wording", "found"),
+    [
+        ("#交易合计：4笔，商家实收共163.51元", "#交易合计 says 4 rows of 163.51"),
+        ("#交易合计：3笔，商家实收共168.01元，商家优惠共0.00元", "#交易合计 says 3 rows of 168.01"),
+        # The discount is the second amount: a trailer whose first amount is it is damage.
+        ("#交易合计：3笔，商家优惠共4.50元，商家实收共163.51元", "#交易合计 says 3 rows of 4.50"),
+        ("#交易合计：三笔，共163.51元", "#交易合计 is not 'N笔，...共X元"),
+        ("#交易合计：3笔，商家实收163.51元", "#交易合计 is not 'N笔，...共X元"),
+    ],
+)
+def test_a_trailer_that_disagrees_or_gives_no_count_and_amount_is_damage(
+    tmp_path: Path, wording: str, found: str
+) -> None:
+    text = (DATA / "trade_detail.csv").read_bytes().decode("gbk")
+    text = text.replace("#交易合计：3笔，商家实收共163.51元，商家优惠共4.50元", wording)
+    with pytest.raises(StatementDamaged, match=re.escape(found)):
+        read(trade_zip(tmp_path, text))

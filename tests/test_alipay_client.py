@@ -68,9 +68,15 @@ async def test_a_ready_bill_is_fetched_at_once_and_kept_under_its_sha256(
     kept = archive_path(tmp_path, answer.archive.sha256)
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == answer.archive.sha256
     assert answer.archive.size == kept.stat().st_size
-    first_line = {"trade": "#支付宝业务明细查询", "signcustomer": "#支付宝账务明细查询"}[bill_type]
+    kind = {"trade": "业务", "signcustomer": "账务"}[bill_type]
     with zipfile.ZipFile(kept, metadata_encoding="gbk") as archive:
-        assert archive.read(archive.infolist()[0]).decode("gbk").startswith(first_line)
+        # As Alipay's own zips: the summary member (汇总) first, then the detail.
+        summary, detail = archive.infolist()
+        assert summary.filename.endswith(f"_{kind}明细(汇总).csv") and detail.filename.endswith(
+            f"_{kind}明细.csv"
+        )
+        assert archive.read(summary).decode("gbk").startswith(f"#支付宝{kind}汇总查询")
+        assert archive.read(detail).decode("gbk").startswith(f"#支付宝{kind}明细查询")
     assert [r.path for r in sim.requests] == ["/gateway.do", "/downloadBillFile.resource"]
     assert no_staged_files(tmp_path)
 

@@ -20,6 +20,8 @@ from bankrecon.sources.alipay.simulator.server import AlipaySimulator, BillPlan
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import CHINA_STANDARD_TIME, ArchiveLimits
 from tests.alipay_setup import APP_ID, Keys, make_keys, simulator
+from tests.channel_bills import alipay_members
+from tests.corpus import corpus_path, expected_of
 from tests.harness import count_rows, fails_with, settings_for, stored_rows
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
@@ -115,6 +117,25 @@ async def test_refused_as_not_ready_twice_then_stored_exactly(
     assert [(r.serial_no, r.direction, r.amount, r.reference) for r in rows] == [
         (r.serial_no, r.direction, r.amount, r.reference) for r in expected
     ]
+
+
+async def test_a_real_trade_bill_is_stored_from_its_first_download_not_quarantined(
+    dev_env: WorkflowEnvironment, keys: Keys, tmp_path: Path, sqlite_url: str, task_queue: str
+) -> None:
+    """A merchant's real 业务明细 (../shared/corpus): its refund trailer says 商家实收退款共, which once
+    made every real trade bill damage, quarantined and fetched again until the statement failed."""
+    sample = corpus_path("channels", "alipay", "qding_trade_20190916")
+    day = date(2019, 9, 16)
+    detail, summary = (sample / "detail.csv").read_bytes(), (sample / "summary.csv").read_bytes()
+    members = alipay_members("20880211096256330156", day, "trade", detail, summary)
+    with simulator(keys, BillPlan(members=members)) as sim:
+        result = await run_statement(dev_env, tmp_path, sqlite_url, task_queue, sim.gateway, keys, day)
+    assert result.status == "persisted" and result.fetch_attempts == 1
+    assert not list((tmp_path / "data" / "quarantine").glob("*"))
+    statement, rows = stored_rows(sqlite_url, ACCOUNT, day)
+    expected = expected_of(sample)
+    assert statement.transaction_count == len(rows) == expected["rows"]
+    assert (statement.credit_total, statement.debit_total) == (Decimal("0.06"), Decimal("0.04"))
 
 
 async def test_no_bill_after_give_up_after_is_stored_empty_with_the_reason(

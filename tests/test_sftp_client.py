@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import socket
+import sys
 from pathlib import Path
 
 import asyncssh
@@ -197,3 +199,38 @@ async def test_merchant_keys_are_checked_in_one_line(
 def test_account_keys_are_checked_in_one_line(entry: dict[str, str], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         SFTP.account_settings({"format": "mt940", "path": "/outbox/x.sta"} | entry)
+
+
+async def test_the_simulator_serves_a_given_statement_file_as_it_is(tmp_path: Path) -> None:
+    given = DATA / "camt053_batches.xml"
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "bankrecon.sources.sftp.simulator", "--port", "0"),
+        *("--root", str(tmp_path / "root"), "--known-hosts", str(tmp_path / "known_hosts")),
+        *("--password-env", PASSWORD_ENV, "--file", str(given), "--path", "/outbox/statement.xml"),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        started = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        found = re.search(r"127\.0\.0\.1:([0-9]+) user ([^:\s]+):", started)
+        assert found is not None, started
+        async with (
+            asyncssh.connect(
+                "127.0.0.1",
+                int(found.group(1)),
+                username=found.group(2),
+                password=PASSWORD,
+                known_hosts=str(tmp_path / "known_hosts"),
+                client_keys=(),
+                agent_path=None,
+                config=(),
+            ) as connection,
+            connection.start_sftp_client() as sftp,
+        ):
+            await sftp.stat("/outbox/statement.xml")  # the look on which the file appears
+            async with sftp.open("/outbox/statement.xml", "rb") as served:
+                content: bytes = await served.read()
+        assert content == given.read_bytes()
+    finally:
+        process.terminate()
+        await process.wait()

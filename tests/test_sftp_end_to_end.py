@@ -13,7 +13,16 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.models import DailyStatementInput
 from bankrecon.sources.sftp.simulator import FilePlan
 from tests.harness import count_rows, fails_with, settings_for, stored_rows
-from tests.sftp_setup import BILL_DATE, DATA, PASSWORD, PASSWORD_ENV, SAMPLES, sftp_server
+from tests.sftp_setup import (
+    BILL_DATE,
+    DATA,
+    PASSWORD,
+    PASSWORD_ENV,
+    SAMPLES,
+    accounts_file,
+    changed_host_key,
+    sftp_server,
+)
 from worker import running_worker
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id
 
@@ -53,37 +62,6 @@ EXPECTED = {
 }
 
 
-def _accounts_file(tmp_path: Path, port: int, known_hosts: Path, sample: str, **account: str) -> Path:
-    format, account_no = SAMPLES[sample]
-    keys = {"ready": "stable", "stable_seconds": "0.2", "after": "move:/outbox/processed/"} | account
-    lines = "\n".join(
-        f'{name} = "{value}"' if name != "stable_seconds" else f"{name} = {value}"
-        for name, value in keys.items()
-    )
-    path = tmp_path / "accounts.toml"
-    path.write_text(
-        f"""
-[[merchant]]
-id = "bank-sftp"
-kind = "sftp"
-host = "127.0.0.1"
-port = {port}
-username = "bankrecon"
-password_env = "{PASSWORD_ENV}"
-known_hosts_file = "{known_hosts}"
-min_interval_seconds = 0.3
-
-[[account]]
-account_no = "{account_no}"
-merchant = "bank-sftp"
-format = "{format}"
-path = "/outbox/{{account_no}}/{{bill_date:%Y%m%d}}.dat"
-{lines}
-"""
-    )
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
@@ -102,7 +80,7 @@ async def test_a_file_appearing_after_two_polls_is_stored_once_and_moved(
             database_url,
             "http://unused.invalid",
             task_queue,
-            bank_accounts_file=_accounts_file(tmp_path, server.port, server.known_hosts_file, sample),
+            bank_accounts_file=accounts_file(tmp_path, server, server.known_hosts_file, *SAMPLES[sample]),
         )
         async with running_worker(dev_env.client, settings):
             result = await asyncio.wait_for(
@@ -143,20 +121,13 @@ async def test_a_changed_host_key_fails_the_statement_and_stores_nothing(
     async with sftp_server(
         tmp_path, plans=[FilePlan(remote, (DATA / sample).read_bytes(), absent_for=0)]
     ) as server:
-        other_host = tmp_path / "other"
-        other_host.mkdir()
-        async with sftp_server(other_host) as impostor:
-            # The accounts file trusts the impostor's key for the real server's address.
-            known_hosts = tmp_path / "trusted_hosts"
-            known_hosts.write_text(
-                impostor.known_hosts_file.read_text().replace(str(impostor.port), str(server.port))
-            )
+        known_hosts = changed_host_key(tmp_path, server)
         settings = settings_for(
             tmp_path / "data",
             sqlite_url,
             "http://unused.invalid",
             task_queue,
-            bank_accounts_file=_accounts_file(tmp_path, server.port, known_hosts, sample),
+            bank_accounts_file=accounts_file(tmp_path, server, known_hosts, *SAMPLES[sample]),
         )
         async with running_worker(dev_env.client, settings):
             message = await fails_with(

@@ -107,6 +107,55 @@ def test_the_official_samples_record_reads_exactly(tmp_path: Path) -> None:
     assert totals.summary is not None and totals.summary["settled_total"] == "3745.39"
 
 
+def test_records_in_the_form_of_a_production_file_read_exactly(tmp_path: Path) -> None:
+    # As a production merchant's file of 2017 has them (docs/sources/unionpay.md, "Real files"):
+    # 交易代码 S22, 交易子类 and the original transaction's fields blank, 支付方式 0201, 清算净额
+    # repeating 结算金额, 二级商户代码 all zeros, 交易介质 7, a GBK memo in 商户自定义域.
+    production = {
+        "交易代码": "S22",
+        "代理机构标识码": "48022901",
+        "发送机构标识码": "00040000",
+        "支付方式(旧)": "05",
+        "支付方式": "0201",
+        "业务类型": "000201",
+        "二级商户代码": "000000000000000",
+        "二级商户简称": "",
+        "二级商户分账入账金额": "000000000000",
+        "终端号": "01080209",
+        "优惠金额": "000000000000",
+        "发票金额": "000000000000",
+        "分期付款附加手续费": "00000000000",
+        "交易介质": "7",
+    }
+    records = [
+        sample_record(
+            **production,
+            查询流水号=f"20150906112203190624{n}",
+            交易金额=f"{fen:012d}",
+            商户手续费="D000000000024",
+            结算金额=f"C{fen - 24:012d}",
+            清算净额=f"C{fen - 24:012d}",
+            商户自定义域=memo,
+        )
+        for n, (fen, memo) in enumerate([(2_500_000, "test"), (1_443_600, "账户充值"), (246_240, "deposit")])
+    ]
+    rows, totals = read(write_zip(tmp_path, records))
+
+    assert [(row.direction, row.amount, row.fee) for row in rows] == [
+        ("C", Decimal("25000.00"), Decimal("0.24")),
+        ("C", Decimal("14436.00"), Decimal("0.24")),
+        ("C", Decimal("2462.40"), Decimal("0.24")),
+    ]
+    assert rows[1].details is not None and rows[1].details["商户自定义域"] == "账户充值"
+    assert rows[0].details is not None and rows[0].details["交易子类"] == ""
+    assert (totals.credit_count, totals.credit_total, totals.fee_total) == (
+        3,
+        Decimal("41898.40"),
+        Decimal("0.72"),
+    )
+    assert totals.summary is not None and totals.summary["settled_total"] == "41897.68"
+
+
 def test_a_generated_day_with_error_records_and_gbk_member_names(tmp_path: Path) -> None:
     path = tmp_path / "day.zip"
     path.write_bytes(

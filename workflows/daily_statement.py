@@ -15,6 +15,7 @@ from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
+    from activities.reconcile import ReconcileActivities
     from activities.statements import (
         ACCOUNT_NOT_CONFIGURED,
         ANSWER_NOT_BELIEVED,
@@ -52,6 +53,8 @@ BOUNDED_HISTORY_PATCH = "continue-as-new-when-the-history-is-long"
 # How long a run that has grown long lets the fetch attempt that reported last end, before
 # cancelling the fetch to continue as a new run.
 ATTEMPT_SETTLES = timedelta(seconds=30)
+# The workflow.patched id of signalling the reconciliations a stored statement is an input of.
+TELL_RECONCILIATIONS_PATCH = "tell-reconciliations-the-statement-is-stored"
 # The workflow.patched id of recording a failure for good, and its notice.
 FAILURE_RECORD_PATCH = "record-a-failure-for-good"
 # The fetch holds one bank request, bounded by BANK_REQUEST_TIMEOUT_SECONDS (default 300 s).
@@ -152,6 +155,7 @@ class DailyStatementWorkflow:
                 self._continue_as_new(key, request)
             fetched, decoded = downloaded
             result = await self._persist(key, fetched, decoded)
+            await self._tell_reconciliations(key)
         except asyncio.CancelledError:  # cancelled while no activity ran (the wait after a damaged download)
             await self._record_cancellation(key)
             raise
@@ -178,6 +182,25 @@ class DailyStatementWorkflow:
                 await watch  # the alert goes out before its recovery notice
             await self._notify("recovered")
         return result
+
+    async def _tell_reconciliations(self, key: StatementKey) -> None:
+        """The statement is stored: every reconciliation it is an input of may go on at once."""
+        # Patched: a run stored under the earlier code replays without this activity.
+        if not workflow.patched(TELL_RECONCILIATIONS_PATCH):
+            return
+        try:
+            told = await workflow.execute_activity_method(
+                ReconcileActivities.signal_reconciliations,
+                key,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=NOTICE_RETRY,
+            )
+        except ActivityError as err:
+            # They look again at their interval anyway: the statement is stored, the run done.
+            workflow.logger.error("could not tell the reconciliations: %s", err.cause or err)
+            return
+        if told:
+            workflow.logger.info("told %s: the statement is stored", ", ".join(told))
 
     def _carry_on(self, progress: StatementProgress) -> None:
         self._requests_before = self._fetch_attempts = progress.bank_requests

@@ -3,14 +3,21 @@
 Started by ``bankrecon recon ACCOUNT DATE --rerun``, or by whatever learns that the day's
 statement is stored (``bankrecon.ops.recon_commands.start_reconciliation``, a
 signal-with-start). Until the statement and the ledger are both there it looks again
-every ``check_interval_seconds``, or at once when signalled ``inputs_ready``. Each run
-of the id ``recon-{account_no}-{date}`` is one reconciliation run, stored under its run id.
+every ``check_interval_seconds``, or at once when signalled ``inputs_ready``, which the
+statement's workflow sends once it has stored the statement. Each run of the id
+``recon-{account_no}-{date}`` is one reconciliation run, stored under its run id.
+
+A settlement whose bank statement is not stored yet is pending, not an exception: the run
+stays open, and checks it again when that statement's workflow signals ``inputs_ready`` (or
+every ``check_interval_seconds``), and for the last time at its deadline, alerting then if
+it is missing or differs.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import date, timedelta
+from datetime import timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -19,12 +26,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.notifications import NotificationActivities
     from activities.reconcile import ReconcileActivities
     from bankrecon.recon.models import (
+        INPUTS_READY,
         ReconcileInput,
         ReconciliationNotice,
         ReconDay,
         ReconRunRequest,
         ReconRunSummary,
+        SettlementCheck,
+        StateTotal,
+        reconcile_workflow_id,
     )
+
+__all__ = ["INPUTS_READY", "ReconcileWorkflow", "reconcile_workflow_id"]
 
 CHECK_TIMEOUT = timedelta(minutes=1)
 # A million-line day takes about a minute; one that takes this long is stuck.
@@ -36,11 +49,8 @@ NOTICE_TIMEOUT = timedelta(seconds=30)
 # Together about an hour of tries, as for the late-statement alerts.
 NOTICE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), maximum_interval=timedelta(minutes=10),
                            maximum_attempts=10)  # fmt: skip
-INPUTS_READY = "inputs_ready"
-
-
-def reconcile_workflow_id(account_no: str, day: date) -> str:
-    return f"recon-{account_no}-{day.isoformat()}"
+# The workflow.patched id of waiting for a pending settlement after the run.
+PENDING_SETTLEMENT_PATCH = "wait-for-a-pending-settlement"
 
 
 @workflow.defn(name="ReconcileWorkflow")
@@ -50,12 +60,13 @@ class ReconcileWorkflow:
 
     @workflow.signal(name=INPUTS_READY)
     def inputs_ready(self) -> None:
-        """The statement or the ledger has just arrived: look at once."""
+        """The statement, the ledger or the settlement's bank statement has just arrived: look at once."""
         self._look_now = True
 
     @workflow.run
     async def run(self, request: ReconcileInput) -> ReconRunSummary:
         day = ReconDay(account_no=request.account_no, recon_date=request.recon_date)
+        interval = timedelta(seconds=request.check_interval_seconds)
         while True:
             self._look_now = False
             inputs = await workflow.execute_activity_method(
@@ -66,10 +77,7 @@ class ReconcileWorkflow:
             workflow.logger.info(
                 "reconciliation of %s %s waits: %s", day.account_no, day.recon_date, inputs.missing
             )
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._look_now, timeout=timedelta(seconds=request.check_interval_seconds)
-                )
+            await self._wait_for_signal(interval)
         info = workflow.info()
         summary = await workflow.execute_activity_method(
             ReconcileActivities.reconcile,
@@ -79,17 +87,51 @@ class ReconcileWorkflow:
             retry_policy=RUN_RETRY,
         )
         if summary.exceptions and request.alert:
-            await workflow.execute_activity_method(
-                NotificationActivities.notify_reconciliation,
-                ReconciliationNotice(
-                    workflow_id=info.workflow_id,
-                    run_id=info.run_id,
-                    day=day,
-                    exceptions=summary.exceptions,
-                    at=workflow.now(),
-                    open_by_age=summary.open_by_age,
-                ),
-                start_to_close_timeout=NOTICE_TIMEOUT,
-                retry_policy=NOTICE_RETRY,
+            await self._alert(day, summary, summary.exceptions, "run")
+        if summary.settlement_deadline is not None and workflow.patched(PENDING_SETTLEMENT_PATCH):
+            summary = await self._settle(day, summary, interval)
+            if summary.settlement_exceptions and request.alert:
+                await self._alert(day, summary, summary.settlement_exceptions, "settlement")
+        return summary
+
+    async def _wait_for_signal(self, longest: timedelta) -> None:
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._look_now, timeout=longest)
+
+    async def _settle(self, day: ReconDay, summary: ReconRunSummary, interval: timedelta) -> ReconRunSummary:
+        """Check the pending settlement whenever told, or every interval, until it is decided."""
+        while summary.settlement_deadline is not None:
+            deadline = summary.settlement_deadline
+            self._look_now = False
+            remaining = deadline - workflow.now()
+            if remaining > timedelta(0):
+                await self._wait_for_signal(min(interval, remaining))
+            summary = await workflow.execute_activity_method(
+                ReconcileActivities.check_settlement,
+                SettlementCheck(run_id=summary.run_id, day=day, final=workflow.now() >= deadline),
+                start_to_close_timeout=CHECK_TIMEOUT,
             )
         return summary
+
+    async def _alert(
+        self,
+        day: ReconDay,
+        summary: ReconRunSummary,
+        exceptions: list[StateTotal],
+        subject: Literal["run", "settlement"],
+    ) -> None:
+        info = workflow.info()
+        await workflow.execute_activity_method(
+            NotificationActivities.notify_reconciliation,
+            ReconciliationNotice(
+                workflow_id=info.workflow_id,
+                run_id=info.run_id,
+                day=day,
+                exceptions=exceptions,
+                at=workflow.now(),
+                subject=subject,
+                open_by_age=summary.open_by_age,
+            ),
+            start_to_close_timeout=NOTICE_TIMEOUT,
+            retry_policy=NOTICE_RETRY,
+        )

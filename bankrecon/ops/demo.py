@@ -44,7 +44,7 @@ from bankrecon.ops.demo_sources import (
     unionpay_source,
     wechatpay_source,
 )
-from bankrecon.ops.recon_commands import start_reconciliation
+from bankrecon.ops.recon_commands import run_stored, start_reconciliation
 from bankrecon.recon.demo import DEMO_CHANNEL, plant_demo
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import database_location, make_engine
@@ -272,7 +272,12 @@ async def _reconcile_demo(
     _say(f"\nplanted channel {DEMO_CHANNEL} for {bill_date} and its ledger ({config}); reconciling it")
     settings = Settings(_env_file=None, statement_retry_interval_seconds=interval)
     handle = await start_reconciliation(client, settings, DEMO_CHANNEL, bill_date)
-    await handle.result()
+    # Its settlement waits for the bank statement of today, collected tomorrow night.
+    engine = make_engine(database_url)
+    try:
+        await run_stored(handle, engine)
+    finally:
+        engine.dispose()
     shown = subprocess.run(
         [sys.executable, "-m", "bankrecon.ops.cli", "recon", DEMO_CHANNEL, bill_date.isoformat()],
         env=env, capture_output=True, text=True,

@@ -12,6 +12,7 @@ Each action is recorded with who (--by NAME, else BANKRECON_OPERATOR, else the s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import importlib
 import os
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Engine, Row
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
@@ -58,6 +59,7 @@ OPEN_DAYS = 30  # --open without --from looks this far back
 ACTIONS = ("explain", "pair", "write-off", "reopen")
 # Wide enough that an item with its status, note and last action stays on one line.
 RICH_WIDTH = 280
+RUN_POLL_SECONDS = 0.5
 
 
 class ReconCommandError(Exception):
@@ -89,7 +91,13 @@ async def start_reconciliation(
                 if rerun
                 else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
             ),
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A re-run replaces the day's run even while it waits (for inputs, or for a pending
+            # settlement); otherwise the running one is told to look now.
+            id_conflict_policy=(
+                WorkflowIDConflictPolicy.TERMINATE_EXISTING
+                if rerun
+                else WorkflowIDConflictPolicy.USE_EXISTING
+            ),
         )
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle_for(ReconcileWorkflow.run, workflow_id)
@@ -163,7 +171,7 @@ def _show_summary(summary: ReconRunSummary, engine: Engine, out: TextIO, table: 
     table(list(_item_rows(exceptions, report_day())), out)
 
 
-async def _rerun(settings: Settings, day: ReconDay, out: TextIO) -> None:
+async def _rerun(settings: Settings, day: ReconDay, out: TextIO, database: Database) -> None:
     try:
         load_recon_config(settings.recon_config_file).channel(day.account_no)
     except ReconConfigError as exc:
@@ -171,10 +179,23 @@ async def _rerun(settings: Settings, day: ReconDay, out: TextIO) -> None:
     client = await connect(settings)
     handle = await start_reconciliation(client, settings, day.account_no, day.recon_date, rerun=True)
     out.write(f"started {handle.id} (run {handle.result_run_id}); waiting for its result\n")
-    try:
-        await handle.result()
-    except WorkflowFailureError as exc:
-        raise ReconCommandError(f"{handle.id} failed: {getattr(exc.cause, 'message', exc.cause)}") from None
+    with database(settings) as engine:
+        await run_stored(handle, engine)
+
+
+async def run_stored(handle: WorkflowHandle[ReconcileWorkflow, ReconRunSummary], engine: Engine) -> None:
+    """Wait until the handle's run is stored, which may be days before its workflow ends (a pending
+    settlement keeps it open); ReconCommandError if the workflow fails first."""
+    run_id = handle.result_run_id
+    while run_id is None or await asyncio.to_thread(run_summary, engine, run_id) is None:
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            try:
+                await handle.result()
+            except WorkflowFailureError as exc:
+                cause = getattr(exc.cause, "message", exc.cause)
+                raise ReconCommandError(f"{handle.id} failed: {cause}") from None
+            return
+        await asyncio.sleep(RUN_POLL_SECONDS)
 
 
 def _day_of(args: argparse.Namespace) -> ReconDay:
@@ -220,7 +241,7 @@ async def recon_command(
         return _open_command(args, settings, out, table, database)
     day = _day_of(args)
     if args.rerun:
-        await _rerun(settings, day, out)
+        await _rerun(settings, day, out, database)
     with database(settings) as engine:
         run_id = latest_run_id(engine, day)
         summary = run_summary(engine, run_id) if run_id is not None else None

@@ -14,6 +14,7 @@ lag_days = 1
 counterparty_name = "财付通支付科技有限公司"
 memo_pattern = "结算.*{date:%Y%m%d}"
 tolerance = "0.00"
+deadline = "2d"                      # missing if that bank statement is not stored 2 days after D + lag_days
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bankrecon.durations import parse_duration
 from bankrecon.models import STATEMENT_NAME_MAX_CHARS, STATEMENT_NAME_PATTERN
+from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 
 class ReconConfigError(Exception):
@@ -86,6 +89,24 @@ class SettlementRule(_Strict):
     # A regular expression searched in the credit's memo; {date} is the channel day.
     memo_pattern: str | None = None
     tolerance: Decimal = Field(default=Decimal("0.00"), ge=0)
+    # Until the bank statement of D + lag_days is stored, the settlement is pending; once it is
+    # this long after that day's end (China Standard Time) and still not stored, it is missing.
+    deadline: timedelta = timedelta(days=2)
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    def arrives_on(self, day: date) -> date:
+        return day + timedelta(days=self.lag_days)
+
+    def deadline_for(self, day: date) -> datetime:
+        """When the settlement of channel day ``day`` is missing if its bank statement is not stored."""
+        return (
+            datetime.combine(self.arrives_on(day) + timedelta(days=1), time(0), CHINA_STANDARD_TIME)
+            + self.deadline
+        )
 
     @field_validator("memo_pattern")
     @classmethod

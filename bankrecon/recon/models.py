@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +23,15 @@ OPEN, EXPLAINED, RESOLVED = "open", "explained", "resolved"
 UNRESOLVED = (OPEN, EXPLAINED)
 # How old the open exceptions are, in days before the report's day: new, recent, ageing.
 AGE_BANDS = ("today", "1-3 days", "over 3 days")
+# Not an exception: the bank statement the settlement arrives in is not stored yet.
+SETTLEMENT_PENDING = "settlement_pending"
+# The signal that tells a reconciliation to look at once: its statement, its ledger or the bank
+# statement its settlement arrives in has just been stored.
+INPUTS_READY = "inputs_ready"
+
+
+def reconcile_workflow_id(account_no: str, day: date) -> str:
+    return f"recon-{account_no}-{day.isoformat()}"
 
 
 class ReconcileInput(BaseModel):
@@ -76,10 +86,24 @@ class ReconRunSummary(BaseModel):
     statement_sha256: str
     # The account's open and explained exceptions of this day and the days before, by age.
     open_by_age: list[AgedTotal] = []
+    # Set while the settlement is pending: when it becomes missing unless its bank statement comes.
+    settlement_deadline: datetime | None = None
 
     @property
     def exceptions(self) -> list[StateTotal]:
         return [total for total in self.totals if total.state in EXCEPTION_STATES]
+
+    @property
+    def settlement_exceptions(self) -> list[StateTotal]:
+        return [total for total in self.totals if total.state in SETTLEMENT_STATES]
+
+
+class SettlementCheck(BaseModel):
+    """Check a run's pending settlement again; ``final``: its deadline has passed."""
+
+    run_id: str
+    day: ReconDay
+    final: bool
 
 
 class ReconciliationNotice(BaseModel):
@@ -92,3 +116,5 @@ class ReconciliationNotice(BaseModel):
     at: datetime
     # The account's exceptions still open on the run's day (this run's and earlier days'), by age.
     open_by_age: list[AgedTotal] = []
+    # "run": the exceptions a run found; "settlement": its pending settlement, decided later.
+    subject: Literal["run", "settlement"] = "run"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 from sqlalchemy import Connection, Engine, insert, make_url, select
 
 from bankrecon.recon.carry import match_across_days
-from bankrecon.recon.config import ChannelRecon, SqlLedger
+from bankrecon.recon.config import ChannelRecon, ReconConfig, SqlLedger
 from bankrecon.recon.fingerprint import LinesFingerprint
 from bankrecon.recon.ledger import (
     LedgerLine,
@@ -20,9 +20,15 @@ from bankrecon.recon.ledger import (
     previous_day_tail_start,
 )
 from bankrecon.recon.matching import match_day, stage_ledger, stage_ledger_query, statement_fingerprint
-from bankrecon.recon.models import ReconDay, ReconRunRequest, ReconRunSummary
+from bankrecon.recon.models import (
+    SETTLEMENT_PENDING,
+    ReconDay,
+    ReconRunRequest,
+    ReconRunSummary,
+    SettlementCheck,
+)
 from bankrecon.recon.results import open_by_age, run_summary
-from bankrecon.recon.settlement import settle
+from bankrecon.recon.settlement import settle, settle_again
 from bankrecon.recon.tables import ledger_stage, recon_runs
 from bankrecon.store.db import connection_options, statements
 
@@ -95,7 +101,7 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
     """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
     done = run_summary(engine, request.run_id)
     if done is not None:
-        return _with_open_by_age(engine, done)
+        return with_settlement_deadline(_with_open_by_age(engine, done), channel)
     day = request.day
     started_at = datetime.now(UTC)
     with engine.begin() as conn:
@@ -107,7 +113,8 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
             started_at,
         )  # fmt: skip
         if channel.settlement is not None:
-            settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement)
+            final = started_at >= channel.settlement.deadline_for(day.recon_date)
+            settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement, final=final)
         ledger_stage.drop(conn)
         conn.execute(
             insert(recon_runs).values(
@@ -126,10 +133,49 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
         )
     summary = run_summary(engine, request.run_id)
     assert summary is not None
-    return _with_open_by_age(engine, summary)
+    return with_settlement_deadline(_with_open_by_age(engine, summary), channel)
 
 
 def _with_open_by_age(engine: Engine, summary: ReconRunSummary) -> ReconRunSummary:
     """The summary with the account's exceptions still open on its day, by age: the morning report."""
     aged = open_by_age(engine, summary.day.recon_date, account_no=summary.day.account_no)
     return summary.model_copy(update={"open_by_age": aged})
+
+
+def with_settlement_deadline(summary: ReconRunSummary, channel: ChannelRecon) -> ReconRunSummary:
+    """The summary, saying until when a pending settlement waits for its bank statement."""
+    pending = any(total.state == SETTLEMENT_PENDING for total in summary.totals)
+    if not pending or channel.settlement is None:
+        return summary
+    deadline = channel.settlement.deadline_for(summary.day.recon_date)
+    return summary.model_copy(update={"settlement_deadline": deadline})
+
+
+def check_settlement(engine: Engine, channel: ChannelRecon, check: SettlementCheck) -> ReconRunSummary:
+    """Decide a run's pending settlement anew, now that its bank statement may be stored."""
+    if channel.settlement is not None:
+        settle_again(
+            engine,
+            check.run_id,
+            check.day.account_no,
+            check.day.recon_date,
+            channel.settlement,
+            final=check.final,
+        )
+    summary = run_summary(engine, check.run_id)
+    if summary is None:
+        raise ValueError(f"no reconciliation run {check.run_id}")
+    return with_settlement_deadline(_with_open_by_age(engine, summary), channel)
+
+
+def reconciliations_waiting_for(config: ReconConfig, account_no: str, day: date) -> list[ReconDay]:
+    """The reconciliations a statement of ``account_no`` for ``day`` is an input of: its own day's,
+    and the day whose settlement arrives in it for every account settling into this one."""
+    waiting = [ReconDay(account_no=account_no, recon_date=day)] if account_no in config.accounts else []
+    for channel_account, channel in sorted(config.accounts.items()):
+        rule = channel.settlement
+        if rule is not None and rule.bank_account == account_no:
+            waiting.append(
+                ReconDay(account_no=channel_account, recon_date=day - timedelta(days=rule.lag_days))
+            )
+    return waiting

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import ColumnClause, Connection, func, insert, literal_column, select, type_coerce
+from sqlalchemy import (
+    ColumnClause,
+    Connection,
+    Engine,
+    func,
+    insert,
+    literal_column,
+    select,
+    type_coerce,
+    update,
+)
 
 from bankrecon.recon.config import SettlementRule
 from bankrecon.recon.matching import FEE_UNITS, fee_units_sql
+from bankrecon.recon.models import SETTLEMENT_PENDING
 from bankrecon.recon.tables import recon_items
 from bankrecon.store.db import CENT, Money, statements, transactions
 
@@ -30,15 +42,46 @@ def channel_net(conn: Connection, account_no: str, day: date) -> Decimal:
     return net
 
 
-def settle(conn: Connection, run_id: str, account_no: str, day: date, rule: SettlementRule) -> None:
-    net = channel_net(conn, account_no, day)
-    arrives_on = day + timedelta(days=rule.lag_days)
+@dataclass(frozen=True)
+class Verdict:
+    state: str
+    detail: str | None
+    expected: Decimal  # the channel's net, in cents
+    credits: list[tuple[str, Decimal]]  # the bank's credits fitting the rule: serial_no, amount
+
+    def values(self) -> dict[str, object]:
+        received = sum((amount for _serial, amount in self.credits), Decimal("0.00"))
+        return {
+            "state": self.state,
+            "detail": self.detail,
+            "amount": self.expected,
+            "line_ref": ",".join(serial for serial, _amount in self.credits)[:128],
+            "counterpart_total": received if self.credits else None,
+        }
+
+
+def verdict(conn: Connection, account_no: str, day: date, rule: SettlementRule, *, final: bool) -> Verdict:
+    """The settlement of ``day``: pending while its bank statement is not stored, unless ``final``."""
+    # Fees may carry more decimals than a bank moves: the expected credit is in cents.
+    net = channel_net(conn, account_no, day).quantize(CENT, ROUND_HALF_UP)
+    arrives_on = rule.arrives_on(day)
     t = transactions.c
     bank_day_stored = conn.execute(
         select(statements.c.bill_date).where(
             statements.c.account_no == rule.bank_account, statements.c.bill_date == arrives_on
         )
     ).first()
+    if bank_day_stored is None:
+        if final:
+            return Verdict(
+                "settlement_missing",
+                f"no statement of {rule.bank_account} for {arrives_on} stored by the deadline",
+                net,
+                [],
+            )
+        return Verdict(
+            SETTLEMENT_PENDING, f"waiting for the statement of {rule.bank_account} for {arrives_on}", net, []
+        )
     query = select(t.serial_no, t.amount, t.memo).where(
         t.account_no == rule.bank_account, t.bill_date == arrives_on, t.direction == "C"
     )
@@ -53,34 +96,44 @@ def settle(conn: Connection, run_id: str, account_no: str, day: date, rule: Sett
         if memo is None or memo.search(text or "")
     ]
     received = sum((amount for _serial, amount in credits), Decimal("0.00"))
-    if bank_day_stored is None:
-        state, detail = (
-            "settlement_missing",
-            f"no statement of {rule.bank_account} for {arrives_on} stored yet",
+    if not credits:
+        return Verdict(
+            "settlement_missing", f"no credit on {rule.bank_account} on {arrives_on} fits the rule", net, []
         )
-    elif not credits:
-        state, detail = (
-            "settlement_missing",
-            f"no credit on {rule.bank_account} on {arrives_on} fits the rule",
-        )
-    elif abs(received - net) <= rule.tolerance:
-        state, detail = "matched", None
-    else:
-        state, detail = "settlement_differs", f"expected {net}, received {received}"
+    if abs(received - net) <= rule.tolerance:
+        return Verdict("matched", None, net, credits)
+    return Verdict("settlement_differs", f"expected {net}, received {received}", net, credits)
+
+
+def settle(
+    conn: Connection, run_id: str, account_no: str, day: date, rule: SettlementRule, *, final: bool
+) -> None:
+    """Store the run's settlement item."""
+    found = verdict(conn, account_no, day, rule, final=final)
     conn.execute(
         insert(recon_items).values(
             run_id=run_id,
             account_no=account_no,
             recon_date=day,
-            state=state,
             side="settlement",
             reference="",
             direction="C",
-            # Fees may carry more decimals than a bank moves: the expected credit is in cents.
-            amount=net.quantize(CENT, ROUND_HALF_UP),
-            line_ref=",".join(serial for serial, _amount in credits)[:128],
-            booked_on=arrives_on,
-            counterpart_total=received if credits else None,
-            detail=detail,
+            booked_on=rule.arrives_on(day),
+            **found.values(),
         )
     )
+
+
+def settle_again(
+    engine: Engine, run_id: str, account_no: str, day: date, rule: SettlementRule, *, final: bool
+) -> str:
+    """Decide a run's pending settlement anew, in place; its state now (still pending or not)."""
+    i = recon_items.c
+    with engine.begin() as conn:
+        found = verdict(conn, account_no, day, rule, final=final)
+        conn.execute(
+            update(recon_items)
+            .where(i.run_id == run_id, i.side == "settlement", i.state == SETTLEMENT_PENDING)
+            .values(**found.values())
+        )
+    return found.state

@@ -113,3 +113,11 @@ def serve_until_signalled(
     finally:
         simulator.stop()
     return 0
+
+
+def served_file(path: Path, option: str) -> bytes:
+    """The bytes of a file a simulator is to serve as a bill; ValueError naming ``option`` if unreadable."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: cannot be read ({exc.strerror or type(exc).__name__})") from None

@@ -46,7 +46,9 @@ MAX_FEE_PLACES = 6
 _PLAIN_DECIMAL = {
     places: re.compile(rf"-?[0-9]+(?:\.[0-9]{{1,{places}}})?").fullmatch for places in (2, MAX_FEE_PLACES)
 }
-_TOTAL_LINE = re.compile(r"([0-9]+)笔，(?:商家实收)?共(-?[0-9]+(?:\.[0-9]{1,2})?)元")
+# A trailer's count, then the first amount of its first clause, whatever its words: "6笔，商家实收共
+# 0.06元，...", "4笔，商家实收退款共-0.04元，...", "4笔，交易金额共0.08元，...", "6笔，共-25133.56元".
+_TOTAL_LINE = re.compile(r"([0-9]+)笔[，,][^，,]*?共(-?[0-9]+(?:\.[0-9]{1,2})?)元")
 
 
 def decode_bill(
@@ -274,7 +276,7 @@ class _Total:
             if required or self.count:
                 raise StatementDamaged("trailer", f"the bill has no #{name} line")
             return
-        match = _TOTAL_LINE.search(summary[name])
+        match = _TOTAL_LINE.match(summary[name])
         if match is None:
             raise StatementDamaged("trailer", f"#{name} is not 'N笔，...共X元'")
         count, amount = int(match[1]), abs(Decimal(match[2]))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
+from bankrecon.durations import parse_duration
 from bankrecon.models import ArchiveRef, DecodedStatement, StatementKey
 from bankrecon.sources.alipay.bill import decode_bill
 from bankrecon.sources.alipay.client import DEFAULT_GATEWAY, AlipayClient
@@ -33,18 +34,8 @@ from bankrecon.sources.base import (
 from bankrecon.statements.common import ArchiveLimits
 
 _ACCOUNT_NO = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?")
 # Alipay serves daily bills from this date on.
 FIRST_BILL_DATE = date(2016, 1, 1)
-
-
-def parse_duration(text: str) -> timedelta:
-    """``2d``, ``36h``, ``1d12h``, ``90m``: days, hours and minutes, in that order."""
-    match = _DURATION.fullmatch(text.strip())
-    if not text.strip() or match is None:
-        raise ValueError(f"{text!r} is not a duration such as 2d, 36h or 1d12h")
-    days, hours, minutes = (int(part or 0) for part in match.groups())
-    return timedelta(days=days, hours=hours, minutes=minutes)
 
 
 class _MerchantEntry(SourceSettings):

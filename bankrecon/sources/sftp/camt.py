@@ -2,14 +2,18 @@
 
 Elements are found by local name, so every version of the namespace
 ``urn:iso:std:iso:20022:tech:xsd:camt.053.001.NN`` reads alike (.001.02 and .001.08 are tested).
-Each ``Stmt`` is a page: several in a file are joined in ``ElctrncSeqNb`` order, which must
-count from 1 when present. A message that says it is not the last page (``MsgPgntn``
-``LastPgInd`` false) is not the whole statement.
+Each ``Stmt`` is a page, numbered by ``StmtPgntn`` (``PgNb``, ``LastPgInd``; .001.03 on) where
+present. ``ElctrncSeqNb`` and ``LglSeqNb`` are the bank's running numbers of the statements it
+sent, not page numbers: they go to the statement's summary. A message that is not the first
+page, or says it is not the last (``GrpHdr/MsgPgntn``), is not the whole statement.
 
-Rows: an entry (``Ntry``) is a row; an entry with several ``TxDtls`` that carry amounts (a
-batch) is a row per ``TxDtls``, whose amounts must add up to the entry's. A row's key is its
+Rows: an entry (``Ntry``) is a row. Its ``TxDtls`` become a row each only when they are the
+whole batch: more than one, each with an amount in the statement's currency, adding up to the
+entry, as many as ``Btch/NbOfTxs`` says. Otherwise (a batch booked as one amount, details
+withheld) the entry stays one row, its batch count in its details. A row's key is its
 ``AcctSvcrRef``, else the entry's ``NtryRef``, else ``entry-N`` (the entry's position in the
-file); a batch row appends ``/n`` to the entry's key when the ``TxDtls`` has no ``AcctSvcrRef``.
+file); a ``TxDtls`` row takes its own ``AcctSvcrRef`` when no other ``TxDtls`` of the entry
+repeats it, else the entry's key with ``/n`` (its position in the entry).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Literal
 
 from lxml import etree
 
-from bankrecon.sources.sftp.pages import Balance, Page, booking_time, signed
+from bankrecon.sources.sftp.pages import Balance, Page, booking_time, signed, stored_text
 from bankrecon.statements.canonical import CanonicalRow
 from bankrecon.statements.common import StatementDamaged
 
@@ -42,7 +46,7 @@ def _text(element: etree._Element, path: str) -> str | None:
     found = element.find(_path(path))
     if found is None or found.text is None:
         return None
-    return found.text.strip()
+    return stored_text(found.text.strip())
 
 
 def _first(element: etree._Element, *paths: str) -> str | None:
@@ -94,22 +98,24 @@ def _local(element: etree._Element) -> str:
     return etree.QName(element).localname
 
 
-def _fields(
-    element: etree._Element, prefix: str, into: dict[str, str], skip: str | None = None
-) -> dict[str, str]:
-    """Every text and attribute under ``element`` by its path of local names; a repeated path gets ``[n]``."""
+def _fields(element: etree._Element, prefix: str, into: dict[str, str], skip: str = "") -> dict[str, str]:
+    """Every text and attribute under ``element`` by its path of local names, but ``skip``'s.
+
+    The n-th of repeated siblings (from the second) is ``name[n]``, so each path names one element.
+    """
+    seen: dict[str, int] = {}
     for child in element:
         if not isinstance(child.tag, str) or _local(child) == skip:
             continue
-        name = f"{prefix}/{_local(child)}" if prefix else _local(child)
-        unique, n = name, 2
-        while unique in into or f"{unique}/" in into:
-            unique, n = f"{name}[{n}]", n + 1
+        local = _local(child)
+        seen[local] = seen.get(local, 0) + 1
+        step = local if seen[local] == 1 else f"{local}[{seen[local]}]"
+        name = f"{prefix}/{step}" if prefix else step
         if child.text and child.text.strip():
-            into[unique] = child.text.strip()
+            into[name] = stored_text(child.text.strip())
         for attribute, value in child.attrib.items():
-            into[f"{unique}@{attribute}"] = value
-        _fields(child, unique, into)
+            into[f"{name}@{attribute}"] = stored_text(value)
+        _fields(child, name, into, skip)
     return into
 
 
@@ -135,10 +141,8 @@ def read_camt053(path: Path) -> Iterator[Page]:
                     )
                 continue
             name = _local(element)
-            if name == "MsgPgntn" and _text(element, "LastPgInd") == "false":
-                raise StatementDamaged(
-                    "pages", "the message says more pages follow; the file holds only this one"
-                )
+            if name == "MsgPgntn":
+                _check_message_page(element)
             if name != "Stmt":
                 continue
             pages += 1
@@ -148,6 +152,17 @@ def read_camt053(path: Path) -> Iterator[Page]:
             yield page
     except etree.XMLSyntaxError as exc:
         raise StatementDamaged("xml", str(exc)) from None
+
+
+def _check_message_page(pagination: etree._Element) -> None:
+    """A statement split over several messages (files) is not whole in one of them."""
+    number = _text(pagination, "PgNb")
+    if number is not None and number.isdigit() and int(number) != 1:
+        raise StatementDamaged(
+            "pages", f"the message is page {number} of its statement; the pages before it are in other files"
+        )
+    if _text(pagination, "LastPgInd") == "false":
+        raise StatementDamaged("pages", "the message says more pages follow; the file holds only this one")
 
 
 def _page(statement: etree._Element, number: int, entries_before: int) -> Page:
@@ -179,15 +194,22 @@ def _page(statement: etree._Element, number: int, entries_before: int) -> Page:
     for position, entry in enumerate(entries, entries_before + 1):
         rows.extend(_rows(entry, f"entry-{position}", where, currency))
     _check_summary(statement, entries, where)
-    sequence = _text(statement, "ElctrncSeqNb")
+    page_number = _text(statement, "StmtPgntn/PgNb")
+    last_page = _text(statement, "StmtPgntn/LastPgInd")
     return Page(
         where=where,
-        sequence=int(sequence) if sequence and sequence.isdigit() else None,
+        sequence=int(page_number) if page_number and page_number.isdigit() else None,
         account=account,
         currency=currency,
         opening=opening,
         closing=closing,
         rows=rows,
+        last=None if last_page is None else last_page == "true",
+        summary={
+            name: value
+            for name in ("ElctrncSeqNb", "LglSeqNb")
+            if (value := _text(statement, name)) is not None
+        },
     )
 
 
@@ -240,38 +262,57 @@ def _rows(entry: etree._Element, position_key: str, where: str, currency: str) -
             "currency", f"{where}: an entry in {amount_element.get('Ccy')}, not {currency}"
         )
     key = _first(entry, "AcctSvcrRef", "NtryRef") or position_key
-    booked = _booked(entry, f"{where} entry {key}")
-    details = _fields(entry, "Ntry", {}, skip="NtryDtls")
+    what = f"{where} entry {key}"
+    booked = _booked(entry, what)
+    details = _fields(entry, "Ntry", {}, skip="TxDtls")
     transactions = entry.findall(_path("NtryDtls/TxDtls"))
-    batch_count = _text(entry, "NtryDtls/Btch/NbOfTxs")
-    if batch_count is not None and transactions and batch_count != str(len(transactions)):
-        raise StatementDamaged(
-            "batch", f"{where} entry {key}: Btch/NbOfTxs says {batch_count}, TxDtls are {len(transactions)}"
-        )
-    split = len(transactions) > 1 and all(_transaction_amount(detail) is not None for detail in transactions)
-    if not split:
-        detail = transactions[0] if transactions else None
-        every = details if detail is None else _fields(detail, "TxDtls", dict(details))
-        return [_row(key, booked, direction, amount, entry, detail, every)]
+    parts = _batch(entry, transactions, signed(direction, amount), currency, what)
+    if parts is None:
+        every = dict(details)
+        for n, detail in enumerate(transactions, 1):
+            _fields(detail, "TxDtls" if n == 1 else f"TxDtls[{n}]", every)
+        # Several TxDtls in one row name no one party: the row keeps the entry's own text.
+        only = transactions[0] if len(transactions) == 1 else None
+        return [_row(key, booked, direction, amount, entry, only, every)]
+    own_keys = [_text(detail, "Refs/AcctSvcrRef") for detail in transactions]
     rows = []
-    total = Decimal(0)
-    for n, detail in enumerate(transactions, 1):
-        own = _text(detail, "Refs/AcctSvcrRef")
-        detail_direction = _direction(_text(detail, "CdtDbtInd") or _text(entry, "CdtDbtInd"), "a TxDtls")
-        detail_amount = _amount(_transaction_amount(detail), f"{where} entry {key} TxDtls/Amt")
-        total += signed(detail_direction, detail_amount)
+    for n, (detail, own, (part_direction, part_amount)) in enumerate(
+        zip(transactions, own_keys, parts, strict=True), 1
+    ):
+        # A reference the entry's TxDtls repeat keys none of them: their position does.
+        part_key = own if own and own_keys.count(own) == 1 else f"{key}/{n}"
         every = _fields(detail, "TxDtls", dict(details))
-        rows.append(_row(own or f"{key}/{n}", booked, detail_direction, detail_amount, entry, detail, every))
-    if total != signed(direction, amount):
-        raise StatementDamaged(
-            "batch",
-            f"{where} entry {key}: its TxDtls add up to {total}, the entry is {signed(direction, amount)}",
-        )
+        rows.append(_row(part_key, booked, part_direction, part_amount, entry, detail, every))
     return rows
 
 
-def _transaction_amount(detail: etree._Element) -> str | None:
-    return _first(detail, "Amt", "AmtDtls/TxAmt/Amt")
+def _batch(
+    entry: etree._Element, transactions: list[etree._Element], booked: Decimal, currency: str, what: str
+) -> list[tuple[Literal["C", "D"], Decimal]] | None:
+    """Each TxDtls's direction and amount when they are the entry's whole batch, else None."""
+    if len(transactions) < 2:
+        return None
+    counts = [(count.text or "").strip() for count in entry.findall(_path("NtryDtls/Btch/NbOfTxs"))]
+    if counts and sum(int(count) if count.isdigit() else -1 for count in counts) != len(transactions):
+        return None
+    parts: list[tuple[Literal["C", "D"], Decimal]] = []
+    for detail in transactions:
+        amount = _transaction_amount(detail)
+        if amount is None or amount.get("Ccy") not in (None, currency):
+            return None
+        direction = _direction(_text(detail, "CdtDbtInd") or _text(entry, "CdtDbtInd"), "a TxDtls")
+        parts.append((direction, _amount((amount.text or "").strip(), f"{what} TxDtls/Amt")))
+    if sum((signed(direction, amount) for direction, amount in parts), Decimal(0)) != booked:
+        return None
+    return parts
+
+
+def _transaction_amount(detail: etree._Element) -> etree._Element | None:
+    for path in ("Amt", "AmtDtls/TxAmt/Amt"):
+        found = detail.find(_path(path))
+        if found is not None:
+            return found
+    return None
 
 
 def _row(

@@ -2,13 +2,15 @@
 
 Both formats come down to pages: each names the account and currency, opens and closes with a
 balance, and carries booked rows. The pages must follow one another (numbered from 1 when the
-format numbers them; each opening at the closing before it), the first opens with a final
-balance, the last closes with one on the bill date, and every page's opening plus its credits
-minus its debits is its closing. Any failure is damage: nothing of the statement is kept.
+format numbers them, none after the one marked last, none missing after it; each opening at
+the closing before it), the first opens with a final balance, the last closes with one on the
+bill date, and every page's opening plus its credits minus its debits is its closing. Any
+failure is damage: nothing of the statement is kept.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -22,6 +24,7 @@ from bankrecon.statements.common import CHINA_STANDARD_TIME, StatementDamaged
 # ISO 4217 currencies of three decimals: their amounts do not fit the two-decimal amount columns.
 THREE_DECIMAL_CURRENCIES = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
 _PROGRESS_EVERY = 8192
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Page:
     opening: Balance
     closing: Balance
     rows: list[CanonicalRow] = field(default_factory=list)
+    last: bool | None = None  # whether it says it is the statement's last page, where the format says
+    # The statement's own numbers, as written (camt.053 ElctrncSeqNb, MT940 :28C:), for its summary.
+    summary: dict[str, str] = field(default_factory=dict)
 
 
 def booking_time(day: date) -> datetime:
@@ -49,6 +55,11 @@ def booking_time(day: date) -> datetime:
 
 def signed(direction: Literal["C", "D"], amount: Decimal) -> Decimal:
     return amount if direction == "C" else -amount
+
+
+def stored_text(text: str) -> str:
+    """Text as a column stores it: control characters (a wrapped field's line break) become a space."""
+    return _CONTROL.sub(" ", text)
 
 
 def same_account(written: str, configured: str) -> bool:
@@ -67,6 +78,7 @@ def write_pages(
     counts = {"C": 0, "D": 0}
     sums = {"C": Decimal("0.00"), "D": Decimal("0.00")}
     pages_read = 0
+    summary: dict[str, list[str]] = {}
     for page in pages:
         pages_read += 1
         number = pages_read
@@ -81,6 +93,10 @@ def write_pages(
         if page.sequence is not None and page.sequence != number:
             raise StatementDamaged(
                 "pages", f"{where} is numbered {page.sequence} where page {number} belongs"
+            )
+        if previous is not None and previous.last:
+            raise StatementDamaged(
+                "pages", f"{where} follows {previous.where}, which says it is the last page"
             )
         if previous is None:
             first = page
@@ -117,9 +133,14 @@ def write_pages(
             sums[row.direction] += row.amount
             if len(keys) % _PROGRESS_EVERY == 0:
                 on_progress(len(keys))
+        for name, value in page.summary.items():
+            if value not in summary.setdefault(name, []):
+                summary[name].append(value)
         previous = page
     if first is None or previous is None:
         raise StatementDamaged("statement", "the file holds no statement")
+    if previous.last is False:
+        raise StatementDamaged("pages", f"{previous.where} says more pages follow: pages are missing")
     if not previous.closing.final:
         raise StatementDamaged(
             "pages", f"{previous.where} closes with an intermediate balance: pages are missing"
@@ -135,5 +156,5 @@ def write_pages(
         credit_total=sums["C"],
         debit_total=sums["D"],
         transaction_count=counts["C"] + counts["D"],
-        summary={"pages": str(pages_read)},
+        summary={"pages": str(pages_read)} | {name: ",".join(values) for name, values in summary.items()},
     )

@@ -5,7 +5,8 @@ with a backtick, a summary header and one summary row. Columns are found by thei
 name; every column, known or not, is kept in the row's ``details``.
 
 Trade bills: a row whose 交易状态 is REFUND is a refund (a debit of 退款金额 keyed by
-微信退款单号); a SUCCESS row is a payment (a credit of 应结订单金额 keyed by 微信订单号). Only
+微信退款单号, at its 退款成功时间 where the bill has that column: a REFUND bill's 交易时间 is the
+refunded payment's); a SUCCESS row is a payment (a credit of 应结订单金额 keyed by 微信订单号). Only
 交易状态 decides: the refund columns of a payment row and the 应结订单金额 of a refund row
 are kept in ``details`` and count towards no total, so a bill that counted them in its
 summary fails the summary check. Fees are kept as written, with their sign: WeChat Pay
@@ -306,10 +307,14 @@ class _TradeLayout(_Layout):
         self.settled = header.index("应结订单金额") if "应结订单金额" in header else None
         self.refund_no = header.index("微信退款单号") if "微信退款单号" in header else None
         self.refunded = header.index("退款金额") if "退款金额" in header else None
+        # A REFUND bill's 交易时间 is the refunded payment's, days before; its refund happened at
+        # 退款成功时间 (an ALL bill has no such column: its refund rows' 交易时间 is the refund's).
+        self.refunded_at = header.index("退款成功时间") if "退款成功时间" in header else None
         self.fee_total = Decimal("0")
 
     def take(self, values: list[str], line: int) -> Texts:
         status = values[self.status]
+        time, time_column = values[self.time], "交易时间"
         if status == "SUCCESS":
             if self.settled is None:
                 raise StatementDamaged("columns", "the bill has no column 应结订单金额", line=1)
@@ -323,6 +328,8 @@ class _TradeLayout(_Layout):
                 raise StatementDamaged("columns", "the bill has no column 微信退款单号 or 退款金额", line=1)
             key = values[self.refund_no]
             amount, cents = _cents(values[self.refunded], "退款金额", line)
+            if self.refunded_at is not None:
+                time, time_column = values[self.refunded_at], "退款成功时间"
             direction = "D"
             self.debit_count += 1
             self.debit_cents += cents
@@ -332,7 +339,7 @@ class _TradeLayout(_Layout):
         self.fee_total += _fee(fee, line)
         return (
             self._keyed(key, line),
-            self._utc(values[self.time], "交易时间", line),
+            self._utc(time, time_column, line),
             direction,
             amount,
             fee,

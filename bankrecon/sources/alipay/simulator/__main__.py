@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bankrecon.sources.alipay.signing import load_private_key, load_public_key
 from bankrecon.sources.alipay.simulator.server import FAULTS, AlipaySimulator, BillPlan
-from bankrecon.sources.served import serve_until_signalled
+from bankrecon.sources.served import serve_until_signalled, served_file
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,12 +26,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alipay-private-key-file", type=Path, required=True, help="signs the answers")
     parser.add_argument("--ready-after", type=int, default=2, metavar="N", help="isp.bill_not_exist N times")
     parser.add_argument("--rows", type=int, default=20, metavar="N")
+    parser.add_argument(
+        "--wording",
+        choices=("current", "older"),
+        default="current",
+        help="the trade trailers' words: Alipay's of today (商家实收共, 商家实收退款共) or the older ones "
+        "(交易金额共, 交易退款金额共) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--member",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="serve this file as a member of every bill, under its own name, instead of a generated bill "
+        "(repeat it: the summary first, then the detail, as Alipay's zips)",
+    )
     parser.add_argument("--fault", action="append", default=[], choices=FAULTS, help="once each, in order")
     args = parser.parse_args(argv)
     try:
         app_key = load_public_key(args.app_public_key_file, "--app-public-key-file")
         alipay_key = load_private_key(args.alipay_private_key_file, "--alipay-private-key-file")
-        plan = BillPlan(ready_after=args.ready_after, rows=args.rows, faults=args.fault)
+        members = [(path.name, served_file(path, "--member")) for path in args.member]
+        plan = BillPlan(
+            ready_after=args.ready_after,
+            rows=args.rows,
+            wording=args.wording,
+            members=members,
+            faults=args.fault,
+        )
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

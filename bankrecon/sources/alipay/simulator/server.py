@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPubl
 
 from bankrecon.sources.alipay.client import METHOD
 from bankrecon.sources.alipay.signing import response_key, sign, signature_holds, signing_text
-from bankrecon.sources.alipay.simulator.generator import BillShape, write_bill
+from bankrecon.sources.alipay.simulator.generator import BillShape, write_bill, write_members
 from bankrecon.sources.served import ServedSimulator, SimulatorServer
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 
@@ -50,6 +50,10 @@ class BillPlan:
     request, in order: 500 answers so; bad_signature signs the answer wrongly; corrupt_zip
     serves a zip with a damaged member; expired_url gives a download URL already expired;
     unknown_code answers a code no client knows.
+
+    The bill is generated (``rows``, ``wording`` of the trade trailers: Alipay's ``current``
+    words or the ``older`` ones) unless ``members`` gives it: each (name, bytes) is then a
+    member as given, a real bill's or a fixture's, zipped as Alipay zips them, in that order.
     """
 
     ready_after: int = 0
@@ -58,6 +62,8 @@ class BillPlan:
     extra_column: bool = False
     bad_totals: bool = False
     member_names: Literal["gbk", "utf8"] = "gbk"
+    wording: Literal["current", "older"] = "current"
+    members: list[tuple[str, bytes]] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -258,10 +264,15 @@ class AlipaySimulator(ServedSimulator):
                 extra_column=plan.extra_column,
                 bad_totals=plan.bad_totals,
                 member_names=plan.member_names,
+                wording=plan.wording,
             )
             path = self._workdir / f"{bill_type}-{bill_date}-{secrets.token_hex(4)}.csv.zip"
             with path.open("wb") as out:
-                write_bill(out, bill_date, shape, self.seed)
+                if plan.members:
+                    made_at = datetime.fromtimestamp(self.clock(), CHINA_STANDARD_TIME)
+                    write_members(out, plan.members, made_at, plan.member_names)
+                else:
+                    write_bill(out, bill_date, shape, self.seed)
             if corrupt:
                 data = bytearray(path.read_bytes())
                 # A byte in the middle of the first member's deflate data: its CRC fails.

@@ -10,7 +10,7 @@ from datetime import datetime
 from datetime import time as TimeOfDay
 from pathlib import Path
 
-from bankrecon.sources.served import serve_until_signalled
+from bankrecon.sources.served import serve_until_signalled, served_file
 from bankrecon.sources.wechatpay.signing import load_private_key, load_public_key
 from bankrecon.sources.wechatpay.simulator.server import BillPlan, WeChatPaySimulator
 
@@ -85,6 +85,14 @@ WECHATPAY2-SHA256-RSA2048 Authorization. GET /_sim/requests lists the requests r
     parser.add_argument(
         "--seed", type=int, default=1, help="seed of the generated bills (default: %(default)s)"
     )
+    parser.add_argument("--bom", action="store_true", help="generated bills start with a UTF-8 BOM")
+    parser.add_argument("--crlf", action="store_true", help="generated bills end their lines in CRLF")
+    parser.add_argument(
+        "--bill-file",
+        type=Path,
+        metavar="FILE",
+        help="serve this file's bytes as every bill (gzipped, hashed), instead of a generated one",
+    )
     parser.add_argument(
         "--download-url-lifetime",
         type=float,
@@ -101,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         merchant_key = load_public_key(args.merchant_public_key_file, "--merchant-public-key-file")
         wechatpay_key = load_private_key(args.wechatpay_private_key_file, "--wechatpay-private-key-file")
+        served = served_file(args.bill_file, "--bill-file") if args.bill_file is not None else None
     except ValueError as error:
         parser.error(str(error))
     logging.basicConfig(
@@ -112,7 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         merchant_public_key=merchant_key,
         wechatpay_private_key=wechatpay_key,
         wechatpay_public_key_id=args.wechatpay_public_key_id,
-        default_plan=BillPlan(ready_after=args.ready_after, ready_time=args.ready_at, rows=args.rows),
+        default_plan=BillPlan(
+            ready_after=args.ready_after,
+            ready_time=args.ready_at,
+            rows=args.rows,
+            bom=args.bom,
+            line_end="\r\n" if args.crlf else "\n",
+            served=served,
+        ),
         seed=args.seed,
         download_url_lifetime=args.download_url_lifetime,
         host=args.host,

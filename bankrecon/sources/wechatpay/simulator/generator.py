@@ -1,8 +1,11 @@
 """WeChat Pay bills as the API serves them: gzip of UTF-8 CSV, deterministic from a seed.
 
 Trade bills hold payments and, in ALL and REFUND bills, refunds with their negative fee;
-fees carry five decimals. Fund-flow bills hold income and spending with the balance after
-each. ``write_bill`` streams a bill of any size into a gzip file.
+fees carry five decimals. As in WeChat Pay's own bills (docs/sources/wechatpay.md), a refund
+row's 应结订单金额 and 订单金额 are 0.00, a REFUND bill's 交易时间 is the refunded payment's
+(days before; 退款申请时间 and 退款成功时间 are the bill date's), and every layout, SUCCESS
+too, ends with the same seven summary columns. Fund-flow bills hold income and spending with
+the balance after each. ``write_bill`` streams a bill of any size into a gzip file.
 """
 
 from __future__ import annotations
@@ -71,7 +74,6 @@ TRADE_SUMMARY = [
     "订单总金额",
     "申请退款总金额",
 ]
-TRADE_SUCCESS_SUMMARY = ["总交易单数", "应结订单总金额", "手续费总金额", "订单总金额"]
 FUND_FLOW_COLUMNS = [
     "记账时间",
     "微信支付业务单号",
@@ -109,6 +111,7 @@ class BillShape:
     shuffled_columns: bool = False  # columns in another order than the documented one
     extra_column: bool = False  # a column the documentation does not know, at the end
     bad_summary: bool = False  # 总交易单数 / 资金流水总笔数 one more than the rows
+    line_end: Literal["\n", "\r\n"] = "\n"  # some merchants' bills end their lines in CRLF
 
 
 @dataclass
@@ -143,13 +146,14 @@ def bill_lines(bill_date: date, shape: BillShape, seed: int = 1) -> Iterator[str
     if shape.extra_column:
         columns = [*columns, EXTRA_COLUMN]
         order.append(len(order))
-    yield ("\ufeff" if shape.bom else "") + ",".join(columns[i] for i in order) + "\n"
+    end = shape.line_end
+    yield ("\ufeff" if shape.bom else "") + ",".join(columns[i] for i in order) + end
     extra = ["无"] if shape.extra_column else []
     for values in rows:
         values += extra
-        yield "`" + ",`".join([values[i] for i in order]) + "\n"
-    yield ",".join(summary_columns) + "\n"
-    yield "`" + ",`".join(summary()) + "\n"
+        yield "`" + ",`".join([values[i] for i in order]) + end
+    yield ",".join(summary_columns) + end
+    yield "`" + ",`".join(summary()) + end
 
 
 def write_bill(
@@ -163,6 +167,13 @@ def write_bill(
             sha1.update(data)
             packed.write(data)
     return sha1.hexdigest()
+
+
+def write_served(out: IO[bytes], bill: bytes) -> str:
+    """A bill's own bytes, gzipped into ``out`` as WeChat Pay serves them; their SHA-1 (``hash_value``)."""
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as packed:
+        packed.write(bill)
+    return hashlib.sha1(bill, usedforsecurity=False).hexdigest()
 
 
 def _batches(lines: Iterator[str]) -> Iterator[bytes]:
@@ -200,6 +211,7 @@ def _trade(
 
     def rows() -> Iterator[list[str]]:
         for i, moment in enumerate(_moments(bill_date, shape.rows, rng)):
+            paid_at = f"{bill_date - timedelta(days=3):%Y-%m-%d}{moment[10:]}"
             refund = shape.bill_type == "REFUND" or (
                 shape.bill_type == "ALL"
                 and shape.refund_every
@@ -208,7 +220,8 @@ def _trade(
             cents = rng.randint(1, 200_000)
             fee_units = cents * _FEE_UNITS_PER_CENT
             row = {
-                "交易时间": moment,
+                # A REFUND bill's 交易时间 is the payment's; an ALL bill's, the refund's.
+                "交易时间": paid_at if shape.bill_type == "REFUND" else moment,
                 "公众账号ID": "wx2421b1c4370ec43b",
                 "商户号": shape.mchid,
                 "特约商户号": "0",
@@ -230,14 +243,14 @@ def _trade(
                     "微信订单号": f"42000{earlier}{i:015d}",
                     "商户订单号": f"ORD{earlier}{i:09d}",
                     "交易状态": "REFUND",
-                    "应结订单金额": _yuan(cents),
+                    "应结订单金额": "0.00",
                     "微信退款单号": f"50300{day}{i:015d}",
                     "商户退款单号": f"REF{day}{i:09d}",
                     "退款金额": _yuan(refunded),
                     "退款类型": "ORIGINAL",
                     "退款状态": "SUCCESS",
                     "手续费": _fee(-refunded * _FEE_UNITS_PER_CENT),
-                    "订单金额": _yuan(cents),
+                    "订单金额": "0.00",
                     "申请退款金额": _yuan(refunded),
                     "退款申请时间": moment,
                     "退款成功时间": moment,
@@ -278,7 +291,7 @@ def _trade(
         }
         return [values[name] for name in summary_columns]
 
-    summary_columns = TRADE_SUCCESS_SUMMARY if shape.bill_type == "SUCCESS" else TRADE_SUMMARY
+    summary_columns = TRADE_SUMMARY
     return list(columns), summary_columns, rows(), summary
 
 

@@ -38,7 +38,7 @@ from bankrecon.sources.wechatpay.signing import (
     sign,
     signature_holds,
 )
-from bankrecon.sources.wechatpay.simulator.generator import BillShape, write_bill
+from bankrecon.sources.wechatpay.simulator.generator import BillShape, write_bill, write_served
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 
 DOWNLOAD_PATH = "/v3/billdownload/file"
@@ -63,6 +63,9 @@ class BillPlan:
     ready either. ``faults`` are used one per apply request, in order: 429, 500 and 502 answer
     so; bad_signature signs the ready answer wrongly; wrong_hash gives another hash_value;
     truncated serves half the gzip; expired_url gives a download URL that has already expired.
+
+    The bill is generated (``rows``, ``bom``, ``line_end``, ...) unless ``served`` gives it: those
+    bytes, a real bill's or a fixture's, are then the bill, gzipped and hashed as WeChat Pay does.
     """
 
     ready_after: int = 0
@@ -73,6 +76,8 @@ class BillPlan:
     shuffled_columns: bool = False
     extra_column: bool = False
     bad_summary: bool = False
+    line_end: Literal["\n", "\r\n"] = "\n"
+    served: bytes | None = None
     faults: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -287,10 +292,14 @@ class WeChatPaySimulator(ServedSimulator):
                 shuffled_columns=plan.shuffled_columns,
                 extra_column=plan.extra_column,
                 bad_summary=plan.bad_summary,
+                line_end=plan.line_end,
             )
             path = self._workdir / f"{bill}-{kind}-{bill_date}-{secrets.token_hex(4)}.csv.gz"
             with path.open("wb") as out:
-                sha1 = write_bill(out, bill_date, shape, self.seed)
+                if plan.served is None:
+                    sha1 = write_bill(out, bill_date, shape, self.seed)
+                else:
+                    sha1 = write_served(out, plan.served)
             state.files[kind] = (path, sha1)
         return state.files[kind]
 
