@@ -14,13 +14,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Subquery, and_, case, func, insert, select
 
-from bankrecon.recon.models import EXCEPTION_STATES, EXPLAINED, ONE_SIDED, OPEN, RESOLVED
+from bankrecon.recon.models import (
+    EXCEPTION_STATES,
+    EXPLAINED,
+    MATCHED_ACROSS_DAYS,
+    ONE_SIDED,
+    OPEN,
+    RESOLVED,
+)
 from bankrecon.recon.tables import ACTOR_MAX_CHARS, LEDGER_ACCOUNT_MAX_CHARS, recon_actions, recon_items
 
 ITEM_IDENTITY = ("account_no", "recon_date", "state", "side", "reference", "direction")
-EXPLAIN, PAIR, WRITE_OFF, REOPEN, MATCHED_ACROSS_DAYS = (
-    "explain", "pair", "write_off", "reopen", "matched_across_days",
-)  # fmt: skip
+EXPLAIN, PAIR, WRITE_OFF, REOPEN = "explain", "pair", "write_off", "reopen"
+# The reconciliation's own action on an earlier day's item has the name of the later day's state.
 RESOLVING = (PAIR, WRITE_OFF, MATCHED_ACROSS_DAYS)
 # What the reconciliation itself records its actions as.
 RECONCILIATION = "bankrecon"

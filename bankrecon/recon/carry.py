@@ -28,7 +28,6 @@ from sqlalchemy import (
 )
 
 from bankrecon.recon.actions import (
-    MATCHED_ACROSS_DAYS,
     RECONCILIATION,
     REOPEN,
     RESOLVING,
@@ -36,7 +35,7 @@ from bankrecon.recon.actions import (
     same_identity,
 )
 from bankrecon.recon.matching import FEE_UNITS, fee_units_sql
-from bankrecon.recon.models import ONE_SIDED
+from bankrecon.recon.models import MATCHED_ACROSS_DAYS, ONE_SIDED
 from bankrecon.recon.results import latest_runs
 from bankrecon.recon.tables import recon_actions, recon_items
 from bankrecon.store.db import Money
