@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import getpass
 import importlib
-import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -278,9 +277,9 @@ def _open_command(
     return 1
 
 
-def _operator(args: argparse.Namespace) -> str:
+def _operator(args: argparse.Namespace, settings: Settings) -> str:
     """Who acts: --by, else BANKRECON_OPERATOR, else the system user's name."""
-    by = (args.by or "").strip() or os.environ.get("BANKRECON_OPERATOR", "").strip()
+    by = (args.by or "").strip() or (settings.bankrecon_operator or "").strip()
     if by:
         return by
     try:
@@ -315,7 +314,7 @@ def _action_command(args: argparse.Namespace, settings: Settings, out: TextIO, d
         raise ReconCommandError(f"{action} needs {flag} TEXT: why")
     with database(settings) as engine:
         try:
-            actor = Actor(by=_operator(args), at=datetime.now(UTC))
+            actor = Actor(by=_operator(args, settings), at=datetime.now(UTC))
             if action == "explain":
                 item = explain(engine, ids[0], text, actor)
                 said = f"{_named(item)} explained; the note holds in later runs of the day"
