@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnClause,
     Connection,
+    and_,
     func,
     insert,
     literal_column,
@@ -58,11 +59,12 @@ def _one_sided_sums(conn: Connection, *where: Any, by_day: bool = False) -> Any:
     )
 
 
-def _fees_agree(mine: Any, earlier: Any, fee_tolerance: Decimal) -> bool:
-    ledger = mine if mine.side == "ledger" else earlier
-    if not ledger.fee_lines:
+def _fees_agree(pair: Any, fee_tolerance: Decimal) -> bool:
+    """Where the ledger records fees, the two sides' fees differ by at most the tolerance."""
+    ledger_fee_lines = pair.our_fee_lines if pair.our_side == "ledger" else pair.fee_lines
+    if not ledger_fee_lines:
         return True
-    gap = abs(int(mine.fee_units or 0) - int(earlier.fee_units or 0))
+    gap = abs(int(pair.our_fee_units or 0) - int(pair.fee_units or 0))
     return Decimal(gap) / FEE_UNITS <= fee_tolerance
 
 
@@ -75,49 +77,58 @@ def match_across_days(
     fee_tolerance: Decimal,
     at: datetime,
 ) -> None:
-    """Match the run's one-sided lines with the earlier days' open ones (the run not stored yet)."""
+    """Match the run's one-sided lines with the earlier days' open ones (the run not stored yet).
+
+    The sums are paired in SQL: only the pairs found come back, however many one-sided lines a
+    day has (a day whose ledger is empty has nothing else).
+    """
     i = recon_items.c
     resolution = newest_actions((*RESOLVING, REOPEN), "resolution")
     r = resolution.c
-    ours = {
-        (row.reference, row.direction): row for row in conn.execute(_one_sided_sums(conn, i.run_id == run_id))
-    }
     earlier_runs = latest_runs(day - timedelta(days=carry_days), day - timedelta(days=1), account_no)
     unresolved_or_ours = or_(
         r.action.is_(None), r.action == REOPEN, (r.action == MATCHED_ACROSS_DAYS) & (r.other_day == day)
     )
     our_references = select(i.reference).where(i.run_id == run_id, i.state.in_(ONE_SIDED.values()))
+    ours = _one_sided_sums(conn, i.run_id == run_id).subquery("ours")
     earlier = (
         _one_sided_sums(
             conn, i.run_id.in_(earlier_runs), i.reference.in_(our_references), unresolved_or_ours, by_day=True
         )
         .select_from(recon_items.outerjoin(resolution, same_identity(i, r)))
-        .order_by(i.recon_date, i.reference, i.direction)
+        .subquery("earlier")
+    )
+    e, o = earlier.c, ours.c
+    pairs = (
+        select(
+            earlier,
+            o.side.label("our_side"),
+            o.state.label("our_state"),
+            o.fee_units.label("our_fee_units"),
+            o.fee_lines.label("our_fee_lines"),
+        )
+        .select_from(earlier.join(ours, and_(e.reference == o.reference, e.direction == o.direction)))
+        .where(e.side != o.side, e.total == o.total)
+        .order_by(e.reference, e.direction, e.recon_date)
     )
     matched: dict[tuple[str, str], Any] = {}
-    for row in conn.execute(earlier) if ours and carry_days else ():
-        key = (row.reference, row.direction)
-        mine = ours.get(key)
-        if (
-            key in matched
-            or mine is None
-            or mine.side == row.side
-            or mine.total != row.total
-            or not _fees_agree(mine, row, fee_tolerance)
-        ):
-            continue
-        matched[key] = row
-    for (reference, direction), row in matched.items():
-        mine = ours[(reference, direction)]
+    for pair in conn.execute(pairs) if carry_days else ():
+        # The oldest earlier day whose lines agree.
+        if (pair.reference, pair.direction) not in matched and _fees_agree(pair, fee_tolerance):
+            matched[(pair.reference, pair.direction)] = pair
+    for (reference, direction), pair in matched.items():
         conn.execute(
             update(recon_items)
             .where(
-                i.run_id == run_id, i.reference == reference, i.direction == direction, i.state == mine.state
+                i.run_id == run_id,
+                i.reference == reference,
+                i.direction == direction,
+                i.state == pair.our_state,
             )
             .values(
                 state=MATCHED_ACROSS_DAYS,
-                counterpart_total=row.total,
-                detail=f"with the {row.side}'s line(s) of {row.recon_date}",
+                counterpart_total=pair.total,
+                detail=f"with the {pair.side}'s line(s) of {pair.recon_date}",
             )
         )
     already = {
@@ -131,8 +142,8 @@ def match_across_days(
     records = [
         {"recon_date": row.recon_date, "state": row.state, "side": row.side, "reference": row.reference,
          "direction": row.direction, "action": MATCHED_ACROSS_DAYS, "other_day": day,
-         "reason": f"matched by the {ours[key].side}'s line(s) of {day} (run {run_id})"}
-        for key, row in matched.items()
+         "reason": f"matched by the {row.our_side}'s line(s) of {day} (run {run_id})"}
+        for row in matched.values()
         if (row.recon_date, row.state, row.side, row.reference, row.direction) not in already
     ]  # fmt: skip
     now_matched = {
