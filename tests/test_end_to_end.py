@@ -42,18 +42,23 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
     temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port = (
         _free_port() for _ in range(7)
     )
-    demo = subprocess.run(
-        [
-            sys.executable, "-m", "bankrecon.ops.demo", "--exit-when-done",
-            "--data-dir", str(data_dir), "--database-url", database_url,
-            "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
-            "--bank-port", str(bank_port), "--wechatpay-port", str(wechatpay_port),
-            "--alipay-port", str(alipay_port), "--unionpay-port", str(unionpay_port),
-            "--sftp-port", str(sftp_port),
-            "--interval", "1", "--ready-after", "2",
-        ],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    try:
+        demo = subprocess.run(
+            [
+                sys.executable, "-m", "bankrecon.ops.demo", "--exit-when-done",
+                "--data-dir", str(data_dir), "--database-url", database_url,
+                "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
+                "--bank-port", str(bank_port), "--wechatpay-port", str(wechatpay_port),
+                "--alipay-port", str(alipay_port), "--unionpay-port", str(unionpay_port),
+                "--sftp-port", str(sftp_port),
+                "--interval", "1", "--ready-after", "2",
+            ],
+            cwd=ROOT, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    finally:
+        # A demo killed at the timeout leaves its services (each in a session of its own) behind;
+        # every one of them names the data directory in its command line.
+        subprocess.run(["pkill", "-KILL", "-f", str(data_dir)], check=False)
     output = demo.stdout + demo.stderr
     assert demo.returncode == 0, output
     assert "Web UI: http://127.0.0.1:" in output

@@ -5,6 +5,7 @@ deadline; end to end with the statement workflows, the dev server and both datab
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,9 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput
 from bankrecon.ops.recon_commands import start_reconciliation
-from bankrecon.recon.demo import DEMO_CHANNEL, DEMO_CHANNEL_LINES, store_channel_day, write_ledger
+from bankrecon.recon.demo import DEMO_CHANNEL, DEMO_CHANNEL_LINES, DemoLine, store_channel_day, write_ledger
 from bankrecon.recon.models import ReconcileInput, ReconDay, ReconRunSummary
 from bankrecon.recon.results import latest_run_id, run_items, run_summary
+from bankrecon.sources.refbank.simulator.generator import generate_statement
 from bankrecon.sources.refbank.simulator.server import DEMO_MERCHANT_ID, BankSimulator, StatementPlan
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import make_engine
@@ -41,7 +43,11 @@ def _yesterday() -> date:
     return datetime.now(CHINA_STANDARD_TIME).date() - timedelta(days=1)
 
 
-def _recon_file(tmp_path: Path, channel: str, deadline: str) -> Path:
+# No credit of the simulated bank is from it.
+NOBODY = "不付款的清算机构"
+
+
+def _recon_file(tmp_path: Path, channel: str, payer: str = NOBODY) -> Path:
     ledger_dir = tmp_path / "ledger"
     config = tmp_path / "recon.toml"
     config.write_text(
@@ -53,8 +59,8 @@ path = "{ledger_dir}/ledger-{{date}}.csv"
 [accounts."{channel}".settlement]
 bank_account = "{BANK}"
 lag_days = 0
-counterparty_name = "不付款的清算机构"  # no credit of the simulated bank is from it
-deadline = "{deadline}"
+counterparty_name = "{payer}"
+deadline = "2d"
 """,
         encoding="utf-8",
     )
@@ -121,7 +127,7 @@ async def test_the_days_run_follows_its_statement_and_its_settlement_the_bank_st
         settings = settings_for(
             tmp_path / "data", database_url, bank.url, task_queue,
             temporal_address=client.service_client.config.target_host,
-            recon_config_file=_recon_file(tmp_path, channel, "2d"), alert_webhook_url=receiver.url,
+            recon_config_file=_recon_file(tmp_path, channel), alert_webhook_url=receiver.url,
             statement_retry_interval_seconds=1800, bank_accounts=[channel, BANK],
         )  # fmt: skip
         async with running_worker(client, settings):
@@ -179,7 +185,7 @@ async def test_a_settlement_whose_bank_statement_never_comes_is_missing_at_its_d
     with webhook_receiver() as receiver:
         settings = settings_for(
             tmp_path / "data", database_url, "http://127.0.0.1:9", task_queue,
-            recon_config_file=_recon_file(tmp_path, DEMO_CHANNEL, "2d"), alert_webhook_url=receiver.url,
+            recon_config_file=_recon_file(tmp_path, DEMO_CHANNEL), alert_webhook_url=receiver.url,
         )  # fmt: skip
         async with running_worker(client, settings):
             handle = await client.start_workflow(
@@ -200,3 +206,53 @@ async def test_a_settlement_whose_bank_statement_never_comes_is_missing_at_its_d
     kinds = [key for key, _ in _alerted(receiver)]
     assert kinds == ["reconciliation", "settlement"]
     assert datetime.fromisoformat(receiver.posts[1].body["at"]) >= deadline
+
+
+async def test_a_pending_settlement_is_matched_on_its_own_once_its_bank_statement_is_stored(
+    dev_env: WorkflowEnvironment, database_url: str, task_queue: str, tmp_path: Path, bank: BankSimulator
+) -> None:
+    day = _yesterday()
+    channel = {"sqlite": "wx-planted-1", "postgresql": "wx-planted-2"}[
+        database_url.split(":")[0].split("+")[0]
+    ]
+    bank.plan(BANK, day, StatementPlan(lines=12))
+    # The channel's day is one payment, which the bank's statement of the day pays out: a credit
+    # from a payer who sends nothing else that day.
+    credits = [
+        t for t in generate_statement(BANK, day, seed=bank.seed, lines=12).transactions()
+        if t.direction == "C" and t.counterparty_name
+    ]  # fmt: skip
+    payers = Counter(t.counterparty_name for t in credits)
+    payout = next(t for t in credits if payers[t.counterparty_name] == 1)
+    engine = make_engine(database_url)
+    prepare_schema(engine)
+    order = DemoLine("O-1", "C", str(payout.amount), 3_600)
+    store_channel_day(engine, channel, day, [order])
+    write_ledger(tmp_path / "ledger" / f"ledger-{day}.csv", day, [order])
+    client = dev_env.client
+    with webhook_receiver() as receiver:
+        settings = settings_for(
+            tmp_path / "data", database_url, bank.url, task_queue,
+            temporal_address=client.service_client.config.target_host,
+            recon_config_file=_recon_file(tmp_path, channel, payout.counterparty_name),
+            alert_webhook_url=receiver.url, statement_retry_interval_seconds=1800, bank_accounts=[BANK],
+        )  # fmt: skip
+        async with running_worker(client, settings):
+            recon = await start_reconciliation(client, settings, channel, day)
+            recon_day = ReconDay(account_no=channel, recon_date=day)
+
+            async def run_stored() -> bool:
+                return await asyncio.to_thread(latest_run_id, engine, recon_day) is not None
+
+            await _within(PROMPTLY, run_stored, "the reconciliation run")
+            run_id = await asyncio.to_thread(latest_run_id, engine, recon_day)
+            assert run_id is not None and _settlement_state(database_url, run_id) == "settlement_pending"
+
+            await _collect(client, settings, BANK, day)
+            done = await asyncio.wait_for(recon.result(), PROMPTLY)
+    engine.dispose()
+
+    assert _settlement_state(database_url, run_id) == "matched"
+    assert {(t.state, t.side) for t in done.totals} == {("matched", "ledger"), ("matched", "channel"),
+                                                         ("matched", "settlement")}  # fmt: skip
+    assert receiver.posts == []  # nothing to tell anyone
