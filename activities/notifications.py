@@ -58,12 +58,16 @@ class NotificationActivities:
         """A run's exceptions, counted and summed per state: one log record and one POST per run."""
         if activity.info().attempt == 1:
             log.warning(
-                "reconciliation exceptions: %s %s: %s",
+                "reconciliation exceptions: %s %s: %s; still open: %s",
                 notice.day.account_no,
                 notice.day.recon_date,
                 ", ".join(
                     f"{total.lines} {total.side} {total.state} ({total.amount})"
                     for total in notice.exceptions
+                ),
+                ", ".join(
+                    f"{total.lines} {total.state} {total.band} ({total.amount})"
+                    for total in notice.open_by_age
                 ),
                 extra={"notice": notice.model_dump(mode="json"), "workflow_id": notice.workflow_id},
             )

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     retention_batch_size: int = Field(default=1000, ge=1, le=10000)
     # Reconciliation of channel accounts against the company's ledger (docs/reconciliation.md).
     recon_config_file: Path | None = None
+    # Who `bankrecon recon explain / pair / write-off / reopen` records as acting without --by;
+    # unset: the system user's name.
+    bankrecon_operator: str | None = None
 
     @field_validator("bank_accounts", mode="before")
     @classmethod

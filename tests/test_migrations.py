@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Date, Engine, MetaData, String, Table, inspect, select, text
 from temporalio.testing import WorkflowEnvironment
 
-import bankrecon.recon.tables  # noqa: F401  (its tables are part of the schema at head)
+import bankrecon.recon.tables  # its tables are part of the schema at head
 from bankrecon.store import db
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import (
@@ -219,6 +219,36 @@ def test_revision_0001_is_the_schema_the_previous_release_made(engine: Engine) -
     with engine.begin() as conn:
         command.upgrade(migrations_config(conn), "0001")
     assert _differences(engine, previous_release.metadata) == []
+
+
+def test_the_notes_of_revision_0005_become_explain_actions(engine: Engine) -> None:
+    with engine.begin() as conn:
+        command.upgrade(migrations_config(conn), "0005")
+    notes = Table(
+        "recon_notes",
+        MetaData(),
+        *(Column(name, String(64)) for name in ("account_no", "state", "side", "reference", "direction")),
+        Column("recon_date", Date),
+        Column("note", String(200)),
+        Column("noted_at", db.UtcDateTime),
+    )
+    note = {
+        "account_no": "wx-1900000001", "recon_date": date(2026, 11, 24), "state": "duplicate",
+        "side": "channel", "reference": "O-006", "direction": "C", "note": "refund asked for",
+    }  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(notes.insert(), note | {"noted_at": AT})
+    assert upgrade_schema(engine) == SchemaUpgrade(before="0005", after=HEAD)
+    actions = bankrecon.recon.tables.recon_actions
+    with engine.connect() as conn:
+        carried = conn.execute(select(actions)).one()
+    assert "recon_notes" not in inspect(engine).get_table_names()
+    assert {name: getattr(carried, name) for name in note if name != "note"} == {
+        name: value for name, value in note.items() if name != "note"
+    }
+    assert (carried.action, carried.reason, carried.acted_by, carried.acted_at) == (
+        "explain", "refund asked for", "(before revision 0006)", AT
+    )  # fmt: skip
 
 
 def test_the_revisions_read_from_the_file_names_are_alembics_history_in_order() -> None:

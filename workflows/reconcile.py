@@ -87,11 +87,11 @@ class ReconcileWorkflow:
             retry_policy=RUN_RETRY,
         )
         if summary.exceptions and request.alert:
-            await self._alert(day, summary.exceptions, "run")
+            await self._alert(day, summary, summary.exceptions, "run")
         if summary.settlement_deadline is not None and workflow.patched(PENDING_SETTLEMENT_PATCH):
             summary = await self._settle(day, summary, interval)
             if summary.settlement_exceptions and request.alert:
-                await self._alert(day, summary.settlement_exceptions, "settlement")
+                await self._alert(day, summary, summary.settlement_exceptions, "settlement")
         return summary
 
     async def _wait_for_signal(self, longest: timedelta) -> None:
@@ -114,7 +114,11 @@ class ReconcileWorkflow:
         return summary
 
     async def _alert(
-        self, day: ReconDay, exceptions: list[StateTotal], subject: Literal["run", "settlement"]
+        self,
+        day: ReconDay,
+        summary: ReconRunSummary,
+        exceptions: list[StateTotal],
+        subject: Literal["run", "settlement"],
     ) -> None:
         info = workflow.info()
         await workflow.execute_activity_method(
@@ -126,6 +130,7 @@ class ReconcileWorkflow:
                 exceptions=exceptions,
                 at=workflow.now(),
                 subject=subject,
+                open_by_age=summary.open_by_age,
             ),
             start_to_close_timeout=NOTICE_TIMEOUT,
             retry_policy=NOTICE_RETRY,

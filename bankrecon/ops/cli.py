@@ -8,7 +8,8 @@
     bankrecon pause MERCHANT / resume MERCHANT   hold all of a merchant's requests, and let them go
     bankrecon db upgrade                    the database's schema up to this release (created if empty)
     bankrecon db current                    the database's schema revision, and this release's
-    bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT
+    bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT /
+                    pair ITEM_ID ITEM_ID / write-off ITEM_ID / reopen ITEM_ID --reason TEXT
                                             a channel day reconciled against the ledger (recon_commands.py)
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).

@@ -1,14 +1,19 @@
 """``bankrecon recon``: a day's reconciliation summary and exceptions, re-runs, exports, notes.
 
 bankrecon recon ACCOUNT DATE [--rerun] [--export DIR]   the day's summary, then its exceptions
-bankrecon recon --open [--from DATE] [--to DATE] [--account ACCOUNT]   exceptions nobody explained
+bankrecon recon --open [--from DATE] [--to DATE] [--account ACCOUNT]   exceptions nobody resolved
 bankrecon recon explain ITEM_ID --note "..."           mark an exception explained
+bankrecon recon pair ITEM_ID ITEM_ID --reason "..." [--allow-difference]   match two by hand
+bankrecon recon write-off ITEM_ID --reason "..." [--account 6603]   accept an exception
+bankrecon recon reopen ITEM_ID --reason "..."          undo a pair or a write-off
+Each action is recorded with who (--by NAME, else BANKRECON_OPERATOR, else the system user) and when.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -24,13 +29,21 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
+from bankrecon.recon.actions import ActionRefused, Actor, describe_action, explain, pair, reopen, write_off
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
-from bankrecon.recon.models import ReconcileInput, ReconDay, ReconRunSummary
+from bankrecon.recon.models import (
+    AGE_BANDS,
+    UNRESOLVED,
+    AgedTotal,
+    ReconcileInput,
+    ReconDay,
+    ReconRunSummary,
+)
 from bankrecon.recon.results import (
-    ReconResultError,
-    explain,
+    age_days,
     latest_run_id,
+    open_by_age,
     open_exceptions,
     run_items,
     run_summary,
@@ -42,6 +55,9 @@ from workflows.reconcile import INPUTS_READY, ReconcileWorkflow, reconcile_workf
 Table = Callable[[Sequence[Sequence[str]], TextIO], None]
 Database = Callable[[Settings], AbstractContextManager[Engine]]
 OPEN_DAYS = 30  # --open without --from looks this far back
+ACTIONS = ("explain", "pair", "write-off", "reopen")
+# Wide enough that an item with its status, note and last action stays on one line.
+RICH_WIDTH = 280
 RUN_POLL_SECONDS = 0.5
 
 
@@ -90,9 +106,14 @@ def _local(moment: datetime) -> str:
     return moment.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _item_rows(items: Sequence[Row[Any]], with_day: bool = False) -> Iterator[list[str]]:
+def report_day() -> date:
+    """The day a report's ages count to by default: yesterday in China, the day the nightly run reconciles."""
+    return datetime.now(CHINA_STANDARD_TIME).date() - timedelta(days=1)
+
+
+def _item_rows(items: Sequence[Row[Any]], as_of: date, with_day: bool = False) -> Iterator[list[str]]:
     yield [*(["DATE", "ACCOUNT"] if with_day else []), "ITEM", "STATE", "SIDE", "REFERENCE", "DIR", "AMOUNT",
-           "OTHER SIDE", "WHEN", "LINE", "DETAIL", "NOTE"]  # fmt: skip
+           "OTHER SIDE", "WHEN", "LINE", "DETAIL", "STATUS", "AGE", "NOTE", "LAST ACTION"]  # fmt: skip
     for item in items:
         carried = item.side == "ledger" and item.booked_on != item.recon_date
         detail = ", ".join(
@@ -110,8 +131,25 @@ def _item_rows(items: Sequence[Row[Any]], with_day: bool = False) -> Iterator[li
             _local(item.occurred_at) if item.occurred_at else "",
             item.line_ref,
             detail,
+            item.status or "",
+            str(age_days(item.recon_date, as_of)) if item.status in UNRESOLVED else "",
             item.note or "",
+            describe_action(item, _local(item.last_at)) if item.last_action else "",
         ]
+
+
+def _aged_rows(totals: Sequence[AgedTotal]) -> list[list[str]]:
+    """Per account and state, count and amount in each age band."""
+    rows = [["ACCOUNT", "STATE", *(band.upper() for band in AGE_BANDS), "AMOUNT"]]
+    grouped: dict[tuple[str, str], dict[str, AgedTotal]] = {}
+    for total in totals:
+        grouped.setdefault((total.account_no, total.state), {})[total.band] = total
+    for (account_no, state), bands in grouped.items():
+        cells = [
+            f"{bands[band].lines} ({bands[band].amount})" if band in bands else "0" for band in AGE_BANDS
+        ]
+        rows.append([account_no, state, *cells, str(sum(total.amount for total in bands.values()))])
+    return rows
 
 
 def _show_summary(summary: ReconRunSummary, engine: Engine, out: TextIO, table: Table) -> None:
@@ -129,7 +167,7 @@ def _show_summary(summary: ReconRunSummary, engine: Engine, out: TextIO, table: 
         out.write("\nno exceptions\n")
         return
     out.write(f"\n{len(exceptions)} exception(s):\n")
-    table(list(_item_rows(exceptions)), out)
+    table(list(_item_rows(exceptions, report_day())), out)
 
 
 async def _rerun(settings: Settings, day: ReconDay, out: TextIO, database: Database) -> None:
@@ -161,7 +199,9 @@ async def run_stored(handle: WorkflowHandle[ReconcileWorkflow, ReconRunSummary],
 
 def _day_of(args: argparse.Namespace) -> ReconDay:
     if len(args.target) != 2:
-        raise ReconCommandError("give ACCOUNT DATE, or --open, or explain ITEM_ID --note TEXT")
+        raise ReconCommandError(
+            "give ACCOUNT DATE, or --open, or one of explain, pair, write-off, reopen with its ITEM_ID(s)"
+        )
     account_no, day_text = args.target
     if not is_statement_name(account_no):
         raise ReconCommandError(f"{account_no} is not an account number nor a statement name")
@@ -185,7 +225,7 @@ def _rich_or(plain: Table) -> Table:
         shown = table_module.Table(*rows[0])
         for row in rows[1:]:
             shown.add_row(*row)
-        console_module.Console(file=out, width=200).print(shown)
+        console_module.Console(file=out, width=RICH_WIDTH).print(shown)
 
     return rich_table
 
@@ -194,8 +234,8 @@ async def recon_command(
     args: argparse.Namespace, settings: Settings, out: TextIO, plain_table: Table, database: Database
 ) -> int:
     table = _rich_or(plain_table)
-    if args.target[:1] == ["explain"]:
-        return _explain_command(args, settings, out, database)
+    if args.target[:1] and args.target[0] in ACTIONS:
+        return _action_command(args, settings, out, database)
     if args.open:
         return _open_command(args, settings, out, table, database)
     day = _day_of(args)
@@ -211,7 +251,7 @@ async def recon_command(
             )
         _show_summary(summary, engine, out, table)
         if args.export is not None:
-            csv_path, xlsx_path = export_run(engine, summary, args.export)
+            csv_path, xlsx_path = export_run(engine, summary, args.export, report_day())
             out.write(f"\nexported {csv_path} and {xlsx_path}\n")
     return 0
 
@@ -220,38 +260,88 @@ def _open_command(
     args: argparse.Namespace, settings: Settings, out: TextIO, table: Table, database: Database
 ) -> int:
     last = args.last or datetime.now(CHINA_STANDARD_TIME).date()
+    as_of = args.last or report_day()
     first = args.first or last - timedelta(days=OPEN_DAYS)
     if first > last:
         raise ReconCommandError(f"--from ({first}) is after --to ({last})")
     with database(settings) as engine:
         items = open_exceptions(engine, first, last, args.account)
+        aged = open_by_age(engine, as_of, first, args.account, last)
     if not items:
         out.write(f"no open exceptions from {first} to {last}\n")
         return 0
-    out.write(f"{len(items)} open exception(s) from {first} to {last}:\n")
-    table(list(_item_rows(items, with_day=True)), out)
+    out.write(f"{len(items)} open exception(s) from {first} to {last}, aged to {as_of}:\n")
+    table(_aged_rows(aged), out)
+    out.write("\n")
+    table(list(_item_rows(items, as_of, with_day=True)), out)
     return 1
 
 
-def _explain_command(args: argparse.Namespace, settings: Settings, out: TextIO, database: Database) -> int:
-    if len(args.target) != 2 or not args.target[1].isdigit():
-        raise ReconCommandError("explain takes one ITEM_ID (a number from `bankrecon recon ACCOUNT DATE`)")
-    if not args.note:
-        raise ReconCommandError("explain needs --note TEXT: why the exception is what it is")
+def _operator(args: argparse.Namespace, settings: Settings) -> str:
+    """Who acts: --by, else BANKRECON_OPERATOR, else the system user's name."""
+    by = (args.by or "").strip() or (settings.bankrecon_operator or "").strip()
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        raise ReconCommandError("no user name: say who acts with --by NAME or BANKRECON_OPERATOR") from None
+
+
+def _item_ids(args: argparse.Namespace, count: int) -> list[int]:
+    action, *ids = args.target
+    if len(ids) != count or not all(item_id.isdigit() for item_id in ids):
+        raise ReconCommandError(
+            f"{action} takes {'two ITEM_IDs' if count == 2 else 'one ITEM_ID'} "
+            "(numbers from `bankrecon recon ACCOUNT DATE` or `--open`)"
+        )
+    return [int(item_id) for item_id in ids]
+
+
+def _named(item: Row[Any]) -> str:
+    return (
+        f"item {item.item_id} ({item.state} {item.side} {item.reference or '(no reference)'} {item.amount} "
+        f"of {item.account_no} {item.recon_date})"
+    )
+
+
+def _action_command(args: argparse.Namespace, settings: Settings, out: TextIO, database: Database) -> int:
+    action = args.target[0]
+    ids = _item_ids(args, 2 if action == "pair" else 1)
+    text = args.note if action == "explain" else args.reason
+    if not text:
+        flag = "--note" if action == "explain" else "--reason"
+        raise ReconCommandError(f"{action} needs {flag} TEXT: why")
     with database(settings) as engine:
         try:
-            item = explain(engine, int(args.target[1]), args.note, datetime.now(UTC))
-        except ReconResultError as exc:
+            actor = Actor(by=_operator(args, settings), at=datetime.now(UTC))
+            if action == "explain":
+                item = explain(engine, ids[0], text, actor)
+                said = f"{_named(item)} explained; the note holds in later runs of the day"
+            elif action == "pair":
+                ledger, channel, difference = pair(
+                    engine, (ids[0], ids[1]), text, actor, args.allow_difference
+                )
+                said = f"{_named(ledger)} paired with {_named(channel)}" + (
+                    f", difference {difference}" if difference else ""
+                )
+            elif action == "write-off":
+                item = write_off(engine, ids[0], text, actor, args.account)
+                said = f"{_named(item)} written off" + (f" to {args.account}" if args.account else "")
+            else:
+                said = (
+                    " and ".join(_named(item) for item in reopen(engine, ids[0], text, actor)) + " reopened"
+                )
+        except ActionRefused as exc:
             raise ReconCommandError(str(exc)) from None
-    out.write(
-        f"item {item.item_id} ({item.state} {item.side} {item.reference or '(no reference)'} of "
-        f"{item.account_no} {item.recon_date}) explained; the note holds in later runs of the day\n"
-    )
+    out.write(f"{said}, by {actor.by} at {_local(actor.at)}\n")
     return 0
 
 
 def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str], date]) -> None:
-    recon.add_argument("target", nargs="*", metavar="ACCOUNT DATE | explain ITEM_ID")
+    recon.add_argument(
+        "target", nargs="*", metavar="ACCOUNT DATE | explain|pair|write-off|reopen ITEM_ID [ITEM_ID]"
+    )
     recon.add_argument("--rerun", action="store_true", help="reconcile the day again now, then show it")
     recon.add_argument("--export", type=Path, metavar="DIR", help="write the day's items as CSV and XLSX")
     recon.add_argument("--open", action="store_true", help="exceptions not explained yet, over a range")
@@ -259,5 +349,13 @@ def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str
         "--from", dest="first", type=date_type, help=f"with --open (default: {OPEN_DAYS} days back)"
     )
     recon.add_argument("--to", dest="last", type=date_type, help="with --open (default: today in China)")
-    recon.add_argument("--account", help="with --open: only this channel account")
+    recon.add_argument(
+        "--account",
+        help="with --open: only this channel account; with write-off: the ledger account it goes to",
+    )
     recon.add_argument("--note", help="with explain: why the exception is what it is")
+    recon.add_argument("--reason", help="with pair, write-off, reopen: why")
+    recon.add_argument(
+        "--allow-difference", action="store_true", help="with pair: the two amounts may differ (shown)"
+    )
+    recon.add_argument("--by", help="who acts (default: BANKRECON_OPERATOR, else the system user's name)")

@@ -3,6 +3,7 @@
 [accounts."wx-1900000001"]          # the channel's statement name (transactions.account_no)
 cutoff_seconds = 300
 fee_tolerance = "0.01"
+carry_days = 7                       # later days whose runs match an open one-sided line
 [accounts."wx-1900000001".ledger]
 kind = "sql"                         # or "csv" / "xlsx" with path = "/ledger/{date}.csv"
 url = "postgresql+psycopg://reader@erp/erp"
@@ -128,6 +129,9 @@ class ChannelRecon(_Strict):
     # Fees the ledger records may differ from the channel's by this much, per order.
     fee_tolerance: Decimal = Field(default=Decimal("0.00"), ge=0)
     settlement: SettlementRule | None = None
+    # A ledger_only or channel_only line nobody resolved is matched by the runs of this many
+    # later days (docs/reconciliation.md, "Open items across days"); 0: never.
+    carry_days: int = Field(default=7, ge=0, le=366)
 
     def fingerprint(self) -> str:
         """SHA-256 of the settings a run used, stored with it."""

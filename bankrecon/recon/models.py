@@ -13,6 +13,16 @@ from bankrecon.models import STATEMENT_NAME_MAX_CHARS, STATEMENT_NAME_PATTERN
 LINE_STATES = ("matched", "ledger_only", "channel_only", "amount_differs", "duplicate")
 SETTLEMENT_STATES = ("settlement_missing", "settlement_differs")
 EXCEPTION_STATES = (*LINE_STATES[1:], *SETTLEMENT_STATES)
+# A later day's line that matched a one-sided line of an earlier day (docs/reconciliation.md, "Open
+# items across days"): a match, not an exception; the earlier item is resolved by it.
+MATCHED_ACROSS_DAYS = "matched_across_days"
+ONE_SIDED = {"ledger": "ledger_only", "channel": "channel_only"}
+# An exception's status, from its actions: nobody acted, a note, or paired / written off / matched.
+OPEN, EXPLAINED, RESOLVED = "open", "explained", "resolved"
+# What --open lists and the morning report counts: exceptions nobody resolved.
+UNRESOLVED = (OPEN, EXPLAINED)
+# How old the open exceptions are, in days before the report's day: new, recent, ageing.
+AGE_BANDS = ("today", "1-3 days", "over 3 days")
 # Not an exception: the bank statement the settlement arrives in is not stored yet.
 SETTLEMENT_PENDING = "settlement_pending"
 # The signal that tells a reconciliation to look at once: its statement, its ledger or the bank
@@ -57,6 +67,16 @@ class StateTotal(BaseModel):
     amount: Decimal
 
 
+class AgedTotal(BaseModel):
+    """Open (or explained) exceptions of one account in one state and age band."""
+
+    account_no: str
+    state: str
+    band: str  # one of AGE_BANDS
+    lines: int
+    amount: Decimal
+
+
 class ReconRunSummary(BaseModel):
     run_id: str
     day: ReconDay
@@ -64,6 +84,8 @@ class ReconRunSummary(BaseModel):
     totals: list[StateTotal]
     ledger_sha256: str
     statement_sha256: str
+    # The account's open and explained exceptions of this day and the days before, by age.
+    open_by_age: list[AgedTotal] = []
     # Set while the settlement is pending: when it becomes missing unless its bank statement comes.
     settlement_deadline: datetime | None = None
 
@@ -92,5 +114,7 @@ class ReconciliationNotice(BaseModel):
     day: ReconDay
     exceptions: list[StateTotal]
     at: datetime
+    # The account's exceptions still open on the run's day (this run's and earlier days'), by age.
+    open_by_age: list[AgedTotal] = []
     # "run": the exceptions a run found; "settlement": its pending settlement, decided later.
     subject: Literal["run", "settlement"] = "run"

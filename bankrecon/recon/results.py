@@ -1,27 +1,35 @@
-"""Reading runs and items back, and operators' notes on exceptions."""
+"""Reading runs and items back, with their exceptions' status and age."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, func, select, type_coerce
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, Row, case, func, select, type_coerce
 
-from bankrecon.recon.models import EXCEPTION_STATES, ReconDay, ReconRunSummary, StateTotal
-from bankrecon.recon.tables import recon_items, recon_notes, recon_runs
+from bankrecon.recon.actions import items_with_status
+from bankrecon.recon.models import (
+    AGE_BANDS,
+    EXCEPTION_STATES,
+    UNRESOLVED,
+    AgedTotal,
+    ReconDay,
+    ReconRunSummary,
+    StateTotal,
+)
+from bankrecon.recon.tables import recon_items, recon_runs
 from bankrecon.store.db import Money
 
-ITEM_IDENTITY = ("account_no", "recon_date", "state", "side", "reference", "direction")
+# The second age band ends this many days before the report's day.
+RECENT_DAYS = 3
 
 
 class ReconResultError(Exception):
     """What was asked of the results does not exist; the message says what does."""
 
 
-def _latest_runs(first: date, last: date, account_no: str | None = None) -> Any:
+def latest_runs(first: date, last: date, account_no: str | None = None) -> Any:
     r = recon_runs.c
     ranked = select(
         r.run_id,
@@ -39,7 +47,7 @@ def _latest_runs(first: date, last: date, account_no: str | None = None) -> Any:
 
 def latest_run_id(engine: Engine, day: ReconDay) -> str | None:
     with engine.connect() as conn:
-        return conn.execute(_latest_runs(day.recon_date, day.recon_date, day.account_no)).scalar()
+        return conn.execute(latest_runs(day.recon_date, day.recon_date, day.account_no)).scalar()
 
 
 def run_summary(engine: Engine, run_id: str) -> ReconRunSummary | None:
@@ -67,15 +75,9 @@ def run_summary(engine: Engine, run_id: str) -> ReconRunSummary | None:
     )
 
 
-def _with_notes() -> Any:
-    i, n = recon_items.c, recon_notes.c
-    joined = recon_items.outerjoin(recon_notes, and_(*(i[name] == n[name] for name in ITEM_IDENTITY)))
-    return select(recon_items, n.note, n.noted_at).select_from(joined)
-
-
 def run_items(engine: Engine, run_id: str, exceptions_only: bool = False) -> list[Row[Any]]:
     i = recon_items.c
-    query = _with_notes().where(i.run_id == run_id)
+    query = items_with_status().where(i.run_id == run_id)
     if exceptions_only:
         query = query.where(i.state.in_(EXCEPTION_STATES))
     with engine.connect() as conn:
@@ -83,45 +85,70 @@ def run_items(engine: Engine, run_id: str, exceptions_only: bool = False) -> lis
 
 
 def streamed_items(engine: Engine, run_id: str) -> Iterator[Row[Any]]:
-    """A run's items with their notes, by state, without holding them all."""
+    """A run's items with their notes and status, by state, without holding them all."""
     i = recon_items.c
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=10_000).execute(
-            _with_notes().where(i.run_id == run_id).order_by(i.state, i.side, i.reference, i.item_id)
+            items_with_status().where(i.run_id == run_id).order_by(i.state, i.side, i.reference, i.item_id)
         )
         yield from result
 
 
+def _unresolved(first: date, last: date, account_no: str | None) -> Any:
+    """Exceptions of each day's latest run in the range that nobody resolved, as a subquery."""
+    items = (
+        items_with_status().where(recon_items.c.run_id.in_(latest_runs(first, last, account_no))).subquery()
+    )
+    return items, items.c.status.in_(UNRESOLVED)
+
+
 def open_exceptions(engine: Engine, first: date, last: date, account_no: str | None = None) -> list[Row[Any]]:
-    """Exceptions of each day's latest run in the range that no operator has explained."""
-    i = recon_items.c
+    """Exceptions of each day's latest run in the range that nobody resolved: open and explained."""
+    items, unresolved = _unresolved(first, last, account_no)
     query = (
-        _with_notes()
-        .where(i.run_id.in_(_latest_runs(first, last, account_no)), i.state.in_(EXCEPTION_STATES))
-        .where(recon_notes.c.note.is_(None))
-        .order_by(i.recon_date, i.account_no, i.state, i.reference, i.item_id)
+        select(items)
+        .where(unresolved)
+        .order_by(items.c.recon_date, items.c.account_no, items.c.state, items.c.reference, items.c.item_id)
     )
     with engine.connect() as conn:
         return list(conn.execute(query))
 
 
-def explain(engine: Engine, item_id: int, note: str, at: datetime) -> Row[Any]:
-    """Note why an exception is what it is; the note holds for the same item in later runs too."""
-    if not note.strip():
-        raise ReconResultError("the note is empty: say why the exception is explained")
-    with engine.begin() as conn:
-        item = conn.execute(select(recon_items).where(recon_items.c.item_id == item_id)).first()
-        if item is None:
-            raise ReconResultError(f"no reconciliation item {item_id}")
-        if item.state not in EXCEPTION_STATES:
-            raise ReconResultError(f"item {item_id} is {item.state}: only exceptions take a note")
-        identity = {name: getattr(item, name) for name in ITEM_IDENTITY}
-        dialect_insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-        statement = dialect_insert(recon_notes).values(**identity, note=note.strip(), noted_at=at)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(ITEM_IDENTITY),
-                set_={"note": statement.excluded.note, "noted_at": statement.excluded.noted_at},
-            )
+def age_days(day: date, as_of: date) -> int:
+    """An exception's age (账龄): whole days from its day to the report's day, never below 0."""
+    return max((as_of - day).days, 0)
+
+
+def open_by_age(
+    engine: Engine,
+    as_of: date,
+    first: date = date.min,
+    account_no: str | None = None,
+    last: date | None = None,
+) -> list[AgedTotal]:
+    """Per account and state, the count and amount of unresolved exceptions of ``first`` to ``last``
+    (default: ``as_of``) in each age band on ``as_of``; a day after ``as_of`` is of its first band."""
+    items, unresolved = _unresolved(first, last or as_of, account_no)
+    band = case(
+        (items.c.recon_date >= as_of, AGE_BANDS[0]),
+        (items.c.recon_date >= as_of - timedelta(days=RECENT_DAYS), AGE_BANDS[1]),
+        else_=AGE_BANDS[2],
+    ).label("band")
+    query = (
+        select(
+            items.c.account_no,
+            items.c.state,
+            band,
+            func.count(),
+            type_coerce(func.sum(items.c.amount), Money),
         )
-    return item
+        .where(unresolved)
+        .group_by(items.c.account_no, items.c.state, band)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    totals = [
+        AgedTotal(account_no=account, state=state, band=band_name, lines=lines, amount=amount)
+        for account, state, band_name, lines, amount in rows
+    ]
+    return sorted(totals, key=lambda total: (total.account_no, total.state, AGE_BANDS.index(total.band)))

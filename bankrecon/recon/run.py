@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import psycopg
 from sqlalchemy import Connection, Engine, insert, make_url, select
 
+from bankrecon.recon.carry import match_across_days
 from bankrecon.recon.config import ChannelRecon, ReconConfig, SqlLedger
 from bankrecon.recon.fingerprint import LinesFingerprint
 from bankrecon.recon.ledger import (
@@ -26,7 +27,7 @@ from bankrecon.recon.models import (
     ReconRunSummary,
     SettlementCheck,
 )
-from bankrecon.recon.results import run_summary
+from bankrecon.recon.results import open_by_age, run_summary
 from bankrecon.recon.settlement import settle, settle_again
 from bankrecon.recon.tables import ledger_stage, recon_runs
 from bankrecon.store.db import connection_options, statements
@@ -100,13 +101,17 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
     """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
     done = run_summary(engine, request.run_id)
     if done is not None:
-        return with_settlement_deadline(done, channel)
+        return with_settlement_deadline(_with_open_by_age(engine, done), channel)
     day = request.day
     started_at = datetime.now(UTC)
     with engine.begin() as conn:
         ledger = _staged_ledger(conn, engine, channel, day)
         channel_lines = statement_fingerprint(conn, day.account_no, day.recon_date)
         match_day(conn, request.run_id, day.account_no, day.recon_date, channel.fee_tolerance)
+        match_across_days(
+            conn, request.run_id, day.account_no, day.recon_date, channel.carry_days, channel.fee_tolerance,
+            started_at,
+        )  # fmt: skip
         if channel.settlement is not None:
             final = started_at >= channel.settlement.deadline_for(day.recon_date)
             settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement, final=final)
@@ -128,7 +133,13 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
         )
     summary = run_summary(engine, request.run_id)
     assert summary is not None
-    return with_settlement_deadline(summary, channel)
+    return with_settlement_deadline(_with_open_by_age(engine, summary), channel)
+
+
+def _with_open_by_age(engine: Engine, summary: ReconRunSummary) -> ReconRunSummary:
+    """The summary with the account's exceptions still open on its day, by age: the morning report."""
+    aged = open_by_age(engine, summary.day.recon_date, account_no=summary.day.account_no)
+    return summary.model_copy(update={"open_by_age": aged})
 
 
 def with_settlement_deadline(summary: ReconRunSummary, channel: ChannelRecon) -> ReconRunSummary:
@@ -154,7 +165,7 @@ def check_settlement(engine: Engine, channel: ChannelRecon, check: SettlementChe
     summary = run_summary(engine, check.run_id)
     if summary is None:
         raise ValueError(f"no reconciliation run {check.run_id}")
-    return with_settlement_deadline(summary, channel)
+    return with_settlement_deadline(_with_open_by_age(engine, summary), channel)
 
 
 def reconciliations_waiting_for(config: ReconConfig, account_no: str, day: date) -> list[ReconDay]:

@@ -10,7 +10,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -68,22 +67,35 @@ recon_items = Table(
     Index("recon_items_run_state", "run_id", "state"),
 )
 
-# An operator's explanation of an exception, keyed by what identifies the item across runs
-# (a re-run makes new items): it shows with every later item of the same identity.
-recon_notes = Table(
-    "recon_notes",
+ACTOR_MAX_CHARS = 128
+LEDGER_ACCOUNT_MAX_CHARS = 64
+
+# Everything done to an exception: operators' notes, pairs, write-offs and reopenings, and the
+# matches a later day's run made. Appended, never updated: the history is the audit trail. Keyed
+# by what identifies the item across runs (a re-run makes new items), so an action holds for
+# every later item of the same identity.
+recon_actions = Table(
+    "recon_actions",
     metadata,
+    Column("action_id", ITEM_ID, primary_key=True, autoincrement=True),
     Column("account_no", String(64), nullable=False),
     Column("recon_date", Date, nullable=False),
     Column("state", String(32), nullable=False),
     Column("side", String(16), nullable=False),
     Column("reference", Text, nullable=False),
     Column("direction", String(1), nullable=False),
-    Column("note", Text, nullable=False),
-    Column("noted_at", UtcDateTime, nullable=False),
-    PrimaryKeyConstraint(
-        "account_no", "recon_date", "state", "side", "reference", "direction", name="recon_notes_pkey"
-    ),
+    # explain, pair, write_off, reopen, matched_across_days
+    Column("action", String(32), nullable=False),
+    Column("reason", Text, nullable=False),  # the note, for explain
+    Column("acted_by", String(ACTOR_MAX_CHARS), nullable=False),
+    Column("acted_at", UtcDateTime, nullable=False),
+    Column("item_id", ITEM_ID),  # the item acted on, of one run
+    Column("other_item_id", ITEM_ID),  # pair: the other half
+    # pair: the other half's day; matched_across_days: the day whose run matched it
+    Column("other_day", Date),
+    Column("ledger_account", String(LEDGER_ACCOUNT_MAX_CHARS)),  # write_off: where it is booked (6603, ...)
+    Column("difference", Money),  # pair: the ledger's amount less the channel's
+    Index("recon_actions_identity", "account_no", "recon_date", "reference", "action_id"),
 )
 
 # The ledger lines of one run, copied from the company's source before matching. Temporary:
