@@ -125,3 +125,38 @@ def explain(engine: Engine, item_id: int, note: str, at: datetime) -> Row[Any]:
             )
         )
     return item
+
+
+def open_totals_by_day(engine: Engine, first: date, last: date) -> list[Row[Any]]:
+    """Each reconciled day in the range (its latest run) with its open exceptions' count and amount."""
+    i, n = recon_items.c, recon_notes.c
+    latest = _latest_runs(first, last).subquery()
+    open_items = (
+        _with_notes()
+        .where(i.run_id.in_(select(latest.c.run_id)), i.state.in_(EXCEPTION_STATES), n.note.is_(None))
+        .subquery()
+    )
+    totals = (
+        select(
+            open_items.c.run_id,
+            func.count().label("open_count"),
+            type_coerce(func.sum(open_items.c.amount), Money).label("open_amount"),
+        )
+        .group_by(open_items.c.run_id)
+        .subquery()
+    )
+    r = recon_runs.c
+    query = (
+        select(
+            r.account_no,
+            r.recon_date,
+            r.run_id,
+            r.finished_at,
+            func.coalesce(totals.c.open_count, 0).label("open_count"),
+            totals.c.open_amount,
+        )
+        .select_from(recon_runs.outerjoin(totals, totals.c.run_id == r.run_id))
+        .where(r.run_id.in_(select(latest.c.run_id)))
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query))
