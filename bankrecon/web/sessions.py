@@ -28,6 +28,7 @@ def session_key(settings: Settings) -> str:
     if settings.web_secret_key is not None:
         return settings.web_secret_key.get_secret_value()
     path = settings.data_dir / KEY_FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
