@@ -162,7 +162,6 @@ def web_settings(tmp_path: Path, database_url: str, recon_config: Path | None, *
         "database_url": database_url,
         "web_users_file": tmp_path / "web-users.toml",
         "recon_config_file": recon_config,
-        "bank_merchant_secret": "not-used-by-the-page",
         "bank_accounts": [SETTLING_BANK, FAILING_BANK, WAITING_BANK],
         **overrides,
     }

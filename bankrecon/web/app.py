@@ -33,6 +33,7 @@ from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
 from bankrecon.recon.models import ReconDay
 from bankrecon.recon.results import ReconResultError, explain, latest_run_id, run_items, run_summary
+from bankrecon.sources.registry import DEFAULT_KIND
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import statements
 from bankrecon.web import labels
@@ -230,14 +231,17 @@ async def logout(ctx: WebContext, visit: Visit) -> Response:
 def configured_accounts(settings: Settings, engine: Engine, days: list[date]) -> list[ConfiguredAccount]:
     """Every account the page knows of: the collected ones, the reconciled ones, and any with a
     statement in the days shown (so nothing stored is left out when the configuration is partial)."""
-    kinds: dict[str, str] = {}
-    try:
-        directory = AccountDirectory.from_settings(settings)
-        for account_no in directory.nightly_accounts():
-            account = directory.account(account_no)
-            kinds[account_no] = account.merchant.kind if account else "refbank"
-    except AccountsFileError as exc:
-        log.warning("web: the collected accounts are not known (%s); showing those stored", exc)
+    # Without BANK_ACCOUNTS_FILE the accounts are BANK_ACCOUNTS of the reference bank; the page
+    # needs no merchant secret to list them.
+    kinds = dict.fromkeys(settings.bank_accounts, DEFAULT_KIND)
+    if settings.bank_accounts_file is not None:
+        try:
+            directory = AccountDirectory.from_settings(settings)
+            for account_no in directory.nightly_accounts():
+                account = directory.account(account_no)
+                kinds[account_no] = account.merchant.kind if account else DEFAULT_KIND
+        except AccountsFileError as exc:
+            log.warning("web: the collected accounts are not known (%s); showing those stored", exc)
     if settings.recon_config_file is not None:
         try:
             for account_no in load_recon_config(settings.recon_config_file).accounts:
