@@ -8,183 +8,42 @@ import csv
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openpyxl
 import pytest
-import uvicorn
-from sqlalchemy import Engine, insert
 
-from bankrecon.config import Settings
-from bankrecon.models import StatementFailure, StatementKey
-from bankrecon.recon.config import load_recon_config
-from bankrecon.recon.demo import DEMO_CHANNEL, plant_demo
+from bankrecon.recon.demo import DEMO_CHANNEL
 from bankrecon.recon.export import export_run
-from bankrecon.recon.models import EXCEPTION_STATES, ReconDay, ReconRunRequest
-from bankrecon.recon.results import latest_run_id, open_exceptions, run_items, run_summary
-from bankrecon.recon.run import reconcile_day
-from bankrecon.statements.common import CHINA_STANDARD_TIME
-from bankrecon.store.db import bank_requests, make_engine
-from bankrecon.store.failures import record_failure
+from bankrecon.recon.models import EXCEPTION_STATES, ReconDay
+from bankrecon.recon.results import latest_run_id, open_exceptions, run_summary
+from bankrecon.store.db import make_engine
 from bankrecon.store.schema import prepare_schema
 from bankrecon.web import labels
 from bankrecon.web.app import create_app
 from bankrecon.web.sessions import FAILURES_PER_USER, SESSION_COOKIE
-from bankrecon.web.users import Role, add_user, read_users
-
-ROOT = Path(__file__).resolve().parent.parent
-SETTLING_BANK = "6222020000000001"
-FAILING_BANK = "6222020000000002"
-WAITING_BANK = "6222020000000003"
-PASSWORDS = {role: f"{role.name}-password-1" for role in Role}
-CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def _today() -> date:
-    return datetime.now(CHINA_STANDARD_TIME).date()
-
-
-@dataclass
-class Site:
-    url: str
-    engine: Engine
-    settings: Settings
-    day: date
-    app: Any
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
-
-    @contextmanager
-    def logged_in(self, role: Role) -> Iterator[httpx.Client]:
-        with self.client() as client:
-            answer = login(client, role.name, PASSWORDS[role])
-            assert answer.status_code == 303, answer.text
-            yield client
-
-    def exceptions(self) -> list[Any]:
-        run_id = latest_run_id(self.engine, ReconDay(account_no=DEMO_CHANNEL, recon_date=self.day))
-        assert run_id is not None
-        return run_items(self.engine, run_id, exceptions_only=True)
-
-
-def csrf_of(page: httpx.Response) -> str:
-    found = CSRF_FIELD.search(page.text)
-    assert found, page.text
-    return found.group(1)
-
-
-def login(client: httpx.Client, name: str, password: str) -> httpx.Response:
-    token = csrf_of(client.get("/login"))
-    return client.post("/login", data={"csrf": token, "name": name, "password": password, "next": "/"})
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """The app on a real socket, in a thread, until the test is done."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise AssertionError("the web server did not start")
-        threading.Event().wait(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def _plant(engine: Engine, data_dir: Path, day: date) -> Path:
-    """The demo's channel day reconciled (every kind of exception), a failed and a waiting bank day."""
-    config = plant_demo(engine, data_dir, day, SETTLING_BANK)
-    channel = load_recon_config(config).channel(DEMO_CHANNEL)
-    reconcile_day(
-        engine,
-        channel,
-        ReconRunRequest(
-            day=ReconDay(account_no=DEMO_CHANNEL, recon_date=day), workflow_id="recon-web", run_id="run-web-1"
-        ),
-    )
-    now = datetime.now(UTC)
-    record_failure(
-        engine,
-        StatementFailure(
-            statement=StatementKey(account_no=FAILING_BANK, bill_date=day),
-            workflow_id="stmt-failed",
-            run_id="run-failed",
-            failed_at=now,
-            error_type="BankRefused",
-            reason="bank answered 1003 <account closed>",
-        ),
-    )
-    with engine.begin() as conn:
-        for attempt in (1, 2, 3):
-            conn.execute(
-                insert(bank_requests).values(
-                    request_id=f"req-{attempt}",
-                    merchant_id="M1",
-                    account_no=WAITING_BANK,
-                    bill_date=day,
-                    workflow_id="stmt-waiting",
-                    run_id="run-waiting",
-                    activity_attempt=attempt,
-                    sent_at=now - timedelta(minutes=30 * (4 - attempt)),
-                    answered_at=now - timedelta(minutes=30 * (4 - attempt)),
-                    outcome="2001",
-                )
-            )
-    return config
-
-
-def web_settings(tmp_path: Path, database_url: str, recon_config: Path | None, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path / "data",
-        "database_url": database_url,
-        "web_users_file": tmp_path / "web-users.toml",
-        "recon_config_file": recon_config,
-        "bank_accounts": [SETTLING_BANK, FAILING_BANK, WAITING_BANK],
-        **overrides,
-    }
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-@pytest.fixture
-def site(database_url: str, tmp_path: Path) -> Iterator[Site]:
-    engine = make_engine(database_url)
-    prepare_schema(engine)
-    day = _today() - timedelta(days=1)
-    config = _plant(engine, tmp_path / "data", day)
-    settings = web_settings(tmp_path, database_url, config)
-    assert settings.web_users_file is not None
-    for role in Role:
-        add_user(settings.web_users_file, role.name, PASSWORDS[role], role)
-    app = create_app(settings, engine)
-    try:
-        with serve(app) as url:
-            yield Site(url, engine, settings, day, app)
-    finally:
-        engine.dispose()
-
+from bankrecon.web.users import Role, add_user, read_users, remove_user
+from tests.web_setup import (
+    FAILING_BANK,
+    PASSWORDS,
+    ROOT,
+    SETTLING_BANK,
+    WAITING_BANK,
+    Site,
+    csrf_of,
+    free_port,
+    login,
+    serve,
+    site_fixture,  # noqa: F401 (the fixture `site`)
+    today,
+    web_settings,
+)
 
 # Every route but the login page's, with the least role that may use it.
 ACCESS = {
@@ -325,8 +184,6 @@ def test_logins_are_throttled_per_user(site: Site) -> None:
 
 
 def test_a_removed_user_is_out_at_the_next_request(site: Site) -> None:
-    from bankrecon.web.users import remove_user
-
     with site.logged_in(Role.accountant) as client:
         assert client.get("/").status_code == 200
         assert site.settings.web_users_file is not None
@@ -441,7 +298,7 @@ def test_the_day_downloads_are_the_export_files(site: Site, tmp_path: Path) -> N
 
 
 def test_open_items_are_those_of_recon_open(site: Site) -> None:
-    expected = open_exceptions(site.engine, site.day - timedelta(days=30), _today(), None)
+    expected = open_exceptions(site.engine, site.day - timedelta(days=30), today(), None)
     assert expected
     with site.logged_in(Role.viewer) as client:
         page = client.get("/open", headers={"Accept-Language": "en"}).text
@@ -508,7 +365,7 @@ def test_bankrecon_web_manages_users_and_serves(sqlite_url: str, tmp_path: Path)
     assert users_file.stat().st_mode & 0o077 == 0
     assert _cli(["web", "add-user", "ops", "--role", "root"], env, "x\nx\n").returncode == 2
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "bankrecon.ops.cli", "web", "--port", str(port)],
         env=env,
