@@ -37,6 +37,7 @@ SETTLING_BANK = "6222020000000001"
 FAILING_BANK = "6222020000000002"
 WAITING_BANK = "6222020000000003"
 PASSWORDS = {role: f"{role.name}-password-1" for role in Role}
+PLANTED_RUN_ID = "run-web-1"
 CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -111,7 +112,9 @@ def _plant(engine: Engine, data_dir: Path, day: date) -> Path:
         engine,
         channel,
         ReconRunRequest(
-            day=ReconDay(account_no=DEMO_CHANNEL, recon_date=day), workflow_id="recon-web", run_id="run-web-1"
+            day=ReconDay(account_no=DEMO_CHANNEL, recon_date=day),
+            workflow_id="recon-web",
+            run_id=PLANTED_RUN_ID,
         ),
     )
     now = datetime.now(UTC)
@@ -157,13 +160,14 @@ def web_settings(tmp_path: Path, database_url: str, recon_config: Path | None, *
     return Settings(_env_file=None, **values)
 
 
-@pytest.fixture(name="site")
-def site_fixture(database_url: str, tmp_path: Path) -> Iterator[Site]:
+@contextmanager
+def running_site(database_url: str, tmp_path: Path, **overrides: Any) -> Iterator[Site]:
+    """The planted days, a user per role, the page served; ``overrides`` go into its settings."""
     engine = make_engine(database_url)
     prepare_schema(engine)
     day = today() - timedelta(days=1)
     config = _plant(engine, tmp_path / "data", day)
-    settings = web_settings(tmp_path, database_url, config)
+    settings = web_settings(tmp_path, database_url, config, **overrides)
     assert settings.web_users_file is not None
     for role in Role:
         add_user(settings.web_users_file, role.name, PASSWORDS[role], role)
@@ -173,3 +177,9 @@ def site_fixture(database_url: str, tmp_path: Path) -> Iterator[Site]:
             yield Site(url, engine, settings, day, app)
     finally:
         engine.dispose()
+
+
+@pytest.fixture(name="site")
+def site_fixture(database_url: str, tmp_path: Path) -> Iterator[Site]:
+    with running_site(database_url, tmp_path) as site:
+        yield site

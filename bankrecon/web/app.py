@@ -25,10 +25,13 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
+from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
 from bankrecon.recon.models import ReconDay
@@ -36,6 +39,7 @@ from bankrecon.recon.results import ReconResultError, explain, latest_run_id, ru
 from bankrecon.sources.registry import DEFAULT_KIND
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import statements
+from bankrecon.temporal.client import TemporalConnectionError, connect
 from bankrecon.web import labels
 from bankrecon.web.queries import (
     OPEN_ITEMS_PAGE_ROWS,
@@ -78,9 +82,15 @@ class WebContext:
     throttle: LoginThrottle
     templates: Environment
     clock: Callable[[], datetime]
+    temporal: Client | None = None  # connected at the first operator's action that needs it
 
     def today(self) -> date:
         return self.clock().astimezone(CHINA_STANDARD_TIME).date()
+
+    async def temporal_client(self) -> Client:
+        if self.temporal is None:
+            self.temporal = await connect(self.settings)
+        return self.temporal
 
 
 @dataclass(frozen=True)
@@ -98,9 +108,11 @@ Endpoint = Callable[[WebContext, Visit], Awaitable[Response]]
 
 
 class PageError(Exception):
-    def __init__(self, status: int, label: str):
+    """A page that cannot be given: its status, the label of what to say, and any detail to add."""
+
+    def __init__(self, status: int, label: str, detail: str = ""):
         super().__init__(label)
-        self.status, self.label = status, label
+        self.status, self.label, self.detail = status, label, detail
 
 
 def _language(request: Request) -> str:
@@ -166,8 +178,9 @@ def _page(ctx: WebContext, role: Role, endpoint: Endpoint) -> Callable[[Request]
             return await endpoint(ctx, Visit(request, session, user, language, form))
         except PageError as exc:
             return _render(
-                ctx, request, "error.html", exc.status, user=user, csrf=session.csrf, label=exc.label
-            )
+                ctx, request, "error.html", exc.status, user=user, csrf=session.csrf, label=exc.label,
+                detail=exc.detail,
+            )  # fmt: skip
 
     return handle
 
@@ -322,8 +335,48 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
         has_statement=has_statement,
         may_act=visit.user.role >= Role.accountant,
         noted=visit.request.query_params.get("noted"),
+        rerun=visit.request.query_params.get("rerun"),
+        may_rerun=visit.user.role >= Role.operator,
         today=ctx.today(),
     )
+
+
+def _reconciled_channel(ctx: WebContext, day: ReconDay) -> None:
+    try:
+        load_recon_config(ctx.settings.recon_config_file).channel(day.account_no)
+    except ReconConfigError as exc:
+        raise PageError(400, "bad_request", str(exc)) from None
+
+
+async def rerun_form(ctx: WebContext, visit: Visit) -> Response:
+    day = _day_of(visit)
+    _reconciled_channel(ctx, day)
+    return _render(
+        ctx, visit.request, "rerun.html", user=visit.user, csrf=visit.session.csrf, day=day
+    )  # fmt: skip
+
+
+async def rerun_action(ctx: WebContext, visit: Visit) -> Response:
+    """The day reconciled again now, as `bankrecon recon ACCOUNT DATE --rerun` starts it."""
+    day = _day_of(visit)
+    _reconciled_channel(ctx, day)
+    try:
+        client = await ctx.temporal_client()
+        handle = await start_reconciliation(client, ctx.settings, day.account_no, day.recon_date, rerun=True)
+    except (TemporalConnectionError, RPCError) as exc:
+        log.warning("web re-run of %s %s not started: %s", day.account_no, day.recon_date, exc)
+        raise PageError(503, "temporal_unreachable") from None
+    log.info(
+        "web action: %s (%s) re-ran %s %s as %s run %s",
+        visit.user.name,
+        visit.user.role.name,
+        day.account_no,
+        day.recon_date,
+        handle.id,
+        handle.result_run_id,
+    )
+    target = f"/day/{quote(day.account_no)}/{day.recon_date}?{urlencode({'rerun': handle.result_run_id})}"
+    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
 
 
 async def note_action(ctx: WebContext, visit: Visit) -> Response:
@@ -466,7 +519,7 @@ def create_app(settings: Settings, engine: Engine, clock: Callable[[], datetime]
 
         return handle
 
-    viewer, accountant = Role.viewer, Role.accountant
+    viewer, accountant, operator = Role.viewer, Role.accountant, Role.operator
     routes = [
         Route("/login", bound(login_form), methods=["GET"]),
         Route("/login", bound(login), methods=["POST"]),
@@ -474,6 +527,8 @@ def create_app(settings: Settings, engine: Engine, clock: Callable[[], datetime]
         Route("/", _page(ctx, viewer, today_page), methods=["GET"]),
         Route("/day/{account}/{day}", _page(ctx, viewer, day_page), methods=["GET"]),
         Route("/day/{account}/{day}/export.{suffix}", _page(ctx, viewer, export_download), methods=["GET"]),
+        Route("/day/{account}/{day}/rerun", _page(ctx, operator, rerun_form), methods=["GET"]),
+        Route("/day/{account}/{day}/rerun", _page(ctx, operator, rerun_action), methods=["POST"]),
         Route("/items/{item_id}/note", _page(ctx, accountant, note_action), methods=["POST"]),
         Route("/open", _page(ctx, viewer, open_items_page), methods=["GET"]),
         Route("/statement/{account}/{day}", _page(ctx, viewer, statement_view), methods=["GET"]),

@@ -84,6 +84,22 @@ LABELS: dict[str, dict[str, str]] = {
     "forbidden": {"zh": "您的角色无权执行此操作", "en": "Your role may not do this"},
     "bad_request": {"zh": "请求无效", "en": "Bad request"},
     "not_found": {"zh": "未找到", "en": "Not found"},
+    "rerun": {"zh": "重新对账", "en": "Re-run reconciliation"},
+    "rerun_explained": {
+        "zh": "将按当前已存的对账单和账簿重新核对这一天。新结果取代页面上的结果；已写的备注保留。",
+        "en": "The day is matched again against the statement and ledger as stored now. Its result "
+        "replaces the one shown; the notes written stay.",
+    },
+    "rerun_confirm": {"zh": "确认重新对账", "en": "Re-run it"},
+    "rerun_started": {
+        "zh": "已开始重新对账，结果存好后显示在此页",
+        "en": "Re-run started; this page shows its result once it is stored",
+    },
+    "cancel": {"zh": "取消", "en": "Cancel"},
+    "temporal_unreachable": {
+        "zh": "无法连接 Temporal，未开始重新对账",
+        "en": "Temporal cannot be reached: nothing was started",
+    },
     "times_in_cst": {"zh": "时间均为北京时间", "en": "Times in China Standard Time"},
     "signed_in_as": {"zh": "当前用户", "en": "Signed in as"},
     "matched": {"zh": "已匹配", "en": "matched"},
