@@ -149,6 +149,11 @@ def _render(ctx: WebContext, request: Request, name: str, status: int = 200, **v
     return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
 
 
+def _show(ctx: WebContext, visit: Visit, name: str, **values: Any) -> HTMLResponse:
+    """A page for the visit's user, whose forms carry the session's CSRF token."""
+    return _render(ctx, visit.request, name, user=visit.user, csrf=visit.session.csrf, **values)
+
+
 def _login_redirect(request: Request) -> RedirectResponse:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return RedirectResponse(
@@ -282,12 +287,10 @@ async def today_page(ctx: WebContext, visit: Visit) -> Response:
     rows = await run_in_threadpool(today_grid, ctx.engine, shown, days)
     if attention:
         rows = [row for row in rows if row.needs_attention]
-    return _render(
+    return _show(
         ctx,
-        visit.request,
+        visit,
         "today.html",
-        user=visit.user,
-        csrf=visit.session.csrf,
         days=days,
         rows=rows,
         kinds=sorted({a.kind for a in accounts}),
@@ -323,12 +326,10 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
         return summary, exceptions, stored is not None
 
     summary, exceptions, has_statement = await run_in_threadpool(read)
-    return _render(
+    return _show(
         ctx,
-        visit.request,
+        visit,
         "day.html",
-        user=visit.user,
-        csrf=visit.session.csrf,
         day=day,
         summary=summary,
         exceptions=exceptions,
@@ -341,6 +342,13 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
     )
 
 
+def _done(visit: Visit, what: str, account_no: str, day: date, flash: dict[str, str]) -> Response:
+    """An action done: recorded with its user, and back to its day's page, which says so."""
+    log.info("web action: %s (%s) %s of %s %s", visit.user.name, visit.user.role.name, what, account_no, day)
+    target = f"/day/{quote(account_no)}/{day}?{urlencode(flash)}"
+    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+
+
 def _reconciled_channel(ctx: WebContext, day: ReconDay) -> None:
     try:
         load_recon_config(ctx.settings.recon_config_file).channel(day.account_no)
@@ -351,9 +359,7 @@ def _reconciled_channel(ctx: WebContext, day: ReconDay) -> None:
 async def rerun_form(ctx: WebContext, visit: Visit) -> Response:
     day = _day_of(visit)
     _reconciled_channel(ctx, day)
-    return _render(
-        ctx, visit.request, "rerun.html", user=visit.user, csrf=visit.session.csrf, day=day
-    )  # fmt: skip
+    return _show(ctx, visit, "rerun.html", day=day)
 
 
 async def rerun_action(ctx: WebContext, visit: Visit) -> Response:
@@ -366,17 +372,8 @@ async def rerun_action(ctx: WebContext, visit: Visit) -> Response:
     except (TemporalConnectionError, RPCError) as exc:
         log.warning("web re-run of %s %s not started: %s", day.account_no, day.recon_date, exc)
         raise PageError(503, "temporal_unreachable") from None
-    log.info(
-        "web action: %s (%s) re-ran %s %s as %s run %s",
-        visit.user.name,
-        visit.user.role.name,
-        day.account_no,
-        day.recon_date,
-        handle.id,
-        handle.result_run_id,
-    )
-    target = f"/day/{quote(day.account_no)}/{day.recon_date}?{urlencode({'rerun': handle.result_run_id})}"
-    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    what = f"re-ran the day as {handle.id} run {handle.result_run_id}"
+    return _done(visit, what, day.account_no, day.recon_date, {"rerun": handle.result_run_id or ""})
 
 
 async def note_action(ctx: WebContext, visit: Visit) -> Response:
@@ -390,18 +387,9 @@ async def note_action(ctx: WebContext, visit: Visit) -> Response:
         # The same operation as `bankrecon recon explain ITEM_ID --note TEXT`.
         item = await run_in_threadpool(explain, ctx.engine, item_id, note, ctx.clock())
     except ReconResultError as exc:
-        log.info("web note refused for %s: %s", visit.user.name, exc)
-        raise PageError(400, "bad_request") from None
-    log.info(
-        "web action: %s (%s) noted item %s of %s %s",
-        visit.user.name,
-        visit.user.role.name,
-        item.item_id,
-        item.account_no,
-        item.recon_date,
-    )
-    target = f"/day/{quote(item.account_no)}/{item.recon_date}?noted={item.item_id}"
-    return RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        raise PageError(400, "bad_request", str(exc)) from None
+    what = f"noted item {item.item_id}"
+    return _done(visit, what, item.account_no, item.recon_date, {"noted": str(item.item_id)})
 
 
 async def export_download(ctx: WebContext, visit: Visit) -> Response:
@@ -462,12 +450,10 @@ async def open_items_page(ctx: WebContext, visit: Visit) -> Response:
         count_amount = bands.setdefault((found.item.account_no, found.band), [0, 0])
         count_amount[0] += 1
         count_amount[1] += found.item.amount
-    return _render(
+    return _show(
         ctx,
-        visit.request,
+        visit,
         "open.html",
-        user=visit.user,
-        csrf=visit.session.csrf,
         first=first,
         last=last,
         account=account,
@@ -477,7 +463,6 @@ async def open_items_page(ctx: WebContext, visit: Visit) -> Response:
         page=page,
         pages=pages,
         bands=sorted(bands.items()),
-        days={(o.item.account_no, o.item.recon_date) for o in items},
     )
 
 
@@ -491,10 +476,7 @@ async def statement_view(ctx: WebContext, visit: Visit) -> Response:
     found = await run_in_threadpool(statement_page, ctx.engine, day.account_no, day.recon_date, search, page)
     if found is None:
         raise PageError(404, "no_statement")
-    return _render(
-        ctx, visit.request, "statement.html", user=visit.user, csrf=visit.session.csrf, day=day,
-        found=found, search=search,
-    )  # fmt: skip
+    return _show(ctx, visit, "statement.html", day=day, found=found, search=search)
 
 
 def create_app(settings: Settings, engine: Engine, clock: Callable[[], datetime] | None = None) -> Starlette:
