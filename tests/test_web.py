@@ -54,6 +54,7 @@ ACCESS = {
     ("GET", "/statement/{account}/{day}"): Role.viewer,
     ("GET", "/day/{account}/{day}/rerun"): Role.operator,
     ("POST", "/day/{account}/{day}/rerun"): Role.operator,
+    ("GET", "/items/{item_id}"): Role.viewer,
     ("POST", "/items/{item_id}/note"): Role.accountant,
     ("POST", "/logout"): Role.viewer,
 }
@@ -275,6 +276,26 @@ def test_a_day_shows_its_summary_and_exceptions_and_takes_a_note(site: Site) -> 
     still_open = open_exceptions(site.engine, site.day, site.day, DEMO_CHANNEL)
     assert target.item_id not in {item.item_id for item in still_open}
     assert len(still_open) == len(exceptions) - 1
+
+
+def test_an_exception_opens_both_sides_and_its_statement_line(site: Site) -> None:
+    channel, ledger = sorted(
+        (item for item in site.exceptions() if item.reference == "O-009"), key=lambda item: item.side
+    )
+    assert (channel.side, ledger.side) == ("channel", "ledger")
+    with site.logged_in(Role.viewer) as client:
+        page = client.get(f"/items/{ledger.item_id}", headers={"Accept-Language": "en"}).text
+        sides = page.split('id="sides"')[1].split("</table>")[0]
+        assert sides.count("<tr") == 3  # the heading, the ledger's line, the channel's
+        assert '<td class="money">120.00</td>' in sides and '<td class="money">112.00</td>' in sides
+        line = page.split('id="statement-lines"')[1].split("</table>")[0]
+        assert f"<td>{channel.line_ref}</td>" in line and '<td class="money">112.00</td>' in line
+        assert f"Age {(today() - site.day).days} days" in page
+        assert 'name="note"' not in page  # a viewer's page has no form to act with
+        assert client.get("/items/999999999").status_code == 404
+        assert client.get("/items/1e3").status_code == 404
+    with site.logged_in(Role.accountant) as client:
+        assert 'name="note"' in client.get(f"/items/{ledger.item_id}").text
 
 
 def test_the_day_downloads_are_the_export_files(site: Site, tmp_path: Path) -> None:

@@ -160,3 +160,26 @@ def open_totals_by_day(engine: Engine, first: date, last: date) -> list[Row[Any]
     )
     with engine.connect() as conn:
         return list(conn.execute(query))
+
+
+def item_with_counterparts(engine: Engine, item_id: int) -> list[Row[Any]]:
+    """The item with its note, then the lines of its run with the same reference and direction (the
+    other side's, and its own side's twins); empty if there is no such item."""
+    i = recon_items.c
+    with engine.connect() as conn:
+        item = conn.execute(_with_notes().where(i.item_id == item_id)).first()
+        if item is None:
+            return []
+        if not item.reference:
+            return [item]
+        others = conn.execute(
+            _with_notes()
+            .where(
+                i.run_id == item.run_id,
+                i.reference == item.reference,
+                i.direction == item.direction,
+                i.item_id != item_id,
+            )
+            .order_by(i.side, i.item_id)
+        ).all()
+    return [item, *others]

@@ -34,8 +34,15 @@ from bankrecon.models import is_statement_name
 from bankrecon.ops.recon_commands import start_reconciliation
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
-from bankrecon.recon.models import ReconDay
-from bankrecon.recon.results import ReconResultError, explain, latest_run_id, run_items, run_summary
+from bankrecon.recon.models import EXCEPTION_STATES, ReconDay
+from bankrecon.recon.results import (
+    ReconResultError,
+    explain,
+    item_with_counterparts,
+    latest_run_id,
+    run_items,
+    run_summary,
+)
 from bankrecon.sources.registry import DEFAULT_KIND
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.store.db import statements
@@ -46,6 +53,7 @@ from bankrecon.web.queries import (
     ConfiguredAccount,
     grid_days,
     open_items,
+    statement_lines,
     statement_page,
     today_grid,
 )
@@ -376,12 +384,35 @@ async def rerun_action(ctx: WebContext, visit: Visit) -> Response:
     return _done(visit, what, day.account_no, day.recon_date, {"rerun": handle.result_run_id or ""})
 
 
+def _item_id(visit: Visit) -> int:
+    text = visit.request.path_params["item_id"]
+    if not text.isdigit() or len(text) > 18:
+        raise PageError(404, "not_found")
+    return int(text)
+
+
+async def item_page(ctx: WebContext, visit: Visit) -> Response:
+    """One line of a run: both sides' lines of its reference, its rule, its age, its note; and the
+    channel's statement line it came from."""
+    found = await run_in_threadpool(item_with_counterparts, ctx.engine, _item_id(visit))
+    if not found:
+        raise PageError(404, "not_found")
+    item = found[0]
+    lines = await run_in_threadpool(
+        statement_lines,
+        ctx.engine,
+        item.account_no,
+        [(i.booked_on, i.line_ref) for i in found if i.side == "channel"],
+    )
+    return _show(
+        ctx, visit, "item.html", item=item, others=found[1:], lines=lines, today=ctx.today(),
+        may_act=visit.user.role >= Role.accountant and item.state in EXCEPTION_STATES,
+    )  # fmt: skip
+
+
 async def note_action(ctx: WebContext, visit: Visit) -> Response:
     assert visit.form is not None
-    try:
-        item_id = int(visit.request.path_params["item_id"])
-    except ValueError:
-        raise PageError(404, "not_found") from None
+    item_id = _item_id(visit)
     note = str(visit.form.get("note") or "")
     try:
         # The same operation as `bankrecon recon explain ITEM_ID --note TEXT`.
@@ -511,6 +542,7 @@ def create_app(settings: Settings, engine: Engine, clock: Callable[[], datetime]
         Route("/day/{account}/{day}/export.{suffix}", _page(ctx, viewer, export_download), methods=["GET"]),
         Route("/day/{account}/{day}/rerun", _page(ctx, operator, rerun_form), methods=["GET"]),
         Route("/day/{account}/{day}/rerun", _page(ctx, operator, rerun_action), methods=["POST"]),
+        Route("/items/{item_id}", _page(ctx, viewer, item_page), methods=["GET"]),
         Route("/items/{item_id}/note", _page(ctx, accountant, note_action), methods=["POST"]),
         Route("/open", _page(ctx, viewer, open_items_page), methods=["GET"]),
         Route("/statement/{account}/{day}", _page(ctx, viewer, statement_view), methods=["GET"]),

@@ -163,6 +163,22 @@ def statement_page(
     return StatementPage(header, rows, total, page, pages)
 
 
+def statement_lines(engine: Engine, account_no: str, keys: Sequence[tuple[date, str]]) -> list[Row[Any]]:
+    """The account's stored statement lines by (bill date, serial number), in that order."""
+    t = transactions.c
+    found: list[Row[Any]] = []
+    with engine.connect() as conn:
+        for bill_date, serial_no in keys:
+            found.extend(
+                conn.execute(
+                    select(transactions).where(
+                        t.account_no == account_no, t.bill_date == bill_date, t.serial_no == serial_no
+                    )
+                )
+            )
+    return found
+
+
 def age_band(age_days: int) -> str:
     for low, high, name in AGE_BANDS:
         if age_days >= low and (high is None or age_days <= high):
