@@ -124,7 +124,7 @@ def test_demo_help_shows_the_default_of_every_option_that_takes_a_value() -> Non
     # argparse starts each option's entry on a line of its own, indented by two spaces.
     entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", shown.stdout.split("options:")[1])]
     taking_a_value = [entry for entry in entries if re.match(r"--[a-z-]+ [A-Z_]+ ", entry)]
-    assert len(taking_a_value) == 12, entries  # four more: a port for each source beside the bank
+    assert len(taking_a_value) == 13, entries  # a port for each source beside the bank, and the web page's
     assert all(re.search(r"\(default: [^)]+\)$", entry) for entry in taking_a_value), taking_a_value
     assert "--temporal-port TEMPORAL_PORT Temporal dev server port (default: 7233)" in entries
     assert "--interval INTERVAL bank window and retry interval, seconds (default: 3.0)" in entries
