@@ -409,6 +409,11 @@ def test_bankrecon_web_manages_users_and_serves(sqlite_url: str, tmp_path: Path)
                 except httpx.ConnectError:
                     threading.Event().wait(0.1)
             assert client.get("/").status_code == 303
+            # Behind a TLS proxy on this host, its X-Forwarded-Proto makes the cookie Secure.
+            assert "Secure" not in client.get("/login").headers["set-cookie"]
+            proxied = client.get("/login", headers={"X-Forwarded-Proto": "https"})
+            assert "Secure" in proxied.headers["set-cookie"]
+            client.cookies.clear()
             assert login(client, "li.na", "secret-one-1").status_code == 303
             assert client.get("/").status_code == 200
     finally:
