@@ -170,6 +170,14 @@ class Settings(BaseSettings):
         description="comma-separated Web UI origins allowed to call the codec server",
     )
 
+    # The web page for the finance team (bankrecon/web, docs/web.md).
+    web_users_file: Path | None = None  # TOML: [[user]] name, password_hash, role
+    # Signs the session cookies; unset: a key kept in DATA_DIR/web-session.key (made on first use).
+    web_secret_key: SecretStr | None = None
+    web_session_hours: float = Field(default=8.0, gt=0)
+    # Cookies marked Secure even when the page is reached over plain HTTP (a TLS proxy in front).
+    web_cookie_secure: bool = False
+
     @model_validator(mode="after")
     def _client_cert_with_its_key(self) -> Self:
         if (self.temporal_tls_client_cert_path is None) != (self.temporal_tls_client_key_path is None):

@@ -30,8 +30,9 @@ REQUIRED = {
     "BANK_BASE_URL": "https://bank.example.com/api",
     "BANK_MERCHANT_ID": "M100001",
     "BANK_MERCHANT_SECRET": "merchant-secret",
+    "WEB_SECRET_KEY": "web-session-key",
 }
-SERVICES = {"postgresql", "temporal", "temporal-ui", "codec-server", "migrate", "worker", "simulator"}
+SERVICES = {"postgresql", "temporal", "temporal-ui", "codec-server", "migrate", "worker", "web", "simulator"}
 
 
 # Settings of the encryption work (bankrecon/temporal/codec.py), which the worker and the codec server read.
@@ -95,13 +96,15 @@ def test_it_comes_up_in_order_each_service_waiting_for_the_health_of_what_it_nee
         "temporal-ui": {"temporal", "codec-server"},
         "migrate": {"postgresql"},
         "worker": {"postgresql", "migrate", "temporal"},
+        "web": {"postgresql", "migrate"},
     }
-    # The schema's migrations run once, to their end, before any worker starts.
+    # The schema's migrations run once, to their end, before any worker (or the web page) starts.
     assert needs["worker"].pop("migrate") == {"condition": "service_completed_successfully"}
+    assert needs["web"].pop("migrate") == {"condition": "service_completed_successfully"}
     for deps in needs.values():
         assert all(dep["condition"] == "service_healthy" for dep in deps.values()), deps
     # Every service something waits for, and the worker itself, reports its health.
-    for name in {"postgresql", "temporal", "codec-server", "worker", "simulator"}:
+    for name in {"postgresql", "temporal", "codec-server", "worker", "web", "simulator"}:
         assert stack[name]["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}, name
 
 
@@ -118,6 +121,7 @@ def test_published_ports(stack: dict[str, Any]) -> None:
         "migrate": [],
         # Scraped on the compose network; a published port would stop `--scale worker=N`.
         "worker": [],
+        "web": [(8700, 8700)],
         "simulator": [(8600, 8600)],
     }
     assert stack["worker"]["expose"] == ["9464"]
@@ -192,6 +196,22 @@ def test_the_worker_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
     assert "container_name" not in worker and "ports" not in worker
     assert worker["volumes"] == ["/data"]
     assert worker["healthcheck"]["test"][-1].count("127.0.0.1:9464/metrics") == 1
+
+
+def test_the_web_page_is_configured_for_the_stack(stack: dict[str, Any]) -> None:
+    web = stack["web"]
+    env = web["environment"]
+    assert web["image"] == "bankrecon:latest"
+    assert web["command"][-5:] == ["web", "--host", "0.0.0.0", "--port", "8700"]
+    assert env["DATABASE_URL"] == stack["worker"]["environment"]["DATABASE_URL"]
+    assert env["WEB_SECRET_KEY"] == REQUIRED["WEB_SECRET_KEY"]
+    # Its users file on its own volume, where `web add-user` in its container writes it.
+    assert env["WEB_USERS_FILE"].startswith(env["DATA_DIR"] + "/")
+    assert web["volumes"] == [f"web-data:{env['DATA_DIR']}:rw"]
+    # It holds no bank secret and no encryption key: it reads the database only.
+    assert not {"BANK_MERCHANT_SECRET", "BANKRECON_ENCRYPTION_KEYS"} & set(env)
+    assert set(env) <= {name.upper() for name in Settings.model_fields}
+    assert web["healthcheck"]["test"][-1].count("127.0.0.1:8700/login") == 1
 
 
 def test_the_web_ui_decrypts_through_the_codec_server(stack: dict[str, Any]) -> None:

@@ -39,8 +39,8 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
-    temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port = (
-        _free_port() for _ in range(7)
+    temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port, web_port = (
+        _free_port() for _ in range(8)
     )
     try:
         demo = subprocess.run(
@@ -50,7 +50,7 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
                 "--temporal-port", str(temporal_port), "--ui-port", str(ui_port),
                 "--bank-port", str(bank_port), "--wechatpay-port", str(wechatpay_port),
                 "--alipay-port", str(alipay_port), "--unionpay-port", str(unionpay_port),
-                "--sftp-port", str(sftp_port),
+                "--sftp-port", str(sftp_port), "--web-port", str(web_port),
                 "--interval", "1", "--ready-after", "2",
             ],
             cwd=ROOT, capture_output=True, text=True, timeout=240,
@@ -77,8 +77,21 @@ def test_demo_ends_with_rows_in_the_database(tmp_path: Path, database_url: str) 
         statement, rows = stored_rows(database_url, account_no, yesterday_in_china(datetime.now(UTC)))
         assert statement is not None and statement.source_kind == kind and rows, (account_no, output)
     assert (data_dir / "logs" / "worker.log").exists()
+    password = (data_dir / "web-demo-password").read_text().strip()
+    assert f"web page: http://127.0.0.1:{web_port}/ (log in as demo, password {password})" in output
+    assert "bankrecon web on" in (data_dir / "logs" / "web.log").read_text()
     # It stopped what it started.
-    for port in (temporal_port, ui_port, bank_port, wechatpay_port, alipay_port, unionpay_port, sftp_port):
+    ports = (
+        temporal_port,
+        ui_port,
+        bank_port,
+        wechatpay_port,
+        alipay_port,
+        unionpay_port,
+        sftp_port,
+        web_port,
+    )
+    for port in ports:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
 
@@ -116,7 +129,7 @@ def test_demo_help_shows_the_default_of_every_option_that_takes_a_value() -> Non
     # argparse starts each option's entry on a line of its own, indented by two spaces.
     entries = [" ".join(entry.split()) for entry in re.split(r"\n  (?=-)", shown.stdout.split("options:")[1])]
     taking_a_value = [entry for entry in entries if re.match(r"--[a-z-]+ [A-Z_]+ ", entry)]
-    assert len(taking_a_value) == 12, entries  # four more: a port for each source beside the bank
+    assert len(taking_a_value) == 13, entries  # a port for each source beside the bank, and the web page's
     assert all(re.search(r"\(default: [^)]+\)$", entry) for entry in taking_a_value), taking_a_value
     assert "--temporal-port TEMPORAL_PORT Temporal dev server port (default: 7233)" in entries
     assert "--interval INTERVAL bank window and retry interval, seconds (default: 3.0)" in entries
@@ -152,7 +165,7 @@ def another_shell(command: str) -> str:
 @pytest.mark.slow
 def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    names = ("temporal", "ui", "bank", "wechatpay", "alipay", "unionpay", "sftp", "codec")
+    names = ("temporal", "ui", "bank", "wechatpay", "alipay", "unionpay", "sftp", "codec", "web")
     ports = {name: _free_port() for name in names}
     workflow_id = statement_workflow_id(ACCOUNT, yesterday_in_china(datetime.now(UTC)))
     demo_env = data_dir / "demo.env"
@@ -167,7 +180,8 @@ def test_demo_with_encryption_keeps_every_payload_encrypted(tmp_path: Path) -> N
                 "--ui-port", str(ports["ui"]), "--bank-port", str(ports["bank"]),
                 "--wechatpay-port", str(ports["wechatpay"]), "--alipay-port", str(ports["alipay"]),
                 "--unionpay-port", str(ports["unionpay"]), "--sftp-port", str(ports["sftp"]),
-                "--codec-port", str(ports["codec"]), "--interval", "1", "--ready-after", "1",
+                "--codec-port", str(ports["codec"]), "--web-port", str(ports["web"]),
+                "--interval", "1", "--ready-after", "1",
             ],
         )  # fmt: skip
         try:

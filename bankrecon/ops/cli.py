@@ -11,6 +11,8 @@
     bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT /
                     pair ITEM_ID ITEM_ID / write-off ITEM_ID / reopen ITEM_ID --reason TEXT
                                             a channel day reconciled against the ledger (recon_commands.py)
+    bankrecon web [--host H] [--port P]     the finance team's web page (docs/web.md)
+    bankrecon web add-user NAME --role viewer|accountant|operator / web remove-user NAME
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -82,6 +84,8 @@ from bankrecon.store.schema import (
 from bankrecon.temporal.client import TemporalConnectionError, connect
 from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import BANK_ACCOUNT, BILL_DATE
+from bankrecon.web.command import add_web_arguments, serve_command
+from bankrecon.web.users import UsersFileError
 from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
 
 StatementHandle = WorkflowHandle[DailyStatementWorkflow, DailyStatementResult]
@@ -539,6 +543,14 @@ async def recon_cli(args: argparse.Namespace, settings: Settings, out: TextIO) -
     return await recon_command(args, settings, out, _table, _database)
 
 
+async def web_cli(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+    action = getattr(args, "web_action", None)
+    if action is not None:
+        code: int = action(args, settings, out)
+        return code
+    return await serve_command(args, settings, out, _database)
+
+
 # --- the command line -----------------------------------------------------------------
 
 
@@ -611,6 +623,7 @@ def parser() -> argparse.ArgumentParser:
         db_actions.add_parser(name, help=help, description=help).set_defaults(run=run)
     recon = command("recon", recon_cli, "a channel account's day reconciled against the company's ledger")
     add_recon_arguments(recon, _date)
+    add_web_arguments(command("web", web_cli, "the finance team's web page, and its users"))
     return root
 
 
@@ -626,7 +639,7 @@ async def run(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> in
         sys.stderr.write(f"configuration error: {settings_error(exc)}\n")
     except (AccountsFileError, KeyRingError) as exc:
         sys.stderr.write(f"configuration error: {exc}\n")
-    except (CommandError, ReconCommandError, TemporalConnectionError, SchemaError) as exc:
+    except (CommandError, ReconCommandError, TemporalConnectionError, SchemaError, UsersFileError) as exc:
         sys.stderr.write(f"bankrecon: {exc}\n")
     except RPCError as exc:
         sys.stderr.write(f"bankrecon: Temporal refused the request ({exc.status.name}): {exc.message}\n")

@@ -7,6 +7,9 @@ trade bill beside it. Each simulator refuses a few times before its statement is
 the interval is a few seconds, so the whole story plays out in under a minute: the
 refusals, the success, then the rows in the SQLite database.
 
+At the end the finance team's web page (``bankrecon web``) serves the demo's days, with a
+demo user (an operator) whose password is made once in the data dir and printed.
+
 With ``--encrypt`` every payload in Temporal's history is encrypted: a key and a codec
 server token are made once in the data dir, the codec server runs beside the dev
 server, and the Web UI decodes through it.
@@ -53,6 +56,7 @@ from bankrecon.store.schema import upgrade_schema
 from bankrecon.temporal.client import connect
 from bankrecon.temporal.codec import new_key
 from bankrecon.temporal.search_attributes import dev_server_flags
+from bankrecon.web.users import Role, add_user
 from workflows.daily_statement import (
     DailyStatementWorkflow,
     statement_workflow_id,
@@ -61,6 +65,7 @@ from workflows.daily_statement import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ACCOUNT = REFBANK_ACCOUNT
+DEMO_WEB_USER = "demo"
 
 
 def _say(text: str) -> None:
@@ -285,6 +290,15 @@ async def _reconcile_demo(
     _say(f"$ bankrecon recon {DEMO_CHANNEL} {bill_date}\n{shown.stdout.strip() or shown.stderr.strip()}")
 
 
+def _serve_web(services: Services, data_dir: Path, port: int) -> None:
+    """The finance team's page on the demo's database, with the demo user (an operator)."""
+    password = _secret_file(data_dir / "web-demo-password", secrets.token_urlsafe(12))
+    add_user(data_dir / "web-users.toml", DEMO_WEB_USER, password, Role.operator)
+    log = services.start("web", [sys.executable, "-m", "bankrecon.ops.cli", "web", "--port", str(port)])
+    _wait_for_port("127.0.0.1", port, "the web page", log)
+    _say(f"\nweb page: http://127.0.0.1:{port}/ (log in as {DEMO_WEB_USER}, password {password})")
+
+
 async def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +321,7 @@ async def run(args: argparse.Namespace) -> int:
         (args.alipay_port, "the Alipay simulator"),
         (args.unionpay_port, "the UnionPay simulator"),
         (args.sftp_port, "the SFTP server"),
+        (args.web_port, "the web page"),
         *([(args.codec_port, "the codec server")] if encryption else []),
     ):
         if not _port_free("127.0.0.1", port):
@@ -321,6 +336,7 @@ async def run(args: argparse.Namespace) -> int:
         "STATEMENT_RETRY_INTERVAL_SECONDS": str(args.interval),
         # Written once the statement is stored (_reconcile_demo); the worker reads it at each run.
         "RECON_CONFIG_FILE": str(data_dir / "recon.toml"),
+        "WEB_USERS_FILE": str(data_dir / "web-users.toml"),
     }
     for source in beside:
         env |= source.env
@@ -403,6 +419,7 @@ async def run(args: argparse.Namespace) -> int:
         for source in beside:
             await _collect_beside(client, source, bill_date, args.interval, database_url)
         await _reconcile_demo(client, env, data_dir, database_url, bill_date, args.interval)
+        _serve_web(services, data_dir, args.web_port)
         _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
             f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"
@@ -481,6 +498,9 @@ def main() -> None:
         type=int,
         default=3,
         help="refusals before the statement is ready (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--web-port", type=int, default=8700, help="the finance team's web page port (default: %(default)s)"
     )
     parser.add_argument("--exit-when-done", action="store_true", help="stop everything once the rows are in")
     parser.add_argument(

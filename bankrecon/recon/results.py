@@ -152,3 +152,56 @@ def open_by_age(
         for account, state, band_name, lines, amount in rows
     ]
     return sorted(totals, key=lambda total: (total.account_no, total.state, AGE_BANDS.index(total.band)))
+
+
+def open_totals_by_day(engine: Engine, first: date, last: date) -> list[Row[Any]]:
+    """Each reconciled day in the range (its latest run) with its unresolved exceptions' count and amount."""
+    items, unresolved = _unresolved(first, last, None)
+    totals = (
+        select(
+            items.c.run_id,
+            func.count().label("open_count"),
+            type_coerce(func.sum(items.c.amount), Money).label("open_amount"),
+        )
+        .where(unresolved)
+        .group_by(items.c.run_id)
+        .subquery()
+    )
+    r = recon_runs.c
+    query = (
+        select(
+            r.account_no,
+            r.recon_date,
+            r.run_id,
+            r.finished_at,
+            func.coalesce(totals.c.open_count, 0).label("open_count"),
+            totals.c.open_amount,
+        )
+        .select_from(recon_runs.outerjoin(totals, totals.c.run_id == r.run_id))
+        .where(r.run_id.in_(latest_runs(first, last)))
+    )
+    with engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def item_with_counterparts(engine: Engine, item_id: int) -> list[Row[Any]]:
+    """The item with its note and status, then the lines of its run with the same reference and
+    direction (the other side's, and its own side's twins); empty if there is no such item."""
+    i = recon_items.c
+    with engine.connect() as conn:
+        item = conn.execute(items_with_status().where(i.item_id == item_id)).first()
+        if item is None:
+            return []
+        if not item.reference:
+            return [item]
+        others = conn.execute(
+            items_with_status()
+            .where(
+                i.run_id == item.run_id,
+                i.reference == item.reference,
+                i.direction == item.direction,
+                i.item_id != item_id,
+            )
+            .order_by(i.side, i.item_id)
+        ).all()
+    return [item, *others]
