@@ -21,8 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Date, Engine, MetaData, String, Table, inspect, select, text
 from temporalio.testing import WorkflowEnvironment
 
-import bankrecon.bankrec.tables  # noqa: F401  (its tables are part of the schema at head)
-import bankrecon.recon.tables  # noqa: F401
+import bankrecon.bankrec.tables
+import bankrecon.recon.tables  # noqa: F401  (their tables are part of the schema at head)
 from bankrecon.store import db
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import (
