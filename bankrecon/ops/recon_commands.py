@@ -3,6 +3,8 @@
 bankrecon recon ACCOUNT DATE [--rerun] [--export DIR]   the day's summary, then its exceptions
 bankrecon recon --open [--from DATE] [--to DATE] [--account ACCOUNT]   exceptions nobody explained
 bankrecon recon explain ITEM_ID --note "..."           mark an exception explained
+bankrecon recon balance ACCOUNT DATE | --month YYYY-MM [--export DIR]   a bank account's 余额调节表
+(bank accounts, [bank_accounts] of RECON_CONFIG_FILE: bankrecon/ops/bankrec_commands.py)
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
+from bankrecon.ops.bankrec_commands import (
+    BankRecCommandError,
+    balance_command,
+    bank_day_command,
+    is_bank_account,
+)
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
 from bankrecon.recon.models import ReconcileInput, ReconDay, ReconRunSummary
@@ -196,9 +204,16 @@ async def recon_command(
     table = _rich_or(plain_table)
     if args.target[:1] == ["explain"]:
         return _explain_command(args, settings, out, database)
+    if args.target[:1] == ["balance"]:
+        return _bank(balance_command, args, settings, out, table, database)
     if args.open:
         return _open_command(args, settings, out, table, database)
     day = _day_of(args)
+    if is_bank_account(settings, day.account_no):
+        try:
+            return await bank_day_command(args, settings, day, out, table, database)
+        except BankRecCommandError as exc:
+            raise ReconCommandError(str(exc)) from None
     if args.rerun:
         await _rerun(settings, day, out, database)
     with database(settings) as engine:
@@ -214,6 +229,20 @@ async def recon_command(
             csv_path, xlsx_path = export_run(engine, summary, args.export)
             out.write(f"\nexported {csv_path} and {xlsx_path}\n")
     return 0
+
+
+def _bank(
+    command: Callable[[argparse.Namespace, Settings, TextIO, Table, Database], int],
+    args: argparse.Namespace,
+    settings: Settings,
+    out: TextIO,
+    table: Table,
+    database: Database,
+) -> int:
+    try:
+        return command(args, settings, out, table, database)
+    except BankRecCommandError as exc:
+        raise ReconCommandError(str(exc)) from None
 
 
 def _open_command(
@@ -251,7 +280,7 @@ def _explain_command(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
 
 def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str], date]) -> None:
-    recon.add_argument("target", nargs="*", metavar="ACCOUNT DATE | explain ITEM_ID")
+    recon.add_argument("target", nargs="*", metavar="ACCOUNT DATE | explain ITEM_ID | balance ACCOUNT [DATE]")
     recon.add_argument("--rerun", action="store_true", help="reconcile the day again now, then show it")
     recon.add_argument("--export", type=Path, metavar="DIR", help="write the day's items as CSV and XLSX")
     recon.add_argument("--open", action="store_true", help="exceptions not explained yet, over a range")
@@ -261,3 +290,4 @@ def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str
     recon.add_argument("--to", dest="last", type=date_type, help="with --open (default: today in China)")
     recon.add_argument("--account", help="with --open: only this channel account")
     recon.add_argument("--note", help="with explain: why the exception is what it is")
+    recon.add_argument("--month", metavar="YYYY-MM", help="with balance: the 余额调节表 at the month's end")
