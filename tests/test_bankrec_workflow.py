@@ -15,8 +15,9 @@ from openpyxl import load_workbook
 from sqlalchemy import delete
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.reconcile import ReconcileActivities
 from bankrecon.bankrec.demo import (
     BANK_LINES,
     EXPECTED_OPEN_AT_MONTH_END,
@@ -25,7 +26,7 @@ from bankrecon.bankrec.demo import (
     store_statement,
 )
 from bankrecon.bankrec.models import bank_reconcile_workflow_id
-from bankrecon.models import NightlyStatementsInput
+from bankrecon.models import NightlyStatementsInput, StatementKey
 from bankrecon.ops.bankrec_commands import start_bank_reconciliation
 from bankrecon.store.db import make_engine, statements, transactions
 from bankrecon.store.schema import prepare_schema
@@ -73,9 +74,13 @@ async def test_a_planted_month_run_by_its_workflows_and_its_month_end_statement(
             closing_of_the_5th = Decimal("101408.38")
             store_statement(engine, account, MONTH_END, closing_of_the_5th,
                             [line for line in BANK_LINES if line.day == MONTH_END])  # fmt: skip
-            # As the statement's workflow does once it stored it: the waiting run looks at once.
-            again = await start_bank_reconciliation(client, settings, account, MONTH_END)
-            assert again.result_run_id == handle.result_run_id
+            # The statement's workflow, once it stored it, signals the waiting run: it looks at once.
+            reconcile = ReconcileActivities(settings)
+            told = await ActivityEnvironment(client=client).run(
+                reconcile.signal_reconciliations, StatementKey(account_no=account, bill_date=MONTH_END)
+            )
+            reconcile.close()
+            assert told == [handle.id]
             month_end = await asyncio.wait_for(handle.result(), 30)
             assert month_end.rules == {"reference": 1} and month_end.difference == 0
             alert = receiver.posts[-1].body
@@ -97,8 +102,16 @@ async def test_a_planted_month_run_by_its_workflows_and_its_month_end_statement(
                 "112,978.38" in shown.stdout
                 and "银行已付、企业未付 bank_debit_not_booked: 1 item(s), 15.00" in shown.stdout
             )
-            refused = await asyncio.to_thread(cli, settings, "balance", "wx-unknown", "2026-11-30")
+            store_statement(engine, "wx-1900000009", MONTH_END, Decimal("0.00"), [])
+            with engine.begin() as conn:
+                conn.execute(
+                    statements.update()
+                    .where(statements.c.account_no == "wx-1900000009")
+                    .values(source_kind="wechatpay", closing_balance=None)
+                )
+            refused = await asyncio.to_thread(cli, settings, "balance", "wx-1900000009", str(MONTH_END))
             assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+            assert "wx-1900000009 is a wechatpay account: its bills carry no balance" in refused.stderr
 
     engine.dispose()
     workbook = load_workbook(export_dir / f"余额调节表-{account}-{MONTH_END}.xlsx")
