@@ -170,7 +170,9 @@ opening_date = {OPENING_DATE}
 """
 
 
-def plant_month(engine: Engine, data_dir: Path, account_no: str = DEMO_BANK_ACCOUNT) -> Path:
+def plant_month(
+    engine: Engine, data_dir: Path, account_no: str = DEMO_BANK_ACCOUNT, config_name: str = "recon.toml"
+) -> Path:
     """Store the month's statements, write its cash book and a RECON_CONFIG_FILE; the file's path."""
     balance = OPENING_BALANCE
     for day in STATEMENT_DAYS:
@@ -179,6 +181,6 @@ def plant_month(engine: Engine, data_dir: Path, account_no: str = DEMO_BANK_ACCO
         )
     cashbook_dir = data_dir / "cashbook"
     write_cashbook(cashbook_dir, OPENING_DATE + timedelta(days=1), MONTH_END, BOOK_LINES)
-    config = data_dir / "recon.toml"
-    config.write_text(recon_file_text(cashbook_dir, account_no), encoding="utf-8")
+    config = data_dir / config_name
+    config.write_text(recon_file_text(cashbook_dir.resolve(), account_no), encoding="utf-8")
     return config
