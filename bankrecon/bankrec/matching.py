@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from itertools import combinations
 
 from bankrecon.bankrec.entries import Entry
@@ -62,6 +63,7 @@ class Matching:
     open_bank: list[Entry] = field(default_factory=list)
 
 
+@cache
 def normalised_name(name: str | None) -> str:
     """A counterparty's name without width, case, spaces and the usual company suffixes."""
     if not name:
@@ -78,14 +80,15 @@ def normalised_name(name: str | None) -> str:
     return text
 
 
-def same_counterparty(book: Entry, bank: Entry) -> bool:
+def same_counterparty(one: Entry, other: Entry) -> bool:
     """The account equal where both carry one; else the normalised name equal (both carrying one)."""
-    if book.counterparty_account and bank.counterparty_account:
-        return _account(book.counterparty_account) == _account(bank.counterparty_account)
-    mine, theirs = normalised_name(book.counterparty_name), normalised_name(bank.counterparty_name)
+    if one.counterparty_account and other.counterparty_account:
+        return _account(one.counterparty_account) == _account(other.counterparty_account)
+    mine, theirs = normalised_name(one.counterparty_name), normalised_name(other.counterparty_name)
     return bool(mine) and mine == theirs
 
 
+@cache
 def _account(number: str) -> str:
     return re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", number))
 
@@ -115,6 +118,13 @@ class _Left:
         for index, line in enumerate(self.lines):
             self._by_amount[(line.direction, line.amount)].append(index)
         self._index = {id(line): index for index, line in enumerate(self.lines)}
+        self._by_account: dict[str, list[int]] = defaultdict(list)
+        self._by_name: dict[str, list[int]] = defaultdict(list)
+        for index, line in enumerate(self.lines):
+            if line.counterparty_account:
+                self._by_account[_account(line.counterparty_account)].append(index)
+            if name := normalised_name(line.counterparty_name):
+                self._by_name[name].append(index)
 
     def __iter__(self) -> Iterator[Entry]:
         return (line for index, line in enumerate(self.lines) if index not in self._used)
@@ -127,6 +137,13 @@ class _Left:
 
     def with_amount(self, direction: str, amount: Decimal) -> Iterator[Entry]:
         return (self.lines[i] for i in self._by_amount.get((direction, amount), ()) if i not in self._used)
+
+    def of_counterparty(self, other: Entry) -> Iterator[Entry]:
+        """The lines left whose counterparty is ``other``'s (as ``same_counterparty`` has it), in order."""
+        found = set(self._by_name.get(normalised_name(other.counterparty_name), ()))
+        if other.counterparty_account:
+            found.update(self._by_account.get(_account(other.counterparty_account), ()))
+        return (self.lines[i] for i in sorted(found - self._used) if same_counterparty(self.lines[i], other))
 
 
 def match_entries(book: Sequence[Entry], bank: Sequence[Entry], rules: MatchRules) -> Matching:
@@ -195,13 +212,10 @@ def _match_groups(books: _Left, banks: _Left, rules: MatchRules, result: Matchin
             candidates = sorted(
                 (
                     other
-                    for other in many
+                    for other in many.of_counterparty(line)
                     if other.direction == line.direction
                     and other.amount < line.amount
                     and _days_apart(line, other) <= rules.date_window_days
-                    and (
-                        same_counterparty(line, other) if not one_is_bank else same_counterparty(other, line)
-                    )
                 ),
                 key=lambda other: (_days_apart(line, other), other.order),
             )[:GROUP_CANDIDATES]
