@@ -17,8 +17,6 @@ from typing import TextIO
 
 from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bankrecon.bankrec.balance import (
     BalanceStatement,
@@ -38,8 +36,9 @@ from bankrecon.bankrec.models import (
 from bankrecon.bankrec.run import BankRecRefused, statement_balance
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
+from bankrecon.ops.starting import start_or_tell
 from bankrecon.recon.config import ReconConfigError
-from bankrecon.recon.models import INPUTS_READY, ReconDay
+from bankrecon.recon.models import ReconDay
 from bankrecon.temporal.client import connect
 from workflows.bank_reconcile import BankReconcileWorkflow
 
@@ -68,31 +67,18 @@ async def start_bank_reconciliation(
 ) -> WorkflowHandle[BankReconcileWorkflow, BankRunSummary]:
     """Start the day's bank reconciliation, or tell the one waiting for its inputs to look now;
     a day reconciled already runs again only with ``rerun``."""
-    workflow_id = bank_reconcile_workflow_id(account_no, day)
-    try:
-        return await client.start_workflow(
-            BankReconcileWorkflow.run,
-            BankReconcileInput(
-                account_no=account_no,
-                recon_date=day,
-                check_interval_seconds=settings.statement_retry_interval_seconds,
-            ),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            start_signal=INPUTS_READY,
-            id_reuse_policy=(
-                WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                if rerun
-                else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
-            ),
-            id_conflict_policy=(
-                WorkflowIDConflictPolicy.TERMINATE_EXISTING
-                if rerun
-                else WorkflowIDConflictPolicy.USE_EXISTING
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        return client.get_workflow_handle_for(BankReconcileWorkflow.run, workflow_id)
+    return await start_or_tell(
+        client,
+        BankReconcileWorkflow.run,
+        BankReconcileInput(
+            account_no=account_no,
+            recon_date=day,
+            check_interval_seconds=settings.statement_retry_interval_seconds,
+        ),
+        workflow_id=bank_reconcile_workflow_id(account_no, day),
+        task_queue=settings.temporal_task_queue,
+        rerun=rerun,
+    )
 
 
 async def _rerun(settings: Settings, day: ReconDay, out: TextIO) -> str:

@@ -21,8 +21,6 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, Row
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
@@ -32,6 +30,7 @@ from bankrecon.ops.bankrec_commands import (
     bank_day_command,
     is_bank_account,
 )
+from bankrecon.ops.starting import start_or_tell
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
 from bankrecon.recon.models import ReconcileInput, ReconDay, ReconRunSummary
@@ -45,7 +44,7 @@ from bankrecon.recon.results import (
 )
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.temporal.client import connect
-from workflows.reconcile import INPUTS_READY, ReconcileWorkflow, reconcile_workflow_id
+from workflows.reconcile import ReconcileWorkflow, reconcile_workflow_id
 
 Table = Callable[[Sequence[Sequence[str]], TextIO], None]
 Database = Callable[[Settings], AbstractContextManager[Engine]]
@@ -65,33 +64,18 @@ async def start_reconciliation(
     What learns that a statement is stored (the statement's workflow, the nightly run) calls
     this; a day reconciled already is run again only with ``rerun``, else its last run's handle.
     """
-    workflow_id = reconcile_workflow_id(account_no, day)
-    try:
-        return await client.start_workflow(
-            ReconcileWorkflow.run,
-            ReconcileInput(
-                account_no=account_no,
-                recon_date=day,
-                check_interval_seconds=settings.statement_retry_interval_seconds,
-            ),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            start_signal=INPUTS_READY,
-            id_reuse_policy=(
-                WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                if rerun
-                else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
-            ),
-            # A re-run replaces the day's run even while it waits (for inputs, or for a pending
-            # settlement); otherwise the running one is told to look now.
-            id_conflict_policy=(
-                WorkflowIDConflictPolicy.TERMINATE_EXISTING
-                if rerun
-                else WorkflowIDConflictPolicy.USE_EXISTING
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        return client.get_workflow_handle_for(ReconcileWorkflow.run, workflow_id)
+    return await start_or_tell(
+        client,
+        ReconcileWorkflow.run,
+        ReconcileInput(
+            account_no=account_no,
+            recon_date=day,
+            check_interval_seconds=settings.statement_retry_interval_seconds,
+        ),
+        workflow_id=reconcile_workflow_id(account_no, day),
+        task_queue=settings.temporal_task_queue,
+        rerun=rerun,
+    )
 
 
 def _local(moment: datetime) -> str:
