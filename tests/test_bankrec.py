@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -315,3 +315,31 @@ def test_the_cash_book_from_a_database_query(engine: Engine, database_url: str, 
         "记-1",
         None,
     )
+
+
+def test_the_cash_book_as_a_spreadsheet_a_file_per_day(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    workbook = Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["booked_on", "amount", "direction", "counterparty_name", "counterparty_account", "memo",
+                  "voucher_no", "reference"])  # fmt: skip
+    # As finance types them: a date cell, number cells (floats), 借 / 贷 for money in and out.
+    sheet.append([datetime(2026, 11, 2), 1234.5, "借", "甲实业", 6222000000000011, "货款", "记-1", None])
+    sheet.append([datetime(2026, 11, 2), 0.1, "贷", None, None, "手续费", "记-2", "E2E-7"])
+    sheet.append([None] * 8)
+    workbook.save(tmp_path / "20261102.xlsx")
+    account = BankAccountRecon.model_validate({
+        "cashbook": {"kind": "xlsx", "path": f"{tmp_path}/{{date:%Y%m%d}}.xlsx", "opening_balance": "0.00",
+                     "opening_date": "2026-10-31"},
+    })  # fmt: skip
+    entries = list(cashbook_entries(account.cashbook, DEMO_BANK_ACCOUNT, date(2026, 11, 2)))
+    assert [
+        (e.direction, e.amount, e.counterparty_account, e.key, e.reference, e.line_ref) for e in entries
+    ] == [
+        ("C", Decimal("1234.50"), "6222000000000011", "记-1", None, "20261102.xlsx line 2"),
+        ("D", Decimal("0.10"), None, "记-2", "E2E-7", "20261102.xlsx line 3"),
+    ]
+    with pytest.raises(LedgerError, match=r"20261103\.xlsx"):
+        list(cashbook_entries(account.cashbook, DEMO_BANK_ACCOUNT, date(2026, 11, 3)))

@@ -102,6 +102,11 @@ async def test_a_planted_month_run_by_its_workflows_and_its_month_end_statement(
                 "112,978.38" in shown.stdout
                 and "银行已付、企业未付 bank_debit_not_booked: 1 item(s), 15.00" in shown.stdout
             )
+            not_run = await asyncio.to_thread(cli, settings, account, "2026-11-03")
+            assert not_run.returncode == 2
+            assert f"{account} has no bank reconciliation for 2026-11-03 yet; to run it: " in not_run.stderr
+            bad_month = await asyncio.to_thread(cli, settings, "balance", account, "--month", "2026-13")
+            assert bad_month.returncode == 2 and "--month is YYYY-MM, not '2026-13'" in bad_month.stderr
             store_statement(engine, "wx-1900000009", MONTH_END, Decimal("0.00"), [])
             with engine.begin() as conn:
                 conn.execute(
