@@ -10,6 +10,8 @@
     bankrecon db current                    the database's schema revision, and this release's
     bankrecon recon ACCOUNT DATE [--rerun] [--export DIR] / --open / explain ITEM_ID --note TEXT
                                             a channel day reconciled against the ledger (recon_commands.py)
+    bankrecon recon balance ACCOUNT DATE | --month YYYY-MM [--export DIR]
+                                            a bank account's 余额调节表 (bankrec_commands.py)
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -608,7 +610,9 @@ def parser() -> argparse.ArgumentParser:
         ("current", db_current_command, "the schema's revision, and the one this release needs"),
     ):
         db_actions.add_parser(name, help=help, description=help).set_defaults(run=run)
-    recon = command("recon", recon_cli, "a channel account's day reconciled against the company's ledger")
+    recon = command(
+        "recon", recon_cli, "a channel day against the ledger, a bank account against its cash book"
+    )
     add_recon_arguments(recon, _date)
     return root
 
