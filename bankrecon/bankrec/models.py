@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from bankrecon.models import STATEMENT_NAME_MAX_CHARS, STATEMENT_NAME_PATTERN
 from bankrecon.recon.models import ReconDay, StateTotal
 
 # The 未达账项, by side and direction: what one side has and the other has not (yet).
@@ -31,10 +32,14 @@ def bank_reconcile_workflow_id(account_no: str, day: date) -> str:
 
 
 class BankReconcileInput(BaseModel):
-    account_no: str
+    model_config = ConfigDict(extra="forbid")
+
+    account_no: str = Field(pattern=STATEMENT_NAME_PATTERN, max_length=STATEMENT_NAME_MAX_CHARS)
     recon_date: date
-    check_interval_seconds: float = 1800.0
-    alert: bool = True
+    # How often the workflow looks for the day's statement and cash book until both are there;
+    # the signal ``inputs_ready`` makes it look at once.
+    check_interval_seconds: float = Field(default=1800.0, gt=0)
+    alert: bool = True  # open items or an unbalanced statement raise the alert webhook
 
 
 class BankRunSummary(BaseModel):
