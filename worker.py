@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.bank_reconcile import BankReconcileActivities
 from activities.nightly import NightlyActivities
 from activities.notifications import NotificationActivities
 from activities.reconcile import ReconcileActivities
@@ -31,6 +32,7 @@ from bankrecon.telemetry.logs import configure_logging
 from bankrecon.temporal.client import TemporalConnectionError, connect, key_ring
 from bankrecon.temporal.codec import KeyRingError
 from bankrecon.temporal.search_attributes import SearchAttributesMissing, register_search_attributes
+from workflows.bank_reconcile import BankReconcileWorkflow
 from workflows.daily_statement import DailyStatementWorkflow
 from workflows.nightly_statements import NightlyStatementsWorkflow
 from workflows.reconcile import ReconcileWorkflow
@@ -49,6 +51,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     nightly = NightlyActivities(settings)
     notifications = NotificationActivities(settings)
     reconcile = ReconcileActivities(settings)
+    bank_reconcile = BankReconcileActivities(settings)
     retention = RetentionActivities(settings)
     try:
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
@@ -59,6 +62,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     DailyStatementWorkflow,
                     NightlyStatementsWorkflow,
                     ReconcileWorkflow,
+                    BankReconcileWorkflow,
                     RetentionWorkflow,
                 ],
                 activities=[
@@ -70,11 +74,15 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
                     nightly.plan_nightly_statements,
                     notifications.notify_operators,
                     notifications.notify_reconciliation,
+                    notifications.notify_bank_reconciliation,
                     reconcile.check_inputs,
                     reconcile.check_settlement,
                     reconcile.signal_reconciliations,
                     reconcile.reconcile,
                     reconcile.reconciled_accounts,
+                    bank_reconcile.bank_reconciled_accounts,
+                    bank_reconcile.check_inputs,
+                    bank_reconcile.reconcile,
                     retention.expire_retained,
                 ],
                 activity_executor=executor,
@@ -85,6 +93,7 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
     finally:
         nightly.close()
         reconcile.close()
+        bank_reconcile.close()
         retention.close()
         await activities.close()
 

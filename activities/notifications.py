@@ -7,6 +7,7 @@ import logging
 import httpx
 from temporalio import activity
 
+from bankrecon.bankrec.models import BankReconciliationNotice
 from bankrecon.config import Settings
 from bankrecon.models import OperatorNotice
 from bankrecon.recon.models import ReconciliationNotice
@@ -81,6 +82,34 @@ class NotificationActivities:
                 f"{notice.workflow_id}/{notice.run_id}/"
                 f"{'reconciliation' if notice.subject == 'run' else 'settlement'}"
             ),
+        )
+
+    @activity.defn(name="notify_bank_reconciliation")
+    async def notify_bank_reconciliation(self, notice: BankReconciliationNotice) -> None:
+        """A bank run's open items per state and whether its 余额调节表 balances: one log record and
+        one POST per run."""
+        balanced = notice.difference == 0
+        if activity.info().attempt == 1:
+            log.warning(
+                "bank reconciliation: %s %s: %s; %s",
+                notice.day.account_no,
+                notice.day.recon_date,
+                ", ".join(f"{total.lines} {total.state} ({total.amount})" for total in notice.open_items)
+                or "no open items",
+                "the balance statement balances"
+                if balanced
+                else f"unexplained difference {notice.difference}",
+                extra={"notice": notice.model_dump(mode="json"), "workflow_id": notice.workflow_id},
+            )
+        summary = (
+            "open items, the balance statement balances"
+            if balanced
+            else "the balance statement does not balance"
+        )
+        await self._post(
+            {"event": "bank_reconciliation", "summary": summary, "balanced": balanced}
+            | notice.model_dump(mode="json"),
+            idempotency_key=f"{notice.workflow_id}/{notice.run_id}/bank_reconciliation",
         )
 
     async def _post(self, body: dict[str, object], idempotency_key: str) -> None:

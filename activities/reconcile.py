@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from bankrecon.bankrec.models import bank_reconcile_workflow_id
 from bankrecon.config import Settings
 from bankrecon.models import StatementKey
 from bankrecon.recon.config import ChannelRecon, ReconConfigError, load_recon_config
@@ -109,9 +110,14 @@ class ReconcileActivities:
             config = load_recon_config(self._config_file)
         except ReconConfigError as exc:
             raise ApplicationError(str(exc), type=RECON_NOT_CONFIGURED, non_retryable=True) from None
+        waiting = [
+            reconcile_workflow_id(day.account_no, day.recon_date)
+            for day in reconciliations_waiting_for(config, stored.account_no, stored.bill_date)
+        ]
+        if stored.account_no in config.bank_accounts:
+            waiting.append(bank_reconcile_workflow_id(stored.account_no, stored.bill_date))
         told = []
-        for day in reconciliations_waiting_for(config, stored.account_no, stored.bill_date):
-            workflow_id = reconcile_workflow_id(day.account_no, day.recon_date)
+        for workflow_id in waiting:
             try:
                 await activity.client().get_workflow_handle(workflow_id).signal(INPUTS_READY)
             except RPCError as exc:

@@ -21,7 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Date, Engine, MetaData, String, Table, inspect, select, text
 from temporalio.testing import WorkflowEnvironment
 
-import bankrecon.recon.tables  # its tables are part of the schema at head
+import bankrecon.bankrec.tables
+import bankrecon.recon.tables
 from bankrecon.store import db
 from bankrecon.store.db import make_engine
 from bankrecon.store.schema import (

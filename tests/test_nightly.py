@@ -23,6 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.bank_reconcile import BankReconcileActivities
 from activities.nightly import NightlyActivities
 from activities.reconcile import ReconcileActivities
 from bankrecon.config import Settings
@@ -444,6 +445,7 @@ async def test_a_night_of_5000_missing_statements_starts_each_once_a_page_at_a_t
     )  # fmt: skip
     nightly = NightlyActivities(settings)
     reconcile = ReconcileActivities(settings)  # no RECON_CONFIG_FILE: nothing to reconcile
+    bank_reconcile = BankReconcileActivities(settings)
     # A server of its own, for its payload limit and because 5,000 workflows would slow the
     # shared server's visibility queries.
     env = await WorkflowEnvironment.start_local(
@@ -465,7 +467,11 @@ async def test_a_night_of_5000_missing_statements_starts_each_once_a_page_at_a_t
                 client,
                 task_queue=task_queue,
                 workflows=[NightlyStatementsWorkflow],
-                activities=[nightly.plan_nightly_statements, reconcile.reconciled_accounts],
+                activities=[
+                    nightly.plan_nightly_statements,
+                    reconcile.reconciled_accounts,
+                    bank_reconcile.bank_reconciled_accounts,
+                ],
                 activity_executor=executor,
             )
             # A bound against a hang, not a speed check: the dev server's own work for 50,000 starts
@@ -498,6 +504,7 @@ async def test_a_night_of_5000_missing_statements_starts_each_once_a_page_at_a_t
         await env.shutdown()
         nightly.close()
         reconcile.close()
+        bank_reconcile.close()
     expected_ids = {statement_workflow_id(key.account_no, key.bill_date) for key in expected}
     assert len(expected_ids) == 5_000
     assert (len(started), set(started), already) == (5_000, expected_ids, [])

@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.nightly import NightlyActivities
+    from bankrecon.bankrec.models import BankReconcileInput, bank_reconcile_workflow_id
     from bankrecon.models import (
         DailyStatementInput,
         NightlyPlanRequest,
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StatementKey,
     )
     from bankrecon.recon.models import ReconcileInput
+    from workflows.bank_reconcile import BankReconcileWorkflow
     from workflows.daily_statement import DailyStatementWorkflow, statement_workflow_id, yesterday_in_china
     from workflows.reconcile import ReconcileWorkflow, reconcile_workflow_id
 
@@ -41,6 +43,8 @@ NIGHTLY_ID_REUSE = WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
 PAGED_PLAN_PATCH = "nightly-plan-in-pages"
 # The workflow.patched id of starting the night's reconciliations.
 RECONCILE_PATCH = "nightly-starts-reconciliations"
+# The workflow.patched id of starting the night's bank reconciliations ([bank_accounts]).
+BANK_RECONCILE_PATCH = "nightly-starts-bank-reconciliations"
 
 
 def nightly_start_time() -> datetime:
@@ -102,6 +106,13 @@ class NightlyStatementsWorkflow:
                 "reconciled_accounts", start_to_close_timeout=PLAN_TIMEOUT, result_type=list[str]
             )
             await asyncio.gather(*(self._reconcile(account, bill_date, request) for account in accounts))
+        if request.resume_after is None and workflow.patched(BANK_RECONCILE_PATCH):
+            bank_accounts = await workflow.execute_activity(
+                "bank_reconciled_accounts", start_to_close_timeout=PLAN_TIMEOUT, result_type=list[str]
+            )
+            await asyncio.gather(
+                *(self._reconcile_bank(account, bill_date, request) for account in bank_accounts)
+            )
         return NightlyStatementsResult(
             bill_date=bill_date,
             accounts=plan.accounts,
@@ -142,6 +153,21 @@ class NightlyStatementsWorkflow:
                     check_interval_seconds=request.retry_interval_seconds,
                 ),
                 id=reconcile_workflow_id(account_no, day),
+                task_queue=request.statement_task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            )
+
+    async def _reconcile_bank(self, account_no: str, day: date, request: NightlyStatementsInput) -> None:
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await workflow.start_child_workflow(
+                BankReconcileWorkflow.run,
+                BankReconcileInput(
+                    account_no=account_no,
+                    recon_date=day,
+                    check_interval_seconds=request.retry_interval_seconds,
+                ),
+                id=bank_reconcile_workflow_id(account_no, day),
                 task_queue=request.statement_task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

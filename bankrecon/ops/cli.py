@@ -13,6 +13,8 @@
                                             a channel day reconciled against the ledger (recon_commands.py)
     bankrecon web [--host H] [--port P]     the finance team's web page (docs/web.md)
     bankrecon web add-user NAME --role viewer|accountant|operator / web remove-user NAME
+    bankrecon recon balance ACCOUNT DATE | --month YYYY-MM [--export DIR]
+                                            a bank account's 余额调节表 (bankrec_commands.py)
 
 Settings come from the environment or .env, as for the worker (TEMPORAL_ADDRESS, DATABASE_URL, ...).
 """
@@ -621,7 +623,9 @@ def parser() -> argparse.ArgumentParser:
         ("current", db_current_command, "the schema's revision, and the one this release needs"),
     ):
         db_actions.add_parser(name, help=help, description=help).set_defaults(run=run)
-    recon = command("recon", recon_cli, "a channel account's day reconciled against the company's ledger")
+    recon = command(
+        "recon", recon_cli, "a channel day against the ledger, a bank account against its cash book"
+    )
     add_recon_arguments(recon, _date)
     add_web_arguments(command("web", web_cli, "the finance team's web page, and its users"))
     return root

@@ -35,8 +35,10 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
+from bankrecon.bankrec.demo import MONTH_END, STATEMENT_DAYS, plant_month
 from bankrecon.config import Settings
 from bankrecon.models import DailyStatementInput, DailyStatementResult, StatementKey
+from bankrecon.ops.bankrec_commands import start_bank_reconciliation
 from bankrecon.ops.binaries import find_binary
 from bankrecon.ops.demo_sources import (
     REFBANK_ACCOUNT,
@@ -299,6 +301,33 @@ def _serve_web(services: Services, data_dir: Path, port: int) -> None:
     _say(f"\nweb page: http://127.0.0.1:{port}/ (log in as {DEMO_WEB_USER}, password {password})")
 
 
+async def _bank_reconcile_demo(
+    client: Client, env: dict[str, str], data_dir: Path, database_url: str
+) -> None:
+    """The demo bank account's planted November against a planted cash book: every rule, every kind
+    of 未达账项, items resolved across days, and the month end's 余额调节表, which balances."""
+    engine = make_engine(database_url)
+    bank_config = plant_month(engine, data_dir, DEMO_ACCOUNT, config_name="recon-bank.toml")
+    engine.dispose()
+    recon_file = data_dir / "recon.toml"
+    both = recon_file.read_text(encoding="utf-8") + "\n" + bank_config.read_text(encoding="utf-8")
+    recon_file.write_text(both, encoding="utf-8")
+    _say(f"\nplanted {DEMO_ACCOUNT}'s statements of {', '.join(map(str, STATEMENT_DAYS))} and its cash book")
+    settings = Settings(_env_file=None, recon_config_file=recon_file)
+    for day in STATEMENT_DAYS:
+        summary = await (await start_bank_reconciliation(client, settings, DEMO_ACCOUNT, day)).result()
+        _say(
+            f"bank reconciliation of {day}: matches per rule {summary.rules}, difference {summary.difference}"
+        )
+    month = f"{MONTH_END:%Y-%m}"
+    shown = subprocess.run(
+        [sys.executable, "-m", "bankrecon.ops.cli", "recon", "balance", DEMO_ACCOUNT, "--month", month],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    _say(f"$ bankrecon recon balance {DEMO_ACCOUNT} --month {month}\n"
+         f"{shown.stdout.strip() or shown.stderr.strip()}")  # fmt: skip
+
+
 async def run(args: argparse.Namespace) -> int:
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -420,6 +449,7 @@ async def run(args: argparse.Namespace) -> int:
             await _collect_beside(client, source, bill_date, args.interval, database_url)
         await _reconcile_demo(client, env, data_dir, database_url, bill_date, args.interval)
         _serve_web(services, data_dir, args.web_port)
+        await _bank_reconcile_demo(client, env, data_dir, database_url)
         _say(f"\ndatabase: {database_location(database_url)} (in SQLite, money is in integer cents)")
         _say(
             f"try: {temporal} workflow describe --workflow-id {workflow_id} --address {temporal_address}"

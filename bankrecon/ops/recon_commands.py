@@ -7,6 +7,8 @@ bankrecon recon pair ITEM_ID ITEM_ID --reason "..." [--allow-difference]   match
 bankrecon recon write-off ITEM_ID --reason "..." [--account 6603]   accept an exception
 bankrecon recon reopen ITEM_ID --reason "..."          undo a pair or a write-off
 Each action is recorded with who (--by NAME, else BANKRECON_OPERATOR, else the system user) and when.
+bankrecon recon balance ACCOUNT DATE | --month YYYY-MM [--export DIR]   a bank account's 余额调节表
+(bank accounts, [bank_accounts] of RECON_CONFIG_FILE: bankrecon/ops/bankrec_commands.py)
 """
 
 from __future__ import annotations
@@ -24,11 +26,16 @@ from typing import Any, TextIO
 
 from sqlalchemy import Engine, Row
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
+from bankrecon.ops.bankrec_commands import (
+    BankRecCommandError,
+    balance_command,
+    bank_day_command,
+    is_bank_account,
+)
+from bankrecon.ops.starting import start_or_tell
 from bankrecon.recon.actions import ActionRefused, Actor, describe_action, explain, pair, reopen, write_off
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
@@ -50,7 +57,7 @@ from bankrecon.recon.results import (
 )
 from bankrecon.statements.common import CHINA_STANDARD_TIME
 from bankrecon.temporal.client import connect
-from workflows.reconcile import INPUTS_READY, ReconcileWorkflow, reconcile_workflow_id
+from workflows.reconcile import ReconcileWorkflow, reconcile_workflow_id
 
 Table = Callable[[Sequence[Sequence[str]], TextIO], None]
 Database = Callable[[Settings], AbstractContextManager[Engine]]
@@ -73,33 +80,18 @@ async def start_reconciliation(
     What learns that a statement is stored (the statement's workflow, the nightly run) calls
     this; a day reconciled already is run again only with ``rerun``, else its last run's handle.
     """
-    workflow_id = reconcile_workflow_id(account_no, day)
-    try:
-        return await client.start_workflow(
-            ReconcileWorkflow.run,
-            ReconcileInput(
-                account_no=account_no,
-                recon_date=day,
-                check_interval_seconds=settings.statement_retry_interval_seconds,
-            ),
-            id=workflow_id,
-            task_queue=settings.temporal_task_queue,
-            start_signal=INPUTS_READY,
-            id_reuse_policy=(
-                WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                if rerun
-                else WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
-            ),
-            # A re-run replaces the day's run even while it waits (for inputs, or for a pending
-            # settlement); otherwise the running one is told to look now.
-            id_conflict_policy=(
-                WorkflowIDConflictPolicy.TERMINATE_EXISTING
-                if rerun
-                else WorkflowIDConflictPolicy.USE_EXISTING
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        return client.get_workflow_handle_for(ReconcileWorkflow.run, workflow_id)
+    return await start_or_tell(
+        client,
+        ReconcileWorkflow.run,
+        ReconcileInput(
+            account_no=account_no,
+            recon_date=day,
+            check_interval_seconds=settings.statement_retry_interval_seconds,
+        ),
+        workflow_id=reconcile_workflow_id(account_no, day),
+        task_queue=settings.temporal_task_queue,
+        rerun=rerun,
+    )
 
 
 def _local(moment: datetime) -> str:
@@ -236,9 +228,16 @@ async def recon_command(
     table = _rich_or(plain_table)
     if args.target[:1] and args.target[0] in ACTIONS:
         return _action_command(args, settings, out, database)
+    if args.target[:1] == ["balance"]:
+        return _bank(balance_command, args, settings, out, table, database)
     if args.open:
         return _open_command(args, settings, out, table, database)
     day = _day_of(args)
+    if is_bank_account(settings, day.account_no):
+        try:
+            return await bank_day_command(args, settings, day, out, table, database)
+        except BankRecCommandError as exc:
+            raise ReconCommandError(str(exc)) from None
     if args.rerun:
         await _rerun(settings, day, out, database)
     with database(settings) as engine:
@@ -254,6 +253,20 @@ async def recon_command(
             csv_path, xlsx_path = export_run(engine, summary, args.export, report_day())
             out.write(f"\nexported {csv_path} and {xlsx_path}\n")
     return 0
+
+
+def _bank(
+    command: Callable[[argparse.Namespace, Settings, TextIO, Table, Database], int],
+    args: argparse.Namespace,
+    settings: Settings,
+    out: TextIO,
+    table: Table,
+    database: Database,
+) -> int:
+    try:
+        return command(args, settings, out, table, database)
+    except BankRecCommandError as exc:
+        raise ReconCommandError(str(exc)) from None
 
 
 def _open_command(
@@ -340,7 +353,9 @@ def _action_command(args: argparse.Namespace, settings: Settings, out: TextIO, d
 
 def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str], date]) -> None:
     recon.add_argument(
-        "target", nargs="*", metavar="ACCOUNT DATE | explain|pair|write-off|reopen ITEM_ID [ITEM_ID]"
+        "target",
+        nargs="*",
+        metavar="ACCOUNT DATE | explain|pair|write-off|reopen ITEM_ID [ITEM_ID] | balance ACCOUNT [DATE]",
     )
     recon.add_argument("--rerun", action="store_true", help="reconcile the day again now, then show it")
     recon.add_argument("--export", type=Path, metavar="DIR", help="write the day's items as CSV and XLSX")
@@ -359,3 +374,4 @@ def add_recon_arguments(recon: argparse.ArgumentParser, date_type: Callable[[str
         "--allow-difference", action="store_true", help="with pair: the two amounts may differ (shown)"
     )
     recon.add_argument("--by", help="who acts (default: BANKRECON_OPERATOR, else the system user's name)")
+    recon.add_argument("--month", metavar="YYYY-MM", help="with balance: the 余额调节表 at the month's end")

@@ -25,7 +25,7 @@ import tomllib
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -140,6 +140,8 @@ class ChannelRecon(_Strict):
 
 class ReconConfig(_Strict):
     accounts: dict[str, ChannelRecon] = Field(default_factory=dict)
+    # Bank reconciliation's accounts, read and checked by bankrecon.bankrec.config.
+    bank_accounts: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def channel(self, account_no: str) -> ChannelRecon:
         found = self.accounts.get(account_no)
@@ -150,18 +152,28 @@ class ReconConfig(_Strict):
         return found
 
 
-def load_recon_config(path: Path | None) -> ReconConfig:
+def read_recon_file(path: Path | None) -> dict[str, Any]:
+    """RECON_CONFIG_FILE's TOML, not checked yet; ReconConfigError if it cannot be read."""
     if path is None:
         raise ReconConfigError("RECON_CONFIG_FILE is not set: reconciliation needs its configuration file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ReconConfigError(f"cannot read RECON_CONFIG_FILE {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ReconConfigError(f"RECON_CONFIG_FILE {path} is not TOML: {exc}") from None
+
+
+def config_error(path: Path | None, exc: ValidationError, *within: str) -> ReconConfigError:
+    """The first of a validation's errors, saying where in the file it is."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in (*within, *first["loc"]))
+    return ReconConfigError(f"RECON_CONFIG_FILE {path}: {where}: {first['msg']}")
+
+
+def load_recon_config(path: Path | None) -> ReconConfig:
+    raw = read_recon_file(path)
     try:
         return ReconConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ReconConfigError(f"RECON_CONFIG_FILE {path}: {where}: {first['msg']}") from None
+        raise config_error(path, exc) from None

@@ -57,7 +57,7 @@ def ledger_lines(
     """The ledger's lines of ``day`` for the channel account; with ``since``, only its last ones:
     from ``since`` to the day's end."""
     source = channel.ledger
-    raw = _sql_rows(source, account_no, day) if isinstance(source, SqlLedger) else _file_rows(source, day)
+    raw = sql_rows(source, account_no, day) if isinstance(source, SqlLedger) else file_rows(source, day)
     for where, row in raw:
         line = _line(row, where)
         if since is not None and not since <= line.occurred_at < day_start(day + timedelta(days=1)):
@@ -73,43 +73,53 @@ def ledger_available(channel: ChannelRecon, day: date) -> bool:
     return isinstance(source, SqlLedger) or source.file_for(day).is_file()
 
 
-def _sql_rows(source: SqlLedger, account_no: str, day: date) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def sql_rows(
+    source: SqlLedger,
+    account_no: str,
+    day: date,
+    required: tuple[str, ...] = REQUIRED_COLUMNS,
+    book: str = "ledger",
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The query's rows for the day, each with where it came from; ``book`` names the book in errors."""
     engine = create_engine(source.url, hide_parameters=True)
     try:
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=SQL_BATCH).execute(
                 text(source.query), {"account_no": account_no, "day": day}
             )
-            _require_columns(list(result.keys()), "the ledger query")
+            _require_columns(list(result.keys()), f"the {book} query", required)
             for number, row in enumerate(result.mappings(), start=1):
-                yield f"the ledger query's row {number}", dict(row)
+                yield f"the {book} query's row {number}", dict(row)
     except DBAPIError as exc:
         raise LedgerError(
-            f"the ledger query failed: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
+            f"the {book} query failed: {type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}"
         ) from None
     except SQLAlchemyError as exc:
-        raise LedgerError(f"the ledger database: {exc}") from None
+        raise LedgerError(f"the {book} database: {exc}") from None
     finally:
         engine.dispose()
 
 
-def _file_rows(source: FileLedger, day: date) -> Iterator[tuple[str, Mapping[str, Any]]]:
+def file_rows(
+    source: FileLedger, day: date, required: tuple[str, ...] = REQUIRED_COLUMNS, book: str = "ledger"
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The day's file's rows, each with its file and line; ``book`` names the book in errors."""
     path = source.file_for(day)
     if not path.is_file():
-        raise LedgerMissing(f"no ledger file for {day}: {path}")
-    rows = _csv_rows(path) if source.kind == "csv" else _xlsx_rows(path)
+        raise LedgerMissing(f"no {book} file for {day}: {path}")
+    rows = _csv_rows(path, required) if source.kind == "csv" else _xlsx_rows(path, required)
     for number, row in rows:
         yield f"{path.name} line {number}", row
 
 
-def _csv_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, Mapping[str, Any]]]:
     with path.open(encoding="utf-8-sig", newline="") as file:
         reader = csv.DictReader(file)
-        _require_columns(list(reader.fieldnames or []), path.name)
+        _require_columns(list(reader.fieldnames or []), path.name, required)
         yield from enumerate(reader, start=2)
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _xlsx_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, Mapping[str, Any]]]:
     # Here, not at the top: openpyxl is some 10 MB of every worker's memory, and only a ledger
     # kept in spreadsheets needs it.
     from openpyxl import load_workbook
@@ -118,7 +128,7 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     try:
         rows = workbook.worksheets[0].iter_rows(values_only=True)
         header = [str(cell).strip() if cell is not None else "" for cell in next(rows, ())]
-        _require_columns(header, path.name)
+        _require_columns(header, path.name, required)
         for number, values in enumerate(rows, start=2):
             if all(value is None for value in values):
                 continue
@@ -127,34 +137,34 @@ def _xlsx_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
         workbook.close()
 
 
-def _require_columns(columns: list[str], where: str) -> None:
-    missing = [name for name in REQUIRED_COLUMNS if name not in columns]
+def _require_columns(columns: list[str], where: str, required: tuple[str, ...]) -> None:
+    missing = [name for name in required if name not in columns]
     if missing:
-        raise LedgerError(f"{where} has no column {', '.join(missing)} (needs {', '.join(REQUIRED_COLUMNS)})")
+        raise LedgerError(f"{where} has no column {', '.join(missing)} (needs {', '.join(required)})")
 
 
 def _line(row: Mapping[str, Any], where: str) -> LedgerLine:
-    reference = _text(row["reference"])
+    reference = text_of(row["reference"])
     if not reference:
         raise LedgerError(f"{where}: no reference")
-    direction = DIRECTIONS.get(_text(row["direction"]).lower())
+    direction = DIRECTIONS.get(text_of(row["direction"]).lower())
     if direction is None:
         raise LedgerError(f"{where}: direction {row['direction']!r} is none of C, D, payment, refund")
-    amount = _decimal(row["amount"], CENT, f"{where}: amount")
+    amount = decimal_of(row["amount"], CENT, f"{where}: amount")
     if amount <= 0:
         raise LedgerError(f"{where}: amount {amount} is not positive (a refund says so in its direction)")
     fee_value = row.get("fee")
-    fee = None if fee_value in (None, "") else _decimal(fee_value, FEE_QUANTUM, f"{where}: fee")
+    fee = None if fee_value in (None, "") else decimal_of(fee_value, FEE_QUANTUM, f"{where}: fee")
     return LedgerLine(
-        reference, direction, amount, fee, _moment(row["occurred_at"], where), _text(row["channel"])
+        reference, direction, amount, fee, _moment(row["occurred_at"], where), text_of(row["channel"])
     )
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _decimal(value: Any, quantum: Decimal, what: str) -> Decimal:
+def decimal_of(value: Any, quantum: Decimal, what: str) -> Decimal:
     # A spreadsheet's number cell arrives as a float: its shortest text is the number typed in.
     try:
         number = value if isinstance(value, Decimal) else Decimal(str(value).strip().replace(",", ""))
@@ -171,7 +181,7 @@ def _moment(value: Any, where: str) -> datetime:
         moment = value
     else:
         try:
-            moment = datetime.fromisoformat(_text(value))
+            moment = datetime.fromisoformat(text_of(value))
         except ValueError:
             raise LedgerError(f"{where}: occurred_at {value!r} is not a time (YYYY-MM-DD HH:MM:SS)") from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=CHINA_STANDARD_TIME)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from bankrecon.store.db import Money, UtcDateTime, metadata, transactions
@@ -40,6 +41,9 @@ recon_runs = Table(
     Column("ledger_lines", Integer, nullable=False),
     Column("channel_lines", Integer, nullable=False),
     Column("settings_json", Text, nullable=False),  # the account's reconciliation settings
+    # channel: a channel's bill against the ledger; bank: a bank statement against the cash book
+    # (bankrecon/bankrec), whose ledger columns are the cash book's.
+    Column("kind", String(16), nullable=False, server_default=text("'channel'")),
     Index("recon_runs_account_date", "account_no", "recon_date", "finished_at"),
 )
 
@@ -64,6 +68,14 @@ recon_items = Table(
     Column("booked_on", Date, nullable=False),  # the ledger's day, the statement's date
     Column("counterpart_total", Money),  # the other side's total for the reference
     Column("detail", Text),
+    # A bank reconciliation's item (side book or bank): the rule that matched it and its match's
+    # number in the run, and what the next days' runs match it by while it is open.
+    Column("rule", String(16)),
+    Column("match_no", Integer),
+    Column("counterparty_name", Text),
+    Column("counterparty_account", Text),
+    Column("memo", Text),
+    Column("shared_reference", Text),  # the bank's EndToEndId / reference, the book's reference
     Index("recon_items_run_state", "run_id", "state"),
 )
 
