@@ -57,6 +57,9 @@ ACCESS = {
     ("POST", "/day/{account}/{day}/rerun"): Role.operator,
     ("GET", "/items/{item_id}"): Role.viewer,
     ("POST", "/items/{item_id}/note"): Role.accountant,
+    ("POST", "/items/{item_id}/write-off"): Role.accountant,
+    ("POST", "/items/{item_id}/reopen"): Role.accountant,
+    ("POST", "/items/{item_id}/pair"): Role.accountant,
     ("POST", "/logout"): Role.viewer,
 }
 
@@ -93,8 +96,9 @@ def test_each_route_is_refused_below_its_role(site: Site, role: Role) -> None:
     with site.logged_in(role) as client:
         token = csrf_of(client.get("/"))
         for (method, path), least in sorted(ACCESS.items()):
-            if path == "/logout" or (method == "POST" and path.endswith("/rerun") and role >= least):
-                continue  # ends the session, or starts a workflow: each has its own test
+            acts = path.endswith(("/rerun", "/write-off", "/reopen", "/pair"))
+            if path == "/logout" or (method == "POST" and acts and role >= least):
+                continue  # ends the session, starts a workflow or resolves: each has its own test
             answer = client.request(
                 method, _concrete(site, path), data={"csrf": token, "note": f"by {role.name}"}
             )
@@ -430,3 +434,49 @@ def test_bankrecon_web_manages_users_and_serves(sqlite_url: str, tmp_path: Path)
     assert read_users(users_file) == {}
     gone = _cli(["web", "remove-user", "li.na"], env)
     assert gone.returncode == 2 and "no user 'li.na'" in gone.stderr
+
+
+def test_an_exception_is_written_off_reopened_and_paired_with_who_and_when(site: Site) -> None:
+    exceptions = site.exceptions()
+    duplicate = next(item for item in exceptions if item.state == "duplicate")
+    ledger_only = next(item for item in exceptions if item.state == "ledger_only")
+    channel_only = next(item for item in exceptions if item.state == "channel_only")
+    assert ledger_only.direction == channel_only.direction and ledger_only.amount != channel_only.amount
+
+    def status(item_id: int) -> tuple[str, str | None, str | None]:
+        (item,) = [i for i in site.exceptions() if i.item_id == item_id]
+        return item.status, item.last_action, item.last_by
+
+    with site.logged_in(Role.accountant) as client:
+        page = client.get(f"/items/{duplicate.item_id}", headers={"Accept-Language": "en"})
+        assert 'id="write-off"' in page.text and 'id="reopen"' not in page.text
+        token = csrf_of(page)
+        assert client.post(f"/items/{duplicate.item_id}/write-off", data={"reason": "x"}).status_code == 403
+        assert client.post(f"/items/{duplicate.item_id}/write-off", data={"csrf": token}).status_code == 400
+        answer = client.post(
+            f"/items/{duplicate.item_id}/write-off",
+            data={"csrf": token, "reason": "charged twice, refunded", "ledger_account": "6603"},
+        )
+        assert answer.status_code == 303 and "acted=" in answer.headers["location"]
+        assert status(duplicate.item_id) == ("resolved", "write_off", "accountant")
+        page = client.get(f"/items/{duplicate.item_id}", headers={"Accept-Language": "en"})
+        assert 'id="reopen"' in page.text and "charged twice, refunded" in page.text
+        answer = client.post(
+            f"/items/{duplicate.item_id}/reopen", data={"csrf": token, "reason": "not refunded after all"}
+        )
+        assert answer.status_code == 303
+        assert status(duplicate.item_id) == ("open", "reopen", "accountant")
+        history = client.get(f"/items/{duplicate.item_id}", headers={"Accept-Language": "en"}).text
+        assert history.index("write_off") < history.index("not refunded after all")
+
+        # The ledger's line offers the channel's one-sided line of the same direction to pair with.
+        offered = client.get(f"/items/{ledger_only.item_id}", headers={"Accept-Language": "en"}).text
+        assert f'<option value="{channel_only.item_id}">' in offered
+        pairing = {"csrf": token, "other": str(channel_only.item_id), "reason": "order number mistyped"}
+        refused = client.post(f"/items/{ledger_only.item_id}/pair", data=pairing)
+        assert refused.status_code == 400 and "allow-difference" in refused.text
+        assert status(ledger_only.item_id)[0] == "open"
+        answer = client.post(f"/items/{ledger_only.item_id}/pair", data=pairing | {"allow_difference": "yes"})
+        assert answer.status_code == 303
+    assert status(ledger_only.item_id) == ("resolved", "pair", "accountant")
+    assert status(channel_only.item_id) == ("resolved", "pair", "accountant")

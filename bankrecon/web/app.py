@@ -32,7 +32,7 @@ from bankrecon.accounts import AccountDirectory, AccountsFileError
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
 from bankrecon.ops.recon_commands import start_reconciliation
-from bankrecon.recon.actions import ActionRefused, Actor, explain
+from bankrecon.recon.actions import ActionRefused, Actor, explain, pair, reopen, write_off
 from bankrecon.recon.config import ReconConfigError, load_recon_config
 from bankrecon.recon.export import export_run
 from bankrecon.recon.models import EXCEPTION_STATES, ReconDay
@@ -51,7 +51,9 @@ from bankrecon.web.queries import (
     OPEN_ITEMS_PAGE_ROWS,
     ConfiguredAccount,
     grid_days,
+    item_history,
     open_items,
+    pair_candidates,
     statement_lines,
     statement_page,
     today_grid,
@@ -343,6 +345,7 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
         has_statement=has_statement,
         may_act=visit.user.role >= Role.accountant,
         noted=visit.request.query_params.get("noted"),
+        acted=visit.request.query_params.get("acted"),
         rerun=visit.request.query_params.get("rerun"),
         may_rerun=visit.user.role >= Role.operator,
         today=ctx.today(),
@@ -403,9 +406,12 @@ async def item_page(ctx: WebContext, visit: Visit) -> Response:
         item.account_no,
         [(i.booked_on, i.line_ref) for i in found if i.side == "channel"],
     )
+    may_act = visit.user.role >= Role.accountant and item.state in EXCEPTION_STATES
+    candidates = await run_in_threadpool(pair_candidates, ctx.engine, item) if may_act else []
+    history = await run_in_threadpool(item_history, ctx.engine, item)
     return _show(
         ctx, visit, "item.html", item=item, others=found[1:], lines=lines, today=ctx.today(),
-        may_act=visit.user.role >= Role.accountant and item.state in EXCEPTION_STATES,
+        may_act=may_act, candidates=candidates, history=history,
     )  # fmt: skip
 
 
@@ -422,6 +428,51 @@ async def note_action(ctx: WebContext, visit: Visit) -> Response:
         raise PageError(400, "bad_request", str(exc)) from None
     what = f"noted item {item.item_id}"
     return _done(visit, what, item.account_no, item.recon_date, {"noted": str(item.item_id)})
+
+
+def _form_text(visit: Visit, name: str) -> str:
+    assert visit.form is not None
+    return str(visit.form.get(name) or "")
+
+
+async def _act(ctx: WebContext, visit: Visit, what: str, work: Callable[[Actor], Any]) -> Response:
+    """Do one of the CLI's actions on an exception as the logged-in user; back to its day."""
+    item_id = _item_id(visit)
+    found = await run_in_threadpool(item_with_counterparts, ctx.engine, item_id)
+    if not found:
+        raise PageError(404, "not_found")
+    try:
+        await run_in_threadpool(work, Actor(by=visit.user.name, at=ctx.clock()))
+    except ActionRefused as exc:
+        raise PageError(400, "bad_request", str(exc)) from None
+    item = found[0]
+    return _done(visit, f"{what} item {item_id}", item.account_no, item.recon_date, {"acted": str(item_id)})
+
+
+async def write_off_action(ctx: WebContext, visit: Visit) -> Response:
+    # The same operation as `bankrecon recon write-off ITEM_ID --reason TEXT [--account ACCOUNT]`.
+    reason, account = _form_text(visit, "reason"), _form_text(visit, "ledger_account").strip() or None
+    item_id = _item_id(visit)
+    return await _act(
+        ctx, visit, "wrote off", lambda actor: write_off(ctx.engine, item_id, reason, actor, account)
+    )
+
+
+async def reopen_action(ctx: WebContext, visit: Visit) -> Response:
+    # The same operation as `bankrecon recon reopen ITEM_ID --reason TEXT`.
+    reason, item_id = _form_text(visit, "reason"), _item_id(visit)
+    return await _act(ctx, visit, "reopened", lambda actor: reopen(ctx.engine, item_id, reason, actor))
+
+
+async def pair_action(ctx: WebContext, visit: Visit) -> Response:
+    # The same operation as `bankrecon recon pair ITEM_ID ITEM_ID --reason TEXT [--allow-difference]`.
+    reason, item_id, other = _form_text(visit, "reason"), _item_id(visit), _form_text(visit, "other")
+    if not other.isdigit() or len(other) > 18:
+        raise PageError(400, "bad_request", "pick the item to pair it with")
+    allow = _form_text(visit, "allow_difference") == "yes"
+    return await _act(
+        ctx, visit, "paired", lambda actor: pair(ctx.engine, (item_id, int(other)), reason, actor, allow)
+    )
 
 
 async def export_download(ctx: WebContext, visit: Visit) -> Response:
@@ -547,6 +598,9 @@ def create_app(settings: Settings, engine: Engine, clock: Callable[[], datetime]
         Route("/day/{account}/{day}/rerun", _page(ctx, operator, rerun_action), methods=["POST"]),
         Route("/items/{item_id}", _page(ctx, viewer, item_page), methods=["GET"]),
         Route("/items/{item_id}/note", _page(ctx, accountant, note_action), methods=["POST"]),
+        Route("/items/{item_id}/write-off", _page(ctx, accountant, write_off_action), methods=["POST"]),
+        Route("/items/{item_id}/reopen", _page(ctx, accountant, reopen_action), methods=["POST"]),
+        Route("/items/{item_id}/pair", _page(ctx, accountant, pair_action), methods=["POST"]),
         Route("/open", _page(ctx, viewer, open_items_page), methods=["GET"]),
         Route("/statement/{account}/{day}", _page(ctx, viewer, statement_view), methods=["GET"]),
     ]

@@ -10,6 +10,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Row, String, cast, func, or_, select
 
+from bankrecon.recon.actions import ITEM_IDENTITY, identity_actions
+from bankrecon.recon.models import ONE_SIDED
 from bankrecon.recon.results import open_exceptions, open_totals_by_day
 from bankrecon.store.db import bank_requests, failed_statements, statements, transactions
 
@@ -213,3 +215,38 @@ def open_items(
         for item in open_exceptions(engine, first, last, account_no or None)
     ]
     return sorted(found, key=OPEN_ITEM_ORDERS.get(order, OPEN_ITEM_ORDERS["date"]))
+
+
+# How far back, and forward, the items a line may be paired with are looked for.
+PAIR_WINDOW_DAYS = 31
+
+
+def pair_candidates(engine: Engine, item: Any) -> list[Row[Any]]:
+    """What ``pair`` would take for ``item``: the unresolved other halves of the same account and
+    direction (the other side's one-sided line, or the other side of an amount_differs) in the
+    latest runs of the days around it, those of the same amount first."""
+    if item.state not in (*ONE_SIDED.values(), "amount_differs"):
+        return []
+    other_side = "channel" if item.side == "ledger" else "ledger"
+    other_state = ONE_SIDED[other_side] if item.state in ONE_SIDED.values() else "amount_differs"
+    window = timedelta(days=PAIR_WINDOW_DAYS)
+    found = [
+        candidate
+        for candidate in open_exceptions(
+            engine, item.recon_date - window, item.recon_date + window, item.account_no
+        )
+        if candidate.side == other_side
+        and candidate.state == other_state
+        and candidate.direction == item.direction
+        and candidate.item_id != item.item_id
+    ]
+    return sorted(
+        found,
+        key=lambda candidate: (candidate.amount != item.amount, candidate.recon_date, candidate.item_id),
+    )
+
+
+def item_history(engine: Engine, item: Any) -> list[Row[Any]]:
+    """Every action on the item's identity (notes included), oldest first: who, when, what, why."""
+    key = tuple(getattr(item, column) for column in ITEM_IDENTITY)
+    return identity_actions(engine, item.account_no, item.recon_date).get(key, [])
