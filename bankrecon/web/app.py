@@ -29,6 +29,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from bankrecon.accounts import AccountDirectory, AccountsFileError
+from bankrecon.bankrec.balance import BalanceStatement, BalanceUnavailable, day_balance
+from bankrecon.bankrec.config import bank_accounts
 from bankrecon.config import Settings
 from bankrecon.models import is_statement_name
 from bankrecon.ops.recon_commands import start_reconciliation
@@ -322,19 +324,26 @@ def _day_of(visit: Visit) -> ReconDay:
 async def day_page(ctx: WebContext, visit: Visit) -> Response:
     day = _day_of(visit)
 
-    def read() -> tuple[Any, list[Any], bool]:
-        run_id = latest_run_id(ctx.engine, day)
-        summary = run_summary(ctx.engine, run_id) if run_id else None
-        exceptions = run_items(ctx.engine, run_id, exceptions_only=True) if run_id else []
+    def read() -> tuple[Any, list[Any], bool, BalanceStatement | None]:
         with ctx.engine.connect() as conn:
             stored = conn.execute(
                 statements.select()
                 .with_only_columns(statements.c.account_no)
                 .where(statements.c.account_no == day.account_no, statements.c.bill_date == day.recon_date)
             ).first()
-        return summary, exceptions, stored is not None
+        if _is_bank_account(ctx, day.account_no):
+            # A bank account's day is its 余额调节表, the same as `bankrecon recon balance`.
+            try:
+                balance = day_balance(ctx.engine, day.account_no, day.recon_date)
+            except BalanceUnavailable:
+                balance = None
+            return None, [], stored is not None, balance
+        run_id = latest_run_id(ctx.engine, day)
+        summary = run_summary(ctx.engine, run_id) if run_id else None
+        exceptions = run_items(ctx.engine, run_id, exceptions_only=True) if run_id else []
+        return summary, exceptions, stored is not None, None
 
-    summary, exceptions, has_statement = await run_in_threadpool(read)
+    summary, exceptions, has_statement, balance = await run_in_threadpool(read)
     return _show(
         ctx,
         visit,
@@ -343,6 +352,7 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
         summary=summary,
         exceptions=exceptions,
         has_statement=has_statement,
+        balance=balance,
         may_act=visit.user.role >= Role.accountant,
         noted=visit.request.query_params.get("noted"),
         acted=visit.request.query_params.get("acted"),
@@ -350,6 +360,13 @@ async def day_page(ctx: WebContext, visit: Visit) -> Response:
         may_rerun=visit.user.role >= Role.operator,
         today=ctx.today(),
     )
+
+
+def _is_bank_account(ctx: WebContext, account_no: str) -> bool:
+    try:
+        return account_no in bank_accounts(ctx.settings.recon_config_file)
+    except ReconConfigError:
+        return False
 
 
 def _done(visit: Visit, what: str, account_no: str, day: date, flash: dict[str, str]) -> Response:
