@@ -37,7 +37,7 @@ MERCHANTS = {f"M2000{n:02d}": f"secret-of-merchant-{n}" for n in range(1, 5)}
 ACCOUNTS = {
     f"62220300000{m:02d}{a:03d}": merchant
     for m, merchant in enumerate(MERCHANTS, start=1)
-    for a in range(1, 6)
+    for a in range(1, 4)
 }
 LINES = 20_000  # decode and persist take a moment each: there is a moment to kill inside
 STAGES = ("fetch_statement", "decode_statement", "persist_statement")
