@@ -26,6 +26,7 @@ from bankrecon.bankrec.models import BANK_RUN, MATCHED, OPEN_STATES
 from bankrecon.bankrec.tables import bankrec_balances
 from bankrecon.recon.fingerprint import LinesFingerprint
 from bankrecon.recon.models import ReconDay, ReconRunRequest
+from bankrecon.recon.run import record_run
 from bankrecon.recon.tables import recon_items, recon_runs
 from bankrecon.store.db import statements, transactions
 
@@ -235,21 +236,8 @@ def reconcile_bank_day(engine: Engine, account: BankAccountRecon, request: Recon
         _store_items(conn, items)
         opening = previous.book_balance if previous is not None else account.cashbook.opening_balance
         book_fingerprint, bank_fingerprint = _fingerprint(book), _fingerprint(bank)
-        conn.execute(
-            insert(recon_runs).values(
-                run_id=request.run_id,
-                workflow_id=request.workflow_id,
-                account_no=day.account_no,
-                recon_date=day.recon_date,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                ledger_sha256=book_fingerprint.hexdigest(),
-                statement_sha256=bank_fingerprint.hexdigest(),
-                ledger_lines=book_fingerprint.count,
-                channel_lines=bank_fingerprint.count,
-                settings_json=account.model_dump_json(),
-                kind=BANK_RUN,
-            )
+        record_run(
+            conn, request, started_at, book_fingerprint, bank_fingerprint, account.model_dump_json(), BANK_RUN
         )
         conn.execute(
             insert(bankrec_balances).values(

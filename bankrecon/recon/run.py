@@ -97,6 +97,34 @@ def _staged_ledger(
     )
 
 
+def record_run(
+    conn: Connection,
+    request: ReconRunRequest,
+    started_at: datetime,
+    ledger: LinesFingerprint,
+    statement: LinesFingerprint,
+    settings_json: str,
+    kind: str = "channel",
+) -> None:
+    """The run's row: when, what it read (fingerprints and counts of both sides), with what settings."""
+    conn.execute(
+        insert(recon_runs).values(
+            run_id=request.run_id,
+            workflow_id=request.workflow_id,
+            account_no=request.day.account_no,
+            recon_date=request.day.recon_date,
+            started_at=started_at,
+            finished_at=datetime.now(UTC),
+            ledger_sha256=ledger.hexdigest(),
+            statement_sha256=statement.hexdigest(),
+            ledger_lines=ledger.count,
+            channel_lines=statement.count,
+            settings_json=settings_json,
+            kind=kind,
+        )
+    )
+
+
 def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunRequest) -> ReconRunSummary:
     """Match the day and store the run, in one transaction; a retry of a stored run returns it."""
     done = run_summary(engine, request.run_id)
@@ -116,21 +144,7 @@ def reconcile_day(engine: Engine, channel: ChannelRecon, request: ReconRunReques
             final = started_at >= channel.settlement.deadline_for(day.recon_date)
             settle(conn, request.run_id, day.account_no, day.recon_date, channel.settlement, final=final)
         ledger_stage.drop(conn)
-        conn.execute(
-            insert(recon_runs).values(
-                run_id=request.run_id,
-                workflow_id=request.workflow_id,
-                account_no=day.account_no,
-                recon_date=day.recon_date,
-                started_at=started_at,
-                finished_at=datetime.now(UTC),
-                ledger_sha256=ledger.hexdigest(),
-                statement_sha256=channel_lines.hexdigest(),
-                ledger_lines=ledger.count,
-                channel_lines=channel_lines.count,
-                settings_json=channel.model_dump_json(),
-            )
-        )
+        record_run(conn, request, started_at, ledger, channel_lines, channel.model_dump_json())
     summary = run_summary(engine, request.run_id)
     assert summary is not None
     return with_settlement_deadline(_with_open_by_age(engine, summary), channel)
