@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine
 
 from bankrecon.bankrec.cashbook import REQUIRED_COLUMNS
+from bankrecon.recon.demo import store_day
 from bankrecon.statements.common import CHINA_STANDARD_TIME
-from bankrecon.store.db import statements, transactions
 
 DEMO_BANK_ACCOUNT = "6222020000000001"
 OPENING_DATE = date(2026, 10, 31)
@@ -118,7 +118,6 @@ def store_statement(
     engine: Engine, account_no: str, day: date, opening: Decimal, lines: list[Line]
 ) -> Decimal:
     """A refbank-like statement of ``day`` with ``lines``, its balances from ``opening``; its closing."""
-    now = datetime.now(UTC)
     balance, rows = opening, []
     for seq, line in enumerate(lines, start=1):
         amount = Decimal(line.amount)
@@ -130,28 +129,7 @@ def store_statement(
             "counterparty_name": line.name or None, "counterparty_account": line.account or None,
             "memo": line.memo or None, "reference": line.reference or None,
         })  # fmt: skip
-    credits = [Decimal(line.amount) for line in lines if line.direction == "C"]
-    debits = [Decimal(line.amount) for line in lines if line.direction == "D"]
-    with engine.begin() as conn:
-        conn.execute(
-            delete(transactions).where(
-                transactions.c.account_no == account_no, transactions.c.bill_date == day
-            )
-        )
-        conn.execute(
-            delete(statements).where(statements.c.account_no == account_no, statements.c.bill_date == day)
-        )
-        conn.execute(
-            insert(statements).values(
-                account_no=account_no, bill_date=day, bank_code="0000", currency="CNY",
-                opening_balance=opening, closing_balance=balance, credit_count=len(credits),
-                debit_count=len(debits), credit_total=sum(credits, Decimal("0.00")),
-                debit_total=sum(debits, Decimal("0.00")), transaction_count=len(lines),
-                fetched_at=now, persisted_at=now, source_kind="refbank",
-            )
-        )  # fmt: skip
-        if rows:
-            conn.execute(insert(transactions), rows)
+    store_day(engine, account_no, day, rows, opening=opening, source_kind="refbank")
     return balance
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, delete, insert
 
@@ -87,10 +88,18 @@ def write_ledger(path: Path, day: date, lines: list[DemoLine]) -> None:
             out.writerow([line.reference, line.amount, line.direction, moment, "wechatpay", line.fee or ""])
 
 
-def store_channel_day(engine: Engine, account_no: str, day: date, lines: list[DemoLine]) -> None:
-    """A channel's statement of canonical rows, as a statement source would have stored it."""
-    credits = [Decimal(line.amount) for line in lines if line.direction == "C"]
-    debits = [Decimal(line.amount) for line in lines if line.direction == "D"]
+def store_day(
+    engine: Engine,
+    account_no: str,
+    day: date,
+    rows: list[dict[str, Any]],
+    *,
+    opening: Decimal | None = None,
+    source_kind: str | None = None,
+) -> None:
+    """A statement of canonical ``rows`` (their totals counted here), in place of any stored for the day."""
+    credits = [row["amount"] for row in rows if row["direction"] == "C"]
+    debits = [row["amount"] for row in rows if row["direction"] == "D"]
     now = datetime.now(UTC)
     with engine.begin() as conn:
         conn.execute(
@@ -107,36 +116,44 @@ def store_channel_day(engine: Engine, account_no: str, day: date, lines: list[De
                 bill_date=day,
                 bank_code="0000",
                 currency="CNY",
+                opening_balance=opening,
+                closing_balance=rows[-1]["balance_after"] if opening is not None and rows else opening,
                 credit_count=len(credits),
                 debit_count=len(debits),
                 credit_total=sum(credits, Decimal("0.00")),
                 debit_total=sum(debits, Decimal("0.00")),
-                transaction_count=len(lines),
+                transaction_count=len(rows),
                 fetched_at=now,
                 persisted_at=now,
+                **({"source_kind": source_kind} if source_kind else {}),
             )
         )
-        balance = Decimal("0.00")
-        rows = []
-        for seq, line in enumerate(lines, start=1):
-            amount = Decimal(line.amount)
-            balance += amount if line.direction == "C" else -amount
-            rows.append(
-                {
-                    "account_no": account_no,
-                    "bill_date": day,
-                    "serial_no": f"{day:%Y%m%d}{seq:06d}",
-                    "seq": seq,
-                    "traded_at": _moment(day, line.seconds),
-                    "direction": line.direction,
-                    "amount": amount,
-                    "balance_after": balance,
-                    "reference": line.reference,
-                    "fee": None if line.fee is None else Decimal(line.fee),
-                }
-            )
         if rows:
             conn.execute(insert(transactions), rows)
+
+
+def store_channel_day(engine: Engine, account_no: str, day: date, lines: list[DemoLine]) -> None:
+    """A channel's statement of canonical rows, as a statement source would have stored it."""
+    balance = Decimal("0.00")
+    rows = []
+    for seq, line in enumerate(lines, start=1):
+        amount = Decimal(line.amount)
+        balance += amount if line.direction == "C" else -amount
+        rows.append(
+            {
+                "account_no": account_no,
+                "bill_date": day,
+                "serial_no": f"{day:%Y%m%d}{seq:06d}",
+                "seq": seq,
+                "traded_at": _moment(day, line.seconds),
+                "direction": line.direction,
+                "amount": amount,
+                "balance_after": balance,
+                "reference": line.reference,
+                "fee": None if line.fee is None else Decimal(line.fee),
+            }
+        )
+    store_day(engine, account_no, day, rows)
 
 
 def recon_file_text(ledger_dir: Path, bank_account: str) -> str:
