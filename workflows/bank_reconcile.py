@@ -11,7 +11,6 @@ the alert webhook.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -22,12 +21,12 @@ with workflow.unsafe.imports_passed_through():
     from bankrecon.bankrec.models import BankReconcileInput, BankReconciliationNotice, BankRunSummary
     from bankrecon.recon.models import INPUTS_READY, ReconDay, ReconRunRequest
     from workflows.reconcile import (
-        CHECK_TIMEOUT,
         NOTICE_RETRY,
         NOTICE_TIMEOUT,
         RUN_HEARTBEAT_TIMEOUT,
         RUN_RETRY,
         RUN_TIMEOUT,
+        wait_for_inputs,
     )
 
 
@@ -45,18 +44,9 @@ class BankReconcileWorkflow:
     async def run(self, request: BankReconcileInput) -> BankRunSummary:
         day = ReconDay(account_no=request.account_no, recon_date=request.recon_date)
         interval = timedelta(seconds=request.check_interval_seconds)
-        while True:
-            self._look_now = False
-            inputs = await workflow.execute_activity_method(
-                BankReconcileActivities.check_inputs, day, start_to_close_timeout=CHECK_TIMEOUT
-            )
-            if inputs.missing is None:
-                break
-            workflow.logger.info(
-                "bank reconciliation of %s %s waits: %s", day.account_no, day.recon_date, inputs.missing
-            )
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._look_now, timeout=interval)
+        await wait_for_inputs(
+            self, BankReconcileActivities.check_inputs, day, interval, "bank reconciliation"
+        )
         info = workflow.info()
         summary = await workflow.execute_activity_method(
             BankReconcileActivities.reconcile,

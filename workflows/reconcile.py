@@ -16,8 +16,9 @@ it is missing or differs.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ReconcileInput,
         ReconciliationNotice,
         ReconDay,
+        ReconInputs,
         ReconRunRequest,
         ReconRunSummary,
         SettlementCheck,
@@ -53,6 +55,32 @@ NOTICE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=10), maximum_inter
 PENDING_SETTLEMENT_PATCH = "wait-for-a-pending-settlement"
 
 
+class InputsWaiter(Protocol):
+    """A workflow told by the signal ``inputs_ready`` that what it waits for may be there."""
+
+    _look_now: bool
+
+
+async def wait_for_inputs(
+    waiter: InputsWaiter,
+    check_inputs: Callable[[Any, ReconDay], ReconInputs],
+    day: ReconDay,
+    interval: timedelta,
+    what: str,
+) -> None:
+    """Look for the day's inputs until they are there: again every ``interval``, or at once when told."""
+    while True:
+        waiter._look_now = False
+        inputs = await workflow.execute_activity_method(
+            check_inputs, day, start_to_close_timeout=CHECK_TIMEOUT
+        )
+        if inputs.missing is None:
+            return
+        workflow.logger.info("%s of %s %s waits: %s", what, day.account_no, day.recon_date, inputs.missing)
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: waiter._look_now, timeout=interval)
+
+
 @workflow.defn(name="ReconcileWorkflow")
 class ReconcileWorkflow:
     def __init__(self) -> None:
@@ -67,17 +95,7 @@ class ReconcileWorkflow:
     async def run(self, request: ReconcileInput) -> ReconRunSummary:
         day = ReconDay(account_no=request.account_no, recon_date=request.recon_date)
         interval = timedelta(seconds=request.check_interval_seconds)
-        while True:
-            self._look_now = False
-            inputs = await workflow.execute_activity_method(
-                ReconcileActivities.check_inputs, day, start_to_close_timeout=CHECK_TIMEOUT
-            )
-            if inputs.missing is None:
-                break
-            workflow.logger.info(
-                "reconciliation of %s %s waits: %s", day.account_no, day.recon_date, inputs.missing
-            )
-            await self._wait_for_signal(interval)
+        await wait_for_inputs(self, ReconcileActivities.check_inputs, day, interval, "reconciliation")
         info = workflow.info()
         summary = await workflow.execute_activity_method(
             ReconcileActivities.reconcile,
