@@ -18,11 +18,12 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import text
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.children import status_kb
+from bench.harness import ROOT, TEST_POSTGRES, Postgres
+
 SCHEMA = "bench_recon"
 CHANNEL = "wx-bench-1900000001"
 DAY = date(2026, 11, 24)
@@ -62,14 +63,6 @@ LEDGER_QUERY = (
 )
 
 
-def _url(base: str) -> str:
-    return (
-        make_url(base)
-        .update_query_dict({"options": f"-csearch_path={SCHEMA}"})
-        .render_as_string(hide_password=False)
-    )
-
-
 def child(url: str) -> None:
     """One reconciliation in this process, which holds what the worker holds: its figures as JSON."""
     import worker  # noqa: F401  (the worker's imports count in its RSS)
@@ -88,8 +81,7 @@ def child(url: str) -> None:
     started = time.perf_counter()
     summary = reconcile_day(engine, channel, request)
     seconds = time.perf_counter() - started
-    with open(f"/proc/{os.getpid()}/status") as status:
-        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    peak = status_kb(os.getpid(), "VmHWM")
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak / 1024,
                       "totals": {f"{t.state}/{t.side}": t.lines for t in summary.totals}}))  # fmt: skip
 
@@ -100,9 +92,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--postgres",
-        default=os.environ.get(
-            "BANKRECON_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-        ),
+        default=TEST_POSTGRES,
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -112,13 +102,10 @@ def main() -> None:
     from bankrecon.store.db import make_engine
     from bankrecon.store.schema import prepare_schema
 
-    url = _url(args.postgres)
-    admin = create_engine(args.postgres)
-    with admin.begin() as conn:
-        # The bench's own schema, made anew: one left by an older bankrecon would not be at the head.
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    admin.dispose()
+    # The bench's own schema, made anew: one left by an older bankrecon would not be at the head.
+    database = Postgres(args.postgres, SCHEMA)
+    database.reset()
+    url = database.url
     engine = make_engine(url)
     prepare_schema(engine)
     with engine.begin() as conn:
