@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey, WorkflowIDReusePolicy
@@ -105,13 +107,17 @@ class NightlyStatementsWorkflow:
             accounts = await workflow.execute_activity(
                 "reconciled_accounts", start_to_close_timeout=PLAN_TIMEOUT, result_type=list[str]
             )
-            await asyncio.gather(*(self._reconcile(account, bill_date, request) for account in accounts))
+            channel = (ReconcileWorkflow.run, ReconcileInput, reconcile_workflow_id)
+            await asyncio.gather(
+                *(self._reconcile(*channel, account, bill_date, request) for account in accounts)
+            )
         if request.resume_after is None and workflow.patched(BANK_RECONCILE_PATCH):
             bank_accounts = await workflow.execute_activity(
                 "bank_reconciled_accounts", start_to_close_timeout=PLAN_TIMEOUT, result_type=list[str]
             )
+            bank = (BankReconcileWorkflow.run, BankReconcileInput, bank_reconcile_workflow_id)
             await asyncio.gather(
-                *(self._reconcile_bank(account, bill_date, request) for account in bank_accounts)
+                *(self._reconcile(*bank, account, bill_date, request) for account in bank_accounts)
             )
         return NightlyStatementsResult(
             bill_date=bill_date,
@@ -143,31 +149,23 @@ class NightlyStatementsWorkflow:
             )
         return workflow_id
 
-    async def _reconcile(self, account_no: str, day: date, request: NightlyStatementsInput) -> None:
+    async def _reconcile(
+        self,
+        run: Callable[[Any, Any], Awaitable[Any]],
+        made: type[ReconcileInput] | type[BankReconcileInput],
+        workflow_id: Callable[[str, date], str],
+        account_no: str,
+        day: date,
+        request: NightlyStatementsInput,
+    ) -> None:
+        """Start the day's reconciliation of the account (a channel's or a bank's), left running;
+        one started already, or done, is left alone."""
+        interval = request.retry_interval_seconds
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
-                ReconcileWorkflow.run,
-                ReconcileInput(
-                    account_no=account_no,
-                    recon_date=day,
-                    check_interval_seconds=request.retry_interval_seconds,
-                ),
-                id=reconcile_workflow_id(account_no, day),
-                task_queue=request.statement_task_queue,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            )
-
-    async def _reconcile_bank(self, account_no: str, day: date, request: NightlyStatementsInput) -> None:
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await workflow.start_child_workflow(
-                BankReconcileWorkflow.run,
-                BankReconcileInput(
-                    account_no=account_no,
-                    recon_date=day,
-                    check_interval_seconds=request.retry_interval_seconds,
-                ),
-                id=bank_reconcile_workflow_id(account_no, day),
+                run,
+                made(account_no=account_no, recon_date=day, check_interval_seconds=interval),
+                id=workflow_id(account_no, day),
                 task_queue=request.statement_task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

@@ -77,8 +77,13 @@ async def wait_for_inputs(
         if inputs.missing is None:
             return
         workflow.logger.info("%s of %s %s waits: %s", what, day.account_no, day.recon_date, inputs.missing)
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: waiter._look_now, timeout=interval)
+        await until_told(waiter, interval)
+
+
+async def until_told(waiter: InputsWaiter, longest: timedelta) -> None:
+    """Wait for ``inputs_ready``, at most ``longest``."""
+    with contextlib.suppress(TimeoutError):
+        await workflow.wait_condition(lambda: waiter._look_now, timeout=longest)
 
 
 @workflow.defn(name="ReconcileWorkflow")
@@ -112,10 +117,6 @@ class ReconcileWorkflow:
                 await self._alert(day, summary, summary.settlement_exceptions, "settlement")
         return summary
 
-    async def _wait_for_signal(self, longest: timedelta) -> None:
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._look_now, timeout=longest)
-
     async def _settle(self, day: ReconDay, summary: ReconRunSummary, interval: timedelta) -> ReconRunSummary:
         """Check the pending settlement whenever told, or every interval, until it is decided."""
         while summary.settlement_deadline is not None:
@@ -123,7 +124,7 @@ class ReconcileWorkflow:
             self._look_now = False
             remaining = deadline - workflow.now()
             if remaining > timedelta(0):
-                await self._wait_for_signal(min(interval, remaining))
+                await until_told(self, min(interval, remaining))
             summary = await workflow.execute_activity_method(
                 ReconcileActivities.check_settlement,
                 SettlementCheck(run_id=summary.run_id, day=day, final=workflow.now() >= deadline),
